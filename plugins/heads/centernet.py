@@ -1,0 +1,41 @@
+"""CenterNet head ("objects as points"), registered without importing torch."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
+
+from pydantic import Field
+
+import toolkit
+
+if TYPE_CHECKING:
+    from toolkit_plugins.heads.centernet_modules import CenterNetHead
+
+
+def centernet(
+    in_channels: int,
+    stride: int,
+    num_classes: int,
+    neck_channels: Annotated[
+        tuple[Annotated[int, Field(ge=1)], ...],
+        Field(min_length=1, max_length=5, description="channels of each x2 upsampling stage"),
+    ] = (256, 128, 64),
+    head_conv: Annotated[int, Field(ge=1, description="channels of the 3x3 conv in each branch")] = 64,
+    max_detections: Annotated[int, Field(ge=1, le=1000, description="K of the top-K decode")] = 100,
+) -> CenterNetHead:
+    """CenterNet: upsampling neck, heatmap + size + offset branches, top-K peak decode."""
+    from toolkit_plugins.heads.centernet_modules import CenterNetHead
+
+    return CenterNetHead(
+        in_channels,
+        stride,
+        num_classes,
+        neck_channels=neck_channels,
+        head_conv=head_conv,
+        max_detections=max_detections,
+    )
+
+
+@toolkit.hookimpl
+def toolkit_register_heads(registry: toolkit.Registry) -> None:
+    registry.register("centernet", centernet)

@@ -1,0 +1,119 @@
+"""CenterNet head ("objects as points"): upsampling neck, three branches, top-K peak decode."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from toolkit.errors import ToolkitError
+
+HEATMAP_PRIOR_BIAS = -2.19  # sigmoid(-2.19) ~ 0.1: the focal-loss prior of the CenterNet paper
+
+
+def _branch(in_channels: int, head_conv: int, out_channels: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(in_channels, head_conv, kernel_size=3, padding=1, bias=True),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(head_conv, out_channels, kernel_size=1),
+    )
+
+
+class CenterNetHead(nn.Module):
+    """CenterNet detection head on a single feature map.
+
+    `forward(features[N, in_channels, h_feat, w_feat])` returns, at
+    `output_stride = stride // 2**len(neck_channels)` (h = h_feat * 2**len(neck_channels)):
+
+    - "heatmap": class logits [N, num_classes, h, w] (sigmoid gives the centre probability);
+    - "size": [N, 2, h, w], channel 0 = box width w, channel 1 = box height h, both in
+      output-stride cells;
+    - "offset": [N, 2, h, w], channel 0 = dx, channel 1 = dy, the sub-cell offset of the box
+      centre: an object peaking at cell (x, y) has its centre at (x + dx, y + dy) cells.
+
+    Box in input pixels = (cx - w/2, cy - h/2, cx + w/2, cy + h/2) * output_stride, clamped
+    to [0, W_in] x [0, H_in] with W_in = w * output_stride, H_in = h * output_stride. The
+    target encoder must use these same conventions.
+
+    `decode(outputs)` returns "boxes" float [N, K, 4] (xyxy, input pixels), "scores" [N, K]
+    sorted descending and "labels" int64 [N, K], K = min(max_detections, C * h * w); peaks are
+    cells equal to the 3x3 max of the sigmoid heatmap. Decode uses only traceable tensor ops.
+    """
+
+    task = "detection"
+
+    def __init__(
+        self,
+        in_channels: int,
+        stride: int,
+        num_classes: int,
+        *,
+        neck_channels: tuple[int, ...] = (256, 128, 64),
+        head_conv: int = 64,
+        max_detections: int = 100,
+    ) -> None:
+        super().__init__()
+        upsampling = 2 ** len(neck_channels)
+        if stride % upsampling != 0:
+            raise ToolkitError(
+                f"centernet: backbone stride {stride} is not divisible by {upsampling} "
+                f"(2 ** {len(neck_channels)} neck stages); use fewer neck_channels"
+            )
+        self.in_channels = in_channels
+        self.num_classes = num_classes
+        self.max_detections = max_detections
+        self.output_stride = stride // upsampling
+        neck: list[nn.Module] = []
+        channels = in_channels
+        for out in neck_channels:
+            neck += [
+                nn.ConvTranspose2d(
+                    channels, out, kernel_size=4, stride=2, padding=1, output_padding=0, bias=False
+                ),
+                nn.BatchNorm2d(out),
+                nn.ReLU(inplace=True),
+            ]
+            channels = out
+        self.neck = nn.Sequential(*neck)
+        self.out_channels = channels  # channels of the neck output the branches read
+        self.heatmap = _branch(channels, head_conv, num_classes)
+        self.size = _branch(channels, head_conv, 2)
+        self.offset = _branch(channels, head_conv, 2)
+        nn.init.constant_(self.heatmap[-1].bias, HEATMAP_PRIOR_BIAS)
+        for branch in (self.size, self.offset):
+            nn.init.normal_(branch[-1].weight, std=0.001)
+            nn.init.zeros_(branch[-1].bias)
+
+    def forward(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
+        x = self.neck(features)
+        return {"heatmap": self.heatmap(x), "size": self.size(x), "offset": self.offset(x)}
+
+    def decode(self, outputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Top-K peaks of the heatmap as xyxy boxes in input pixels (see the class docstring)."""
+        heat = outputs["heatmap"].sigmoid()
+        n, c, h, w = heat.shape
+        pooled = F.max_pool2d(heat, kernel_size=3, stride=1, padding=1)
+        heat = heat * (pooled == heat).to(heat.dtype)
+        hw = h * w
+        k = min(self.max_detections, c * hw)
+        scores, index = torch.topk(heat.reshape(n, -1), k, dim=1, largest=True, sorted=True)
+        labels = index // hw
+        pixel = index - labels * hw
+        ys = pixel // w
+        xs = pixel - ys * w
+        gather_index = pixel.unsqueeze(1).expand(-1, 2, -1)
+        size = torch.gather(outputs["size"].reshape(n, 2, -1), 2, gather_index)
+        offset = torch.gather(outputs["offset"].reshape(n, 2, -1), 2, gather_index)
+        cx = xs.to(heat.dtype) + offset[:, 0]
+        cy = ys.to(heat.dtype) + offset[:, 1]
+        half_w = size[:, 0] / 2
+        half_h = size[:, 1] / 2
+        stride = self.output_stride
+        x_max = torch.ones_like(cx) * (w * stride)
+        y_max = torch.ones_like(cy) * (h * stride)
+        x1 = torch.minimum(((cx - half_w) * stride).clamp(min=0), x_max)
+        y1 = torch.minimum(((cy - half_h) * stride).clamp(min=0), y_max)
+        x2 = torch.minimum(((cx + half_w) * stride).clamp(min=0), x_max)
+        y2 = torch.minimum(((cy + half_h) * stride).clamp(min=0), y_max)
+        boxes = torch.stack([x1, y1, x2, y2], dim=-1)
+        return {"boxes": boxes, "scores": scores, "labels": labels}

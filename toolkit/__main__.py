@@ -1,0 +1,7 @@
+"""`python -m toolkit` (also what torchrun runs)."""
+
+import sys
+
+from toolkit.cli import main
+
+sys.exit(main())

@@ -1,0 +1,207 @@
+"""Command line: parse arguments, call the API, print, map user errors to exit code 2.
+
+Only argparse is imported up front: `toolkit --help` never imports torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any
+
+EXIT_USER_ERROR = 2
+
+
+def _add_plugin_option(parser: argparse.ArgumentParser, *, top_level: bool) -> None:
+    parser.add_argument(
+        "-p",
+        "--plugin",
+        dest="plugins",
+        action="append",
+        metavar="MODULE",
+        default=[] if top_level else argparse.SUPPRESS,
+        help="load a plugin module (repeatable); '-p no:NAME' disables an installed plugin",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from toolkit import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="toolkit",
+        description="Plugin-based detection and classification: every experiment is a spec file.",
+    )
+    parser.add_argument("--version", action="version", version=f"toolkit {__version__}")
+    _add_plugin_option(parser, top_level=True)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def command(
+        name: str, handler: Callable[[argparse.Namespace], int], help_text: str
+    ) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        _add_plugin_option(sub, top_level=False)
+        sub.set_defaults(handler=handler)
+        return sub
+
+    plugins = command("plugins", _cmd_plugins, "list plugins and the components they register")
+    plugins.add_argument("--json", action="store_true", help="machine-readable output")
+
+    schema = command(
+        "schema", _cmd_schema, "print the JSON Schema of spec files (installed plugins included)"
+    )
+    schema.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
+
+    for name, handler, help_text in (
+        ("validate", _cmd_validate, "check a spec file against the installed plugins"),
+        ("build", _cmd_build, "build the spec's model and print parameters and output shapes"),
+    ):
+        sub = command(name, handler, help_text)
+        sub.add_argument("spec", metavar="SPEC", help="spec file (.yaml, .yml or .json)")
+        sub.add_argument(
+            "overrides", nargs="*", metavar="KEY=VALUE", help="overrides, e.g. model.input_size=256"
+        )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `toolkit` command; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from toolkit.errors import ToolkitError
+
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        try:
+            from toolkit import plugins
+
+            plugins.configure(modules=args.plugins)
+            return int(args.handler(args))
+        except ToolkitError as exc:
+            print(f"toolkit: error: {exc}", file=sys.stderr)
+            return exc.exit_code
+        except KeyboardInterrupt:
+            print("toolkit: interrupted", file=sys.stderr)
+            return 130
+
+
+def _show_warning(
+    message: Any, category: type[Warning], filename: str, lineno: int, *_: Any, **__: Any
+) -> None:
+    print(f"toolkit: warning: {message}", file=sys.stderr)
+
+
+# -- commands ---------------------------------------------------------------------------------
+def _cmd_plugins(args: argparse.Namespace) -> int:
+    from toolkit.plugins import get_plugin_manager
+    from toolkit.table import format_table
+
+    manager = get_plugin_manager()
+    plugins = [
+        {
+            "name": info.name,
+            "module": info.module,
+            "source": info.source,
+            "distribution": info.distribution,
+            "version": info.version,
+            "status": "loaded",
+            "error": None,
+        }
+        for info in manager.loaded
+    ] + [
+        {
+            "name": f.info.name,
+            "module": f.info.module,
+            "source": f.info.source,
+            "distribution": f.info.distribution,
+            "version": f.info.version,
+            "status": f"failed to {f.stage}",
+            "error": f.error,
+        }
+        for f in manager.failed
+    ]
+    components = {
+        kind: [
+            {
+                "name": entry.name,
+                "plugin": entry.plugin.name,
+                "distribution": entry.plugin.distribution,
+                "version": entry.plugin.version,
+                "description": entry.description,
+                "params": entry.params.model_json_schema(),
+            }
+            for entry in registry
+        ]
+        for kind, registry in manager.registries.items()
+    }
+    if args.json:
+        print(json.dumps({"plugins": plugins, "components": components}, indent=2))
+        return 0
+    print(
+        format_table(
+            ["plugin", "source", "distribution", "status"],
+            [
+                [
+                    p["name"],
+                    p["source"],
+                    f"{p['distribution'] or '-'} {p['version'] or ''}".strip(),
+                    p["status"],
+                ]
+                for p in plugins
+            ],
+        )
+    )
+    for failure in manager.failed:
+        print(f"  {failure.info.name}: {failure.error}")
+    print()
+    rows = [
+        [kind, c["name"], c["plugin"], c["description"]] for kind, items in components.items() for c in items
+    ]
+    print(format_table(["kind", "name", "plugin", "description"], rows))
+    return 0
+
+
+def _cmd_schema(args: argparse.Namespace) -> int:
+    from toolkit.spec import spec_json_schema
+
+    text = json.dumps(spec_json_schema(), indent=2)
+    if args.output:
+        from pathlib import Path
+
+        Path(args.output).write_text(text + "\n", encoding="utf-8")
+        print(f"wrote {args.output}")
+    else:
+        print(text)
+    return 0
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from toolkit.spec import load_spec
+
+    spec = load_spec(args.spec, args.overrides)
+    model = spec.model
+    height, width = model.input_size
+    print(
+        f"{args.spec}: valid ({model.backbone.type} + {model.head.type}, "
+        f"{model.num_classes} classes, input {height}x{width})"
+    )
+    return 0
+
+
+def _cmd_build(args: argparse.Namespace) -> int:
+    from toolkit.build import build_model
+    from toolkit.spec import load_spec
+    from toolkit.summary import format_summary, summarize
+
+    spec = load_spec(args.spec, args.overrides)
+    model = build_model(spec)
+    parts = summarize(model, spec.model.backbone.type, spec.model.head.type)
+    print(f"{args.spec}: {model.task} model, {model.head.num_classes} classes")
+    print(format_summary(parts, spec.model.input_size))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,64 @@
+"""User-facing errors: the CLI prints their message and exits with code 2, without a traceback."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Sequence
+
+
+class ToolkitError(Exception):
+    """An error the user can fix (bad spec, missing file, broken plugin). Exit code 2 in the CLI."""
+
+    exit_code = 2
+
+
+class PluginError(ToolkitError):
+    """A plugin could not be loaded or broke the plugin contract."""
+
+
+class DuplicateComponentError(ToolkitError):
+    """Two plugins registered the same component name for one kind."""
+
+
+class UnknownComponentError(ToolkitError, KeyError):
+    """A component name that no loaded plugin registered.
+
+    The message names the kind, the spec path, the closest names, how to list what exists
+    and the plugins that failed to load (one of them may have provided the name).
+    """
+
+    def __init__(
+        self,
+        kind: str,
+        name: str,
+        *,
+        known: Iterable[str],
+        path: str | None = None,
+        failed_plugins: Sequence[str] = (),
+    ) -> None:
+        self.kind = kind
+        self.name = name
+        self.path = path
+        self.known = sorted(known)
+        self.suggestions = closest(name, self.known)
+        self.failed_plugins = list(failed_plugins)
+        super().__init__(self.describe())
+
+    def describe(self) -> str:
+        where = f"{self.path}: " if self.path else ""
+        text = f"{where}unknown {self.kind} {self.name!r}"
+        if self.suggestions:
+            text += f" (did you mean {' or '.join(self.suggestions)}?)"
+        available = ", ".join(self.known) if self.known else "none"
+        text += f"; available {self.kind}s: {available}; list them with 'toolkit plugins'"
+        if self.failed_plugins:
+            text += f"; plugins that failed to load: {', '.join(self.failed_plugins)}"
+        return text
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return self.describe()
+
+
+def closest(name: str, candidates: Iterable[str], n: int = 3) -> list[str]:
+    """Return up to `n` candidates close to `name` (difflib ratio >= 0.6), best first."""
+    return difflib.get_close_matches(str(name), list(candidates), n=n, cutoff=0.6)

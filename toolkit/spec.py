@@ -1,0 +1,363 @@
+"""Spec files as pydantic models, validated against the plugin registries; JSON Schema for editors.
+
+The static classes below (`Spec`, `ModelSpec`, `ComponentSpec`) are what user code type-hints.
+`spec_model(plugins)` derives subclasses in which every component reference is a discriminated
+union (on `type`) of the registered components' parameter models, so validation and the JSON
+Schema both come from the registry. Errors are collected and reported all at once, with paths.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    WithJsonSchema,
+    create_model,
+)
+from pydantic.fields import FieldInfo
+
+from toolkit.errors import ToolkitError, UnknownComponentError, closest
+from toolkit.plugins import PluginManager, get_plugin_manager
+from toolkit.registry import ComponentEntry, Registry
+from toolkit.specfile import apply_overrides, read_spec_file
+
+KIND_KEY = "x-toolkit-kind"
+INPUT_MULTIPLE = 32
+
+
+@dataclass(frozen=True)
+class SpecIssue:
+    """One problem in a spec: where (dotted path) and what."""
+
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}" if self.path else self.message
+
+
+class SpecError(ToolkitError):
+    """A spec that does not validate; carries every problem found, each with its path."""
+
+    def __init__(self, source: str, issues: Sequence[SpecIssue]) -> None:
+        self.source = source
+        self.issues = list(issues)
+        count = f"{len(self.issues)} problem{'s' if len(self.issues) != 1 else ''}"
+        lines = "\n".join(f"  {issue}" for issue in self.issues)
+        super().__init__(f"{source}: {count} in the spec:\n{lines}")
+
+
+# -- static spec classes ----------------------------------------------------------------------
+class ComponentSpec(BaseModel):
+    """A reference to a registered component: `{type: NAME, ...params}`."""
+
+    model_config = ConfigDict(extra="allow")
+    type: str
+
+
+def _square(value: Any) -> Any:
+    return [value, value] if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+def _check_input_size(size: tuple[int, int]) -> tuple[int, int]:
+    for side in size:
+        if side % INPUT_MULTIPLE:
+            lower = max(INPUT_MULTIPLE, side // INPUT_MULTIPLE * INPUT_MULTIPLE)
+            raise ValueError(
+                f"each side must be a multiple of {INPUT_MULTIPLE} (the backbone stride), "
+                f"got {side}; use {lower} or {lower + INPUT_MULTIPLE}"
+            )
+    return size
+
+
+def _check_unique(names: list[str]) -> list[str]:
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise ValueError(f"class name {name!r} appears twice; class names must be unique")
+        seen.add(name)
+    return names
+
+
+InputSize = Annotated[
+    tuple[
+        Annotated[int, Field(ge=INPUT_MULTIPLE, le=4096)],
+        Annotated[int, Field(ge=INPUT_MULTIPLE, le=4096)],
+    ],
+    BeforeValidator(_square),
+    AfterValidator(_check_input_size),
+    WithJsonSchema(
+        {
+            "description": f"[height, width] or one int (square), multiples of {INPUT_MULTIPLE}",
+            "oneOf": [
+                {"type": "integer", "minimum": INPUT_MULTIPLE, "multipleOf": INPUT_MULTIPLE},
+                {
+                    "type": "array",
+                    "items": {
+                        "type": "integer",
+                        "minimum": INPUT_MULTIPLE,
+                        "multipleOf": INPUT_MULTIPLE,
+                    },
+                    "minItems": 2,
+                    "maxItems": 2,
+                },
+            ],
+        }
+    ),
+]
+ClassName = Annotated[str, Field(min_length=1, pattern=r"\S")]
+ClassNames = Annotated[list[ClassName], Field(min_length=1), AfterValidator(_check_unique)]
+
+
+class ModelSpec(BaseModel):
+    """The `model:` section: backbone + head, input size and class names."""
+
+    model_config = ConfigDict(extra="forbid")
+    backbone: ComponentSpec
+    head: ComponentSpec
+    input_size: InputSize = Field(description="model input [height, width]")
+    class_names: ClassNames = Field(description="one name per class, in label order")
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+
+class Spec(BaseModel):
+    """A whole experiment: plugins to load and the sections that describe it."""
+
+    model_config = ConfigDict(extra="forbid")
+    plugins: list[str] = Field(default_factory=list, description="extra plugin modules to load")
+    model: ModelSpec
+    _source: str = PrivateAttr(default="<dict>")
+
+    @property
+    def source(self) -> str:
+        """The file (or '<dict>') the spec was read from."""
+        return self._source
+
+
+# -- registry-derived models -------------------------------------------------------------------
+def component_model(entry: ComponentEntry) -> type[BaseModel]:
+    """The params model of `entry` extended with `type: Literal[name]`; unknown keys forbidden."""
+    title = f"{entry.kind} {entry.name}"
+    namespace = {
+        "__annotations__": {"type": Literal[entry.name]},  # type: ignore[valid-type]
+        "__doc__": entry.description or title,
+        "__module__": __name__,
+        "model_config": ConfigDict(extra="forbid", title=title),
+    }
+    name = f"{entry.kind.capitalize()}_{entry.name}".replace("-", "_")
+    return type(name, (entry.params,), namespace)
+
+
+def component_field(registry: Registry) -> Any:
+    """Annotation of a spec field holding one component of `registry`'s kind."""
+    extra = {KIND_KEY: registry.kind}
+    members = [component_model(entry) for entry in registry]
+    if not members:
+
+        def _nothing_registered(value: Any) -> Any:
+            raise ValueError(
+                f"no {registry.kind} is registered; install or load (-p MODULE) a plugin that provides one"
+            )
+
+        return Annotated[ComponentSpec, AfterValidator(_nothing_registered), Field(json_schema_extra=extra)]
+    union = Union[tuple(members)]  # noqa: UP007 - built from a runtime tuple
+    return Annotated[union, Field(discriminator="type", json_schema_extra=extra)]
+
+
+def spec_model(plugins: PluginManager | None = None) -> type[Spec]:
+    """The `Spec` subclass that validates against the plugins' registries (cached per registry state)."""
+    manager = plugins or get_plugin_manager()
+    key = tuple((kind, tuple(reg.names())) for kind, reg in manager.registries.items())
+    cache: dict[Any, type[Spec]] = manager.__dict__.setdefault("_spec_model_cache", {})
+    if key not in cache:
+        model_section = create_model(
+            "ModelSpec",
+            __base__=ModelSpec,
+            __module__=__name__,
+            backbone=(
+                component_field(manager.registry("backbone")),
+                Field(description="feature extractor"),
+            ),
+            head=(component_field(manager.registry("head")), Field(description="task head")),
+        )
+        cache[key] = create_model("Spec", __base__=Spec, __module__=__name__, model=(model_section, ...))
+    return cache[key]
+
+
+def spec_json_schema(plugins: PluginManager | None = None) -> dict[str, Any]:
+    """JSON Schema (draft 2020-12) of spec files, including every loaded plugin's components."""
+    schema = spec_model(plugins).model_json_schema()
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "toolkit spec",
+        **{k: v for k, v in schema.items() if k != "title"},
+    }
+
+
+# -- loading ----------------------------------------------------------------------------------
+def load_spec(
+    source: str | Path | Mapping[str, Any] | Spec,
+    overrides: Sequence[str] = (),
+    *,
+    plugins: PluginManager | None = None,
+) -> Spec:
+    """Read (YAML/JSON file or mapping), apply `key.sub=value` overrides, load the spec's plugins, validate.
+
+    Raises SpecError listing every problem with its path.
+    """
+    manager = plugins or get_plugin_manager()
+    if isinstance(source, Spec):
+        source, name = source.model_dump(mode="json"), source.source
+    elif isinstance(source, Mapping):
+        name = "<dict>"
+    else:
+        name = str(source)
+        source = read_spec_file(source)
+    raw = apply_overrides(dict(source), overrides)
+    plugin_modules = raw.get("plugins", [])
+    if not isinstance(plugin_modules, list) or not all(isinstance(m, str) for m in plugin_modules):
+        raise SpecError(name, [SpecIssue("plugins", "must be a list of module names")])
+    manager.add_modules(plugin_modules, source="spec")
+    model = spec_model(manager)
+    try:
+        spec = model.model_validate(raw)
+    except ValidationError as exc:
+        raise SpecError(name, describe_errors(model, exc, manager)) from None
+    spec._source = name
+    return spec
+
+
+def describe_errors(
+    model: type[BaseModel], error: ValidationError, plugins: PluginManager
+) -> list[SpecIssue]:
+    """Turn pydantic errors into path-named issues with suggestions."""
+    issues: list[SpecIssue] = []
+    for item in error.errors(include_url=False):
+        path, parent, kind = _walk(model, item["loc"])
+        message = _message(item, parent, kind, plugins, path)  # may extend the path
+        issues.append(SpecIssue(".".join(path), message))
+    return issues
+
+
+def _message(
+    item: Mapping[str, Any],
+    parent: type[BaseModel] | None,
+    kind: str | None,
+    plugins: PluginManager,
+    path: list[str],
+) -> str:
+    kind_of_error = item["type"]
+    ctx = item.get("ctx") or {}
+    if kind_of_error == "extra_forbidden":
+        return _unknown_field(str(item["loc"][-1]), parent, kind, plugins)
+    if kind_of_error == "missing":
+        return "required field is missing"
+    if kind_of_error in {"union_tag_invalid", "union_tag_not_found"} and kind:
+        path.append("type")
+    if kind_of_error == "union_tag_invalid" and kind:
+        registry = plugins.registry(kind)
+        return UnknownComponentError(
+            kind,
+            str(ctx.get("tag")),
+            known=registry.names(),
+            failed_plugins=registry.failed_plugins,
+        ).describe()
+    if kind_of_error == "union_tag_not_found" and kind:
+        names = ", ".join(plugins.registry(kind).names())
+        return f"missing 'type': name a {kind} ({names})"
+    if kind_of_error in {"model_attributes_type", "model_type", "dict_type"}:
+        return f"expected a mapping, got {_show(item.get('input'))}"
+    message = str(item["msg"])
+    message = message.removeprefix("Value error, ")
+    value = item.get("input")
+    if not isinstance(value, (dict, list)) and str(value) not in message:
+        message += f" (got {_show(value)})"
+    return message
+
+
+#: Where the builder takes the arguments it injects into factories, for "did you mean" hints.
+INJECTED_FROM = {
+    "in_channels": "the backbone's out_channels",
+    "stride": "the backbone's stride",
+    "num_classes": "model.class_names",
+}
+
+
+def _unknown_field(
+    name: str, parent: type[BaseModel] | None, kind: str | None, plugins: PluginManager
+) -> str:
+    known = [field for field in (parent.model_fields if parent else {}) if field != "type"]
+    injected = (
+        sorted(plugins.registry(kind).injected)
+        if kind and parent is not None and "type" in parent.model_fields
+        else []
+    )
+    hint = closest(name, [*known, *injected])
+    if hint and hint[0] in injected:
+        source = INJECTED_FROM.get(hint[0], "the builder")
+        return f"unknown field (did you mean {hint[0]}? it is set from {source}; remove it here)"
+    suggestion = f" (did you mean {' or '.join(hint)}?)" if hint else ""
+    allowed = f"; allowed: {', '.join(known)}" if known and not hint else ""
+    return f"unknown field{suggestion}{allowed}"
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _walk(model: type[BaseModel], loc: Sequence[Any]) -> tuple[list[str], type[BaseModel] | None, str | None]:
+    """Follow a pydantic error location through the spec model.
+
+    Returns the displayed path (union tags left out), the model that holds the last element and
+    the component kind when the location passes through a component field.
+    """
+    path: list[str] = []
+    current: type[BaseModel] | None = model
+    parent: type[BaseModel] | None = model
+    kind: str | None = None
+    members: dict[str, type[BaseModel]] | None = None
+    for part in loc:
+        if members is not None:  # this element is the union tag pydantic inserts
+            current, members = members.get(str(part)), None
+            continue
+        parent = current
+        path.append(str(part))
+        field = current.model_fields.get(part) if current is not None and isinstance(part, str) else None
+        current = None
+        if field is None:
+            continue
+        kind = _field_kind(field) or kind
+        if field.discriminator:
+            members = _union_members(field)
+        elif isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            current = field.annotation
+    return path, parent, kind
+
+
+def _field_kind(field: FieldInfo) -> str | None:
+    extra = field.json_schema_extra
+    return extra.get(KIND_KEY) if isinstance(extra, dict) else None  # type: ignore[return-value]
+
+
+def _union_members(field: FieldInfo) -> dict[str, type[BaseModel]]:
+    args = getattr(field.annotation, "__args__", None) or (field.annotation,)
+    members: dict[str, type[BaseModel]] = {}
+    for member in args:
+        if isinstance(member, type) and issubclass(member, BaseModel) and "type" in member.model_fields:
+            for tag in getattr(member.model_fields["type"].annotation, "__args__", ()):
+                members[str(tag)] = member
+    return members
