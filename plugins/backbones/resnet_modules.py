@@ -146,9 +146,7 @@ class ResNetBackbone(nn.Module):
     def _unwrap(obj: Any, source: str) -> dict[str, torch.Tensor]:
         """The state dict inside `obj`: follow "model"/"state_dict", strip "module."/"backbone."."""
         while isinstance(obj, Mapping):
-            inner = next(
-                (obj[k] for k in ("model", "state_dict") if isinstance(obj.get(k), Mapping)), None
-            )
+            inner = next((obj[k] for k in ("model", "state_dict") if isinstance(obj.get(k), Mapping)), None)
             if inner is None:
                 break
             obj = inner

@@ -15,9 +15,7 @@ class ClassificationHead(nn.Module):
 
     task = "classification"
 
-    def __init__(
-        self, in_channels: int, stride: int, num_classes: int, *, dropout: float = 0.0
-    ) -> None:
+    def __init__(self, in_channels: int, stride: int, num_classes: int, *, dropout: float = 0.0) -> None:
         super().__init__()
         self.in_channels = in_channels
         self.stride = stride
