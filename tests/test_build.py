@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from conftest import REPO
+
 from toolkit.build import build_model
 from toolkit.plugins import PluginManager
 from toolkit.spec import load_spec

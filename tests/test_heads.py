@@ -6,10 +6,10 @@ import math
 
 import pytest
 import torch
-from toolkit_plugins.heads.centernet_modules import CenterNetHead
-from toolkit_plugins.heads.classification_modules import ClassificationHead
 
 from toolkit.errors import ToolkitError
+from toolkit_plugins.heads.centernet_modules import CenterNetHead
+from toolkit_plugins.heads.classification_modules import ClassificationHead
 
 # ----------------------------------------------------------------------------------- centernet
 

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-
 from conftest import write_distribution
+
 from toolkit.errors import DuplicateComponentError, PluginError, UnknownComponentError
 from toolkit.plugins import PluginManager, PluginWarning
 from toolkit.spec import load_spec
@@ -146,5 +146,5 @@ def test_contract_violation_names_the_plugin(fixture_plugins_on_path: Path) -> N
 
     manager = PluginManager(modules=["fixture_tiny"])
     spec = {**CENTERNET_SPEC, "model": {**CENTERNET_SPEC["model"], "backbone": {"type": "not_a_module"}}}
-    with pytest.raises(PluginError, match="not_a_module.*fixture_tiny.*breaks the backbone contract"):
+    with pytest.raises(PluginError, match=r"not_a_module.*fixture_tiny.*breaks the backbone contract"):
         build_model(spec, plugins=manager)

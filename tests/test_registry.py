@@ -96,7 +96,7 @@ def test_untyped_parameter_is_a_plugin_error() -> None:
     def untyped(depth=3):  # type: ignore[no-untyped-def]
         return depth
 
-    with pytest.raises(PluginError, match="'depth' .* has no type hint"):
+    with pytest.raises(PluginError, match=r"'depth' .* has no type hint"):
         Registry("backbone").register("untyped", untyped)
 
 

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 import torchvision
-from toolkit_plugins.backbones.resnet_modules import ResNetBackbone
 from torch import nn
 
 from toolkit.errors import ToolkitError
+from toolkit_plugins.backbones.resnet_modules import ResNetBackbone
 
 
 def _bn_stats(module: nn.Module) -> list[torch.Tensor]:

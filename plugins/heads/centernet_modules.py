@@ -106,8 +106,8 @@ class CenterNetHead(nn.Module):
         offset = torch.gather(outputs["offset"].reshape(n, 2, -1), 2, gather_index)
         cx = xs.to(heat.dtype) + offset[:, 0]
         cy = ys.to(heat.dtype) + offset[:, 1]
-        half_w = size[:, 0] / 2
-        half_h = size[:, 1] / 2
+        half_w = size[:, 0].clamp(min=0) / 2  # an untrained size branch can be negative
+        half_h = size[:, 1].clamp(min=0) / 2
         stride = self.output_stride
         x_max = torch.ones_like(cx) * (w * stride)
         y_max = torch.ones_like(cy) * (h * stride)
