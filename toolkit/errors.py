@@ -62,3 +62,21 @@ class UnknownComponentError(ToolkitError, KeyError):
 def closest(name: str, candidates: Iterable[str], n: int = 3) -> list[str]:
     """Return up to `n` candidates close to `name` (difflib ratio >= 0.6), best first."""
     return difflib.get_close_matches(str(name), list(candidates), n=n, cutoff=0.6)
+
+
+class DataError(ToolkitError):
+    """Bad data: a missing or corrupt file, a malformed annotation file."""
+
+
+class BadSampleError(DataError):
+    """One sample (image or annotation) that cannot be used; names the file and the annotation.
+
+    With `data.on_bad_sample: skip` the loader counts and skips it instead of stopping.
+    """
+
+    def __init__(self, file: str, reason: str, *, annotation: str | None = None) -> None:
+        self.file = file
+        self.reason = reason
+        self.annotation = annotation
+        where = f"{file}, annotation {annotation}" if annotation else file
+        super().__init__(f"{where}: {reason}")

@@ -27,6 +27,8 @@ ENV_STRICT = "TOOLKIT_STRICT_PLUGINS"
 #: Factory arguments that the model builder supplies for each kind (never read from a spec).
 INJECTED_ARGUMENTS: dict[str, tuple[str, ...]] = {
     "head": ("in_channels", "stride", "num_classes"),
+    "augmentation": ("input_size",),
+    "dataset": ("on_bad_sample",),
 }
 
 

@@ -47,15 +47,32 @@ class ComponentEntry:
     plugin: PluginInfo = field(compare=False)
 
     def build(self, params: BaseModel | dict[str, Any] | None = None, **injected: Any) -> Any:
-        """Call the factory with validated parameters plus builder-supplied arguments."""
+        """Call the factory with validated parameters plus the builder-supplied arguments it declares."""
         if params is None or isinstance(params, dict):
             params = self.params.model_validate(params or {})
         kwargs = {name: getattr(params, name) for name in type(params).model_fields if name != "type"}
-        return self.factory(**kwargs, **injected)
+        accepted = _accepted_arguments(self.factory)
+        offered = {k: v for k, v in injected.items() if accepted is None or k in accepted}
+        return self.factory(**kwargs, **offered)
+
+
+def _accepted_arguments(factory: Callable[..., Any]) -> set[str] | None:
+    """Names the factory accepts as keywords; None when it takes **kwargs."""
+    try:
+        parameters = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is p.VAR_KEYWORD for p in parameters):
+        return None
+    return {p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
 
 
 class Registry:
-    """Components of one kind. `injected` names factory arguments the builder supplies itself."""
+    """Components of one kind.
+
+    `injected` names the arguments the builder offers to factories (e.g. a head's `num_classes`);
+    a factory receives those it declares, and they never appear in its params model.
+    """
 
     def __init__(self, kind: str, *, injected: tuple[str, ...] = ()) -> None:
         self.kind = kind

@@ -293,6 +293,8 @@ INJECTED_FROM = {
     "in_channels": "the backbone's out_channels",
     "stride": "the backbone's stride",
     "num_classes": "model.class_names",
+    "input_size": "model.input_size",
+    "on_bad_sample": "data.on_bad_sample",
 }
 
 
