@@ -223,3 +223,16 @@ def test_params_from_type_hints_are_validated(workdir: Path) -> None:
 def test_schema_includes_the_plugin(workdir: Path) -> None:
     schema = json.loads(_ok(_main("-p", "toolkit_mobilenet", "schema", cwd=workdir)))
     assert "mobilenet_v3_small" in json.dumps(schema)
+
+
+def test_loading_and_validating_does_not_import_torch(workdir: Path) -> None:
+    snippet = textwrap.dedent(
+        f"""
+        import sys
+        from toolkit.cli import main
+        assert main(["-p", "toolkit_mobilenet", "validate", {str(CONFIG)!r}]) == 0
+        print("torch" in sys.modules, "torchvision" in sys.modules)
+        """
+    )
+    result = _run(Path(sys.executable), "-c", snippet, cwd=workdir, PYTHONPATH=str(EXAMPLE))
+    assert _ok(result).strip().splitlines()[-1] == "False False"

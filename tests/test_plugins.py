@@ -148,3 +148,26 @@ def test_contract_violation_names_the_plugin(fixture_plugins_on_path: Path) -> N
     spec = {**CENTERNET_SPEC, "model": {**CENTERNET_SPEC["model"], "backbone": {"type": "not_a_module"}}}
     with pytest.raises(PluginError, match=r"not_a_module.*fixture_tiny.*breaks the backbone contract"):
         build_model(spec, plugins=manager)
+
+
+def test_plugin_options_before_and_after_the_command_add_up(cli) -> None:  # type: ignore[no-untyped-def]
+    result = cli("-p", "fixture_tiny", "plugins", "--json", "-p", "fixture_failing_register")
+    assert result.returncode == 0, result.stderr
+    plugins = {p["name"]: p["status"] for p in json.loads(result.stdout)["plugins"]}
+    assert plugins["fixture_tiny"] == "loaded"
+    assert plugins["fixture_failing_register"] == "failed to register"
+
+
+def test_spec_can_disable_a_loaded_plugin(fixture_plugins_on_path: Path) -> None:
+    manager = PluginManager(modules=["fixture_tiny"])
+    assert "centernet" in manager.registry("head")
+    with pytest.raises(Exception, match=r"model.head.type: unknown head 'centernet'"):
+        load_spec({"plugins": ["no:toolkit.centernet"], **CENTERNET_SPEC}, plugins=manager)
+    assert manager.find_plugin("toolkit.centernet") is None
+
+
+def test_injected_argument_in_a_spec_explains_where_it_comes_from() -> None:
+    spec = {**CENTERNET_SPEC, "model": {**CENTERNET_SPEC["model"], "backbone": {"type": "resnet18"}}}
+    spec["model"]["head"] = {"type": "centernet", "in_channels": 3}
+    with pytest.raises(Exception, match="in_channels is set from the backbone's out_channels"):
+        load_spec(spec, plugins=PluginManager())

@@ -8,9 +8,9 @@ from pathlib import Path
 import jsonschema
 import pytest
 import yaml
+from conftest import REPO
 
 import toolkit
-from conftest import REPO
 from toolkit.plugins import PluginManager
 from toolkit.spec import SpecError, load_spec, spec_json_schema
 from toolkit.specfile import apply_overrides, parse_override

@@ -19,10 +19,10 @@ def _add_plugin_option(parser: argparse.ArgumentParser, *, top_level: bool) -> N
     parser.add_argument(
         "-p",
         "--plugin",
-        dest="plugins",
         action="append",
         metavar="MODULE",
-        default=[] if top_level else argparse.SUPPRESS,
+        dest="plugins" if top_level else "command_plugins",
+        default=[],
         help="load a plugin module (repeatable); '-p no:NAME' disables an installed plugin",
     )
 
@@ -77,7 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             from toolkit import plugins
 
-            plugins.configure(modules=args.plugins)
+            plugins.configure(modules=[*args.plugins, *args.command_plugins])
             return int(args.handler(args))
         except ToolkitError as exc:
             print(f"toolkit: error: {exc}", file=sys.stderr)
@@ -91,6 +91,10 @@ def _show_warning(
     message: Any, category: type[Warning], filename: str, lineno: int, *_: Any, **__: Any
 ) -> None:
     print(f"toolkit: warning: {message}", file=sys.stderr)
+
+
+def _count(n: int, singular: str, plural: str) -> str:
+    return f"{n} {singular if n == 1 else plural}"
 
 
 # -- commands ---------------------------------------------------------------------------------
@@ -185,7 +189,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     height, width = model.input_size
     print(
         f"{args.spec}: valid ({model.backbone.type} + {model.head.type}, "
-        f"{model.num_classes} classes, input {height}x{width})"
+        f"{_count(model.num_classes, 'class', 'classes')}, input {height}x{width})"
     )
     return 0
 
@@ -198,7 +202,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec, args.overrides)
     model = build_model(spec)
     parts = summarize(model, spec.model.backbone.type, spec.model.head.type)
-    print(f"{args.spec}: {model.task} model, {model.head.num_classes} classes")
+    print(f"{args.spec}: {model.task} model, {_count(len(model.class_names), 'class', 'classes')}")
     print(format_summary(parts, spec.model.input_size))
     return 0
 

@@ -89,7 +89,17 @@ class PluginManager:
         """Load further plugin modules (e.g. a spec file's `plugins:` list); known ones are skipped."""
         names, blocked = split_plugin_args(list(modules))
         self.blocked.update(blocked)
+        for name in blocked:
+            self.disable(name)
         self._activate(self._load_modules(names, source=source))
+
+    def disable(self, name: str) -> None:
+        """Unload a loaded plugin (by plugin or module name): its components disappear."""
+        info = self.find_plugin(name)
+        if info is None:
+            return
+        self._rollback(info)
+        self.loaded.remove(info)
 
     def register_plugin(self, plugin: Any, name: str) -> None:
         """Register an in-process plugin object or module (tests, notebooks)."""

@@ -307,6 +307,8 @@ def _unknown_field(
         if kind and parent is not None and "type" in parent.model_fields
         else []
     )
+    if name in injected:
+        return f"{name} is set from {INJECTED_FROM.get(name, 'the builder')}; remove it here"
     hint = closest(name, [*known, *injected])
     if hint and hint[0] in injected:
         source = INJECTED_FROM.get(hint[0], "the builder")
