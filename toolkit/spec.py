@@ -9,7 +9,6 @@ Schema both come from the registry. Errors are collected and reported all at onc
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -24,37 +23,13 @@ from pydantic import (
     WithJsonSchema,
     create_model,
 )
-from pydantic.fields import FieldInfo
 
-from toolkit.errors import ToolkitError, UnknownComponentError, closest
 from toolkit.plugins import PluginManager, get_plugin_manager
 from toolkit.registry import ComponentEntry, Registry
+from toolkit.spec_errors import KIND_KEY, SpecError, SpecIssue, describe_errors
 from toolkit.specfile import apply_overrides, read_spec_file
 
-KIND_KEY = "x-toolkit-kind"
 INPUT_MULTIPLE = 32
-
-
-@dataclass(frozen=True)
-class SpecIssue:
-    """One problem in a spec: where (dotted path) and what."""
-
-    path: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.path}: {self.message}" if self.path else self.message
-
-
-class SpecError(ToolkitError):
-    """A spec that does not validate; carries every problem found, each with its path."""
-
-    def __init__(self, source: str, issues: Sequence[SpecIssue]) -> None:
-        self.source = source
-        self.issues = list(issues)
-        count = f"{len(self.issues)} problem{'s' if len(self.issues) != 1 else ''}"
-        lines = "\n".join(f"  {issue}" for issue in self.issues)
-        super().__init__(f"{source}: {count} in the spec:\n{lines}")
 
 
 # -- static spec classes ----------------------------------------------------------------------
@@ -238,130 +213,3 @@ def load_spec(
         raise SpecError(name, describe_errors(model, exc, manager)) from None
     spec._source = name
     return spec
-
-
-def describe_errors(
-    model: type[BaseModel], error: ValidationError, plugins: PluginManager
-) -> list[SpecIssue]:
-    """Turn pydantic errors into path-named issues with suggestions."""
-    issues: list[SpecIssue] = []
-    for item in error.errors(include_url=False):
-        path, parent, kind = _walk(model, item["loc"])
-        message = _message(item, parent, kind, plugins, path)  # may extend the path
-        issues.append(SpecIssue(".".join(path), message))
-    return issues
-
-
-def _message(
-    item: Mapping[str, Any],
-    parent: type[BaseModel] | None,
-    kind: str | None,
-    plugins: PluginManager,
-    path: list[str],
-) -> str:
-    kind_of_error = item["type"]
-    ctx = item.get("ctx") or {}
-    if kind_of_error == "extra_forbidden":
-        return _unknown_field(str(item["loc"][-1]), parent, kind, plugins)
-    if kind_of_error == "missing":
-        return "required field is missing"
-    if kind_of_error in {"union_tag_invalid", "union_tag_not_found"} and kind:
-        path.append("type")
-    if kind_of_error == "union_tag_invalid" and kind:
-        registry = plugins.registry(kind)
-        return UnknownComponentError(
-            kind,
-            str(ctx.get("tag")),
-            known=registry.names(),
-            failed_plugins=registry.failed_plugins,
-        ).describe()
-    if kind_of_error == "union_tag_not_found" and kind:
-        names = ", ".join(plugins.registry(kind).names())
-        return f"missing 'type': name a {kind} ({names})"
-    if kind_of_error in {"model_attributes_type", "model_type", "dict_type"}:
-        return f"expected a mapping, got {_show(item.get('input'))}"
-    message = str(item["msg"])
-    message = message.removeprefix("Value error, ")
-    value = item.get("input")
-    if not isinstance(value, (dict, list)) and str(value) not in message:
-        message += f" (got {_show(value)})"
-    return message
-
-
-#: Where the builder takes the arguments it injects into factories, for "did you mean" hints.
-INJECTED_FROM = {
-    "in_channels": "the backbone's out_channels",
-    "stride": "the backbone's stride",
-    "num_classes": "model.class_names",
-    "input_size": "model.input_size",
-    "on_bad_sample": "data.on_bad_sample",
-}
-
-
-def _unknown_field(
-    name: str, parent: type[BaseModel] | None, kind: str | None, plugins: PluginManager
-) -> str:
-    known = [field for field in (parent.model_fields if parent else {}) if field != "type"]
-    injected = (
-        sorted(plugins.registry(kind).injected)
-        if kind and parent is not None and "type" in parent.model_fields
-        else []
-    )
-    if name in injected:
-        return f"{name} is set from {INJECTED_FROM.get(name, 'the builder')}; remove it here"
-    hint = closest(name, [*known, *injected])
-    if hint and hint[0] in injected:
-        source = INJECTED_FROM.get(hint[0], "the builder")
-        return f"unknown field (did you mean {hint[0]}? it is set from {source}; remove it here)"
-    suggestion = f" (did you mean {' or '.join(hint)}?)" if hint else ""
-    allowed = f"; allowed: {', '.join(known)}" if known and not hint else ""
-    return f"unknown field{suggestion}{allowed}"
-
-
-def _show(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _walk(model: type[BaseModel], loc: Sequence[Any]) -> tuple[list[str], type[BaseModel] | None, str | None]:
-    """Follow a pydantic error location through the spec model.
-
-    Returns the displayed path (union tags left out), the model that holds the last element and
-    the component kind when the location passes through a component field.
-    """
-    path: list[str] = []
-    current: type[BaseModel] | None = model
-    parent: type[BaseModel] | None = model
-    kind: str | None = None
-    members: dict[str, type[BaseModel]] | None = None
-    for part in loc:
-        if members is not None:  # this element is the union tag pydantic inserts
-            current, members = members.get(str(part)), None
-            continue
-        parent = current
-        path.append(str(part))
-        field = current.model_fields.get(part) if current is not None and isinstance(part, str) else None
-        current = None
-        if field is None:
-            continue
-        kind = _field_kind(field) or kind
-        if field.discriminator:
-            members = _union_members(field)
-        elif isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
-            current = field.annotation
-    return path, parent, kind
-
-
-def _field_kind(field: FieldInfo) -> str | None:
-    extra = field.json_schema_extra
-    return extra.get(KIND_KEY) if isinstance(extra, dict) else None  # type: ignore[return-value]
-
-
-def _union_members(field: FieldInfo) -> dict[str, type[BaseModel]]:
-    args = getattr(field.annotation, "__args__", None) or (field.annotation,)
-    members: dict[str, type[BaseModel]] = {}
-    for member in args:
-        if isinstance(member, type) and issubclass(member, BaseModel) and "type" in member.model_fields:
-            for tag in getattr(member.model_fields["type"].annotation, "__args__", ()):
-                members[str(tag)] = member
-    return members

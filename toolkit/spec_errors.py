@@ -1,0 +1,188 @@
+"""Spec validation errors: pydantic errors turned into path-named issues with suggestions."""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any, Union, get_args, get_origin
+
+from pydantic import BaseModel, ValidationError
+from pydantic.fields import FieldInfo
+
+from toolkit.errors import ToolkitError, UnknownComponentError, closest
+from toolkit.plugins import PluginManager
+
+KIND_KEY = "x-toolkit-kind"
+
+
+@dataclass(frozen=True)
+class SpecIssue:
+    """One problem in a spec: where (dotted path) and what."""
+
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}" if self.path else self.message
+
+
+class SpecError(ToolkitError):
+    """A spec that does not validate; carries every problem found, each with its path."""
+
+    def __init__(self, source: str, issues: Sequence[SpecIssue]) -> None:
+        self.source = source
+        self.issues = list(issues)
+        count = f"{len(self.issues)} problem{'s' if len(self.issues) != 1 else ''}"
+        lines = "\n".join(f"  {issue}" for issue in self.issues)
+        super().__init__(f"{source}: {count} in the spec:\n{lines}")
+
+
+def describe_errors(
+    model: type[BaseModel], error: ValidationError, plugins: PluginManager
+) -> list[SpecIssue]:
+    """Turn pydantic errors into path-named issues with suggestions."""
+    issues: list[SpecIssue] = []
+    for item in error.errors(include_url=False):
+        path, parent, kind = _walk(model, item["loc"])
+        message = _message(item, parent, kind, plugins, path)  # may extend the path
+        issues.append(SpecIssue(".".join(path), message))
+    return issues
+
+
+def _message(
+    item: Mapping[str, Any],
+    parent: type[BaseModel] | None,
+    kind: str | None,
+    plugins: PluginManager,
+    path: list[str],
+) -> str:
+    kind_of_error = item["type"]
+    ctx = item.get("ctx") or {}
+    if kind_of_error == "extra_forbidden":
+        return _unknown_field(str(item["loc"][-1]), parent, kind, plugins)
+    if kind_of_error == "missing":
+        return "required field is missing"
+    if kind_of_error in {"union_tag_invalid", "union_tag_not_found"} and kind:
+        path.append("type")
+    if kind_of_error == "union_tag_invalid" and kind:
+        registry = plugins.registry(kind)
+        return UnknownComponentError(
+            kind,
+            str(ctx.get("tag")),
+            known=registry.names(),
+            failed_plugins=registry.failed_plugins,
+        ).describe()
+    if kind_of_error == "union_tag_not_found" and kind:
+        names = ", ".join(plugins.registry(kind).names())
+        return f"missing 'type': name a {kind} ({names})"
+    if kind_of_error in {"model_attributes_type", "model_type", "dict_type"}:
+        return f"expected a mapping, got {_show(item.get('input'))}"
+    message = str(item["msg"])
+    message = message.removeprefix("Value error, ")
+    value = item.get("input")
+    if not isinstance(value, (dict, list)) and str(value) not in message:
+        message += f" (got {_show(value)})"
+    return message
+
+
+#: Where the builder takes the arguments it injects into factories, for "did you mean" hints.
+INJECTED_FROM = {
+    "in_channels": "the backbone's out_channels",
+    "stride": "the backbone's stride",
+    "num_classes": "model.class_names",
+    "input_size": "model.input_size",
+    "on_bad_sample": "data.on_bad_sample",
+}
+
+
+def _unknown_field(
+    name: str, parent: type[BaseModel] | None, kind: str | None, plugins: PluginManager
+) -> str:
+    known = [field for field in (parent.model_fields if parent else {}) if field != "type"]
+    injected = (
+        sorted(plugins.registry(kind).injected)
+        if kind and parent is not None and "type" in parent.model_fields
+        else []
+    )
+    if name in injected:
+        return f"{name} is set from {INJECTED_FROM.get(name, 'the builder')}; remove it here"
+    hint = closest(name, [*known, *injected])
+    if hint and hint[0] in injected:
+        source = INJECTED_FROM.get(hint[0], "the builder")
+        return f"unknown field (did you mean {hint[0]}? it is set from {source}; remove it here)"
+    suggestion = f" (did you mean {' or '.join(hint)}?)" if hint else ""
+    allowed = f"; allowed: {', '.join(known)}" if known and not hint else ""
+    return f"unknown field{suggestion}{allowed}"
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _walk(model: type[BaseModel], loc: Sequence[Any]) -> tuple[list[str], type[BaseModel] | None, str | None]:
+    """Follow a pydantic error location through the spec model.
+
+    Returns the displayed path (union tags left out), the model that holds the last element and
+    the component kind when the location passes through a component field.
+    """
+    path: list[str] = []
+    parent: type[BaseModel] | None = None
+    kind: str | None = None
+    annotation: Any = model
+    discriminator: str | None = None
+    for part in loc:
+        annotation, found_discriminator, found_kind = _unwrap(annotation)
+        discriminator = discriminator or found_discriminator
+        kind = found_kind or kind
+        if discriminator is not None:  # this element is the union tag pydantic inserts
+            annotation, discriminator = _union_members(annotation).get(str(part)), None
+            continue
+        path.append(str(part))
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            parent = annotation
+            field = annotation.model_fields.get(part) if isinstance(part, str) else None
+            annotation = field.annotation if field else None
+            discriminator = field.discriminator if field else None  # type: ignore[assignment]
+            kind = (_field_kind(field) if field else None) or kind
+        elif get_origin(annotation) in (list, tuple) and isinstance(part, int):
+            parent, args = None, get_args(annotation)
+            annotation = args[0] if args else None
+        else:
+            parent, annotation = None, None
+    kind = _unwrap(annotation)[2] or kind
+    return path, parent, kind
+
+
+def _unwrap(annotation: Any) -> tuple[Any, str | None, str | None]:
+    """Strip Optional and Annotated; return (bare annotation, discriminator, component kind)."""
+    discriminator: str | None = None
+    kind: str | None = None
+    while True:
+        origin = get_origin(annotation)
+        if origin is Annotated:
+            annotation, *metadata = get_args(annotation)
+            for item in metadata:
+                if isinstance(item, FieldInfo):
+                    discriminator = discriminator or item.discriminator  # type: ignore[assignment]
+                    kind = kind or _field_kind(item)
+        elif origin in (Union, types.UnionType) and type(None) in get_args(annotation):
+            rest = [arg for arg in get_args(annotation) if arg is not type(None)]
+            annotation = rest[0] if len(rest) == 1 else Union[tuple(rest)]  # noqa: UP007
+        else:
+            return annotation, discriminator, kind
+
+
+def _field_kind(field: FieldInfo) -> str | None:
+    extra = field.json_schema_extra
+    return extra.get(KIND_KEY) if isinstance(extra, dict) else None  # type: ignore[return-value]
+
+
+def _union_members(annotation: Any) -> dict[str, type[BaseModel]]:
+    members: dict[str, type[BaseModel]] = {}
+    for member in get_args(annotation) or (annotation,):
+        if isinstance(member, type) and issubclass(member, BaseModel) and "type" in member.model_fields:
+            for tag in get_args(member.model_fields["type"].annotation):
+                members[str(tag)] = member
+    return members
