@@ -63,7 +63,35 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument(
             "overrides", nargs="*", metavar="KEY=VALUE", help="overrides, e.g. model.input_size=256"
         )
+    _add_data_commands(commands)
     return parser
+
+
+def _add_data_commands(commands: Any) -> None:
+    data = commands.add_parser("data", help="export, preview and describe datasets", description="datasets")
+    data_commands = data.add_subparsers(dest="data_command", metavar="DATA_COMMAND", required=True)
+
+    def data_command(name: str, handler: Callable[[argparse.Namespace], int], help_text: str) -> Any:
+        sub = data_commands.add_parser(name, help=help_text, description=help_text)
+        _add_plugin_option(sub, top_level=False)
+        sub.set_defaults(handler=handler)
+        sub.add_argument("spec", metavar="SPEC", help="spec file with a data section")
+        return sub
+
+    export = data_command(
+        "export", _cmd_data_export, "write data.<split> to disk as COCO, VOC or class folders"
+    )
+    export.add_argument("out", metavar="DIR", help="output folder")
+    export.add_argument("--format", choices=["coco", "voc", "folder"], default="coco")
+    preview = data_command("preview", _cmd_data_preview, "draw augmented samples with boxes into a PNG grid")
+    preview.add_argument("-n", "--count", type=int, default=16, help="number of samples (default 16)")
+    preview.add_argument("-o", "--output", default="preview.png", help="PNG file (default preview.png)")
+    stats = data_command("stats", _cmd_data_stats, "images and objects per class, box sizes (table + PNG)")
+    stats.add_argument("-o", "--output", default=None, help="also write a PNG histogram there")
+    stats.add_argument("--json", action="store_true", help="machine-readable output")
+    for sub in (export, preview, stats):
+        sub.add_argument("--split", choices=["train", "val"], default="train")
+        sub.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="spec overrides")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -204,6 +232,62 @@ def _cmd_build(args: argparse.Namespace) -> int:
     parts = summarize(model, spec.model.backbone.type, spec.model.head.type)
     print(f"{args.spec}: {model.task} model, {_count(len(model.class_names), 'class', 'classes')}")
     print(format_summary(parts, spec.model.input_size))
+    return 0
+
+
+def _cmd_data_export(args: argparse.Namespace) -> int:
+    from toolkit.data import writers
+    from toolkit.data.loader import build_dataset
+    from toolkit.spec import load_spec
+
+    spec = load_spec(args.spec, args.overrides)
+    dataset = build_dataset(spec, args.split)
+    expected = "classification" if args.format == "folder" else "detection"
+    if dataset.task != expected:
+        from toolkit.errors import ToolkitError
+
+        raise ToolkitError(
+            f"--format {args.format} needs a {expected} dataset, data.{args.split} is {dataset.task}; "
+            f"use {'--format folder' if dataset.task == 'classification' else '--format coco or voc'}"
+        )
+    if args.format == "coco":
+        where = writers.write_coco(dataset, args.out)
+    elif args.format == "voc":
+        where = writers.write_voc(dataset, args.out, split=args.split)
+    else:
+        where = writers.write_image_folder(dataset, args.out)
+    print(f"wrote {len(dataset)} images of data.{args.split} as {args.format} to {where}")
+    return 0
+
+
+def _cmd_data_preview(args: argparse.Namespace) -> int:
+    from toolkit.data.preview import preview_grid, write_preview
+    from toolkit.spec import load_spec
+
+    if args.count < 1:
+        from toolkit.errors import ToolkitError
+
+        raise ToolkitError(f"-n must be at least 1, got {args.count}")
+    spec = load_spec(args.spec, args.overrides)
+    path = write_preview(preview_grid(spec, split=args.split, count=args.count), args.output)
+    print(f"wrote {path}")
+    return 0
+
+
+def _cmd_data_stats(args: argparse.Namespace) -> int:
+    from toolkit.data.loader import build_dataset
+    from toolkit.data.stats import compute_stats, plot_stats
+    from toolkit.spec import load_spec
+
+    spec = load_spec(args.spec, args.overrides)
+    stats = compute_stats(build_dataset(spec, args.split))
+    if args.json:
+        print(json.dumps(stats.to_dict(), indent=2))
+    else:
+        print(f"data.{args.split}: {stats.images} images")
+        print(stats.table())
+    if args.output:
+        print(f"wrote {plot_stats(stats, args.output)}", file=sys.stderr if args.json else sys.stdout)
     return 0
 
 

@@ -26,20 +26,15 @@ from pydantic import (
 
 from toolkit.plugins import PluginManager, get_plugin_manager
 from toolkit.registry import ComponentEntry, Registry
+from toolkit.spec_base import ComponentSpec
 from toolkit.spec_errors import KIND_KEY, SpecError, SpecIssue, describe_errors
+from toolkit.spec_train import TrainSpec
 from toolkit.specfile import apply_overrides, read_spec_file
 
 INPUT_MULTIPLE = 32
 
 
 # -- static spec classes ----------------------------------------------------------------------
-class ComponentSpec(BaseModel):
-    """A reference to a registered component: `{type: NAME, ...params}`."""
-
-    model_config = ConfigDict(extra="allow")
-    type: str
-
-
 def _square(value: Any) -> Any:
     return [value, value] if isinstance(value, int) and not isinstance(value, bool) else value
 
@@ -108,12 +103,34 @@ class ModelSpec(BaseModel):
         return len(self.class_names)
 
 
+class DataSpec(BaseModel):
+    """The `data:` section: datasets, augmentation and loading."""
+
+    model_config = ConfigDict(extra="forbid")
+    train: ComponentSpec = Field(description="training dataset")
+    val: ComponentSpec | None = Field(default=None, description="validation dataset")
+    augment: list[ComponentSpec] = Field(
+        default_factory=list,
+        description="augmentations in order; evaluation keeps the deterministic ones (resize, normalize)",
+    )
+    batch_size: int = Field(default=16, ge=1, le=4096, description="images per batch (per process)")
+    num_workers: int = Field(default=2, ge=0, le=64, description="DataLoader worker processes")
+    pin_memory: bool | None = Field(default=None, description="pin host memory; default: when on CUDA")
+    persistent_workers: bool = Field(default=True, description="keep workers alive between epochs")
+    seed: int = Field(default=0, ge=0, description="seed of shuffling and augmentation")
+    on_bad_sample: Literal["error", "skip"] = Field(
+        default="error", description="stop at a bad image/annotation, or warn, count and skip it"
+    )
+
+
 class Spec(BaseModel):
     """A whole experiment: plugins to load and the sections that describe it."""
 
     model_config = ConfigDict(extra="forbid")
     plugins: list[str] = Field(default_factory=list, description="extra plugin modules to load")
     model: ModelSpec
+    data: DataSpec | None = Field(default=None, description="datasets, augmentation, loaders")
+    train: TrainSpec | None = Field(default=None, description="training: optimizer, schedule, epochs, ...")
     _source: str = PrivateAttr(default="<dict>")
 
     @property
@@ -168,7 +185,38 @@ def spec_model(plugins: PluginManager | None = None) -> type[Spec]:
             ),
             head=(component_field(manager.registry("head")), Field(description="task head")),
         )
-        cache[key] = create_model("Spec", __base__=Spec, __module__=__name__, model=(model_section, ...))
+        dataset = component_field(manager.registry("dataset"))
+        data_section = create_model(
+            "DataSpec",
+            __base__=DataSpec,
+            __module__=__name__,
+            train=(dataset, Field(description="training dataset")),
+            val=(dataset | None, Field(default=None, description="validation dataset")),
+            augment=(
+                list[component_field(manager.registry("augmentation"))],  # type: ignore[misc]
+                Field(default_factory=list, description=DataSpec.model_fields["augment"].description),
+            ),
+        )
+        train_section = create_model(
+            "TrainSpec",
+            __base__=TrainSpec,
+            __module__=__name__,
+            loss=(
+                component_field(manager.registry("loss")) | None,
+                Field(default=None, description=TrainSpec.model_fields["loss"].description),
+            ),
+        )
+        cache[key] = create_model(
+            "Spec",
+            __base__=Spec,
+            __module__=__name__,
+            model=(model_section, ...),
+            data=(data_section | None, Field(default=None, description="datasets, augmentation, loaders")),
+            train=(
+                train_section | None,
+                Field(default=None, description=Spec.model_fields["train"].description),
+            ),
+        )
     return cache[key]
 
 

@@ -76,6 +76,12 @@ def _message(
     if kind_of_error == "union_tag_not_found" and kind:
         names = ", ".join(plugins.registry(kind).names())
         return f"missing 'type': name a {kind} ({names})"
+    if kind_of_error == "union_tag_invalid":
+        path.append("type")
+        expected = [tag.strip(" '") for tag in str(ctx.get("expected_tags", "")).split(",") if tag.strip()]
+        hint = closest(str(ctx.get("tag")), expected)
+        suggestion = f" (did you mean {' or '.join(hint)}?)" if hint else ""
+        return f"unknown type {ctx.get('tag')!r}{suggestion}; expected one of: {', '.join(expected)}"
     if kind_of_error in {"model_attributes_type", "model_type", "dict_type"}:
         return f"expected a mapping, got {_show(item.get('input'))}"
     message = str(item["msg"])

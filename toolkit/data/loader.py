@@ -1,0 +1,205 @@
+"""Datasets, transforms and DataLoaders built from a spec's `data:` section.
+
+The sampler yields (index, epoch) keys: workers need no shared state to know the epoch, and every
+sample's augmentation is seeded from (data.seed, epoch, index), so batches do not depend on the
+number of workers. With `world_size > 1` each rank gets its own shard (DistributedSampler-style).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Sampler
+
+from toolkit.build import build_component
+from toolkit.data.pipeline import ProcessedDataset, Sample, SkippedSample, compose, deterministic_only
+from toolkit.errors import ToolkitError
+from toolkit.plugins import PluginManager, get_plugin_manager
+from toolkit.spec import DataSpec, Spec
+
+
+class EpochSampler(Sampler[tuple[int, int]]):
+    """Yields (index, epoch); shuffled by (seed, epoch); sharded across `world_size` ranks."""
+
+    def __init__(
+        self, length: int, *, shuffle: bool, seed: int = 0, rank: int = 0, world_size: int = 1
+    ) -> None:
+        self.length = length
+        self.shuffle = shuffle
+        self.seed = seed
+        self.rank = rank
+        self.world_size = world_size
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return math.ceil(self.length / self.world_size)
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+            order = torch.randperm(self.length, generator=generator).tolist()
+        else:
+            order = list(range(self.length))
+        if self.world_size > 1:
+            total = len(self) * self.world_size
+            order = (order * math.ceil(total / max(1, len(order))))[:total]  # pad by repeating
+            order = order[self.rank :: self.world_size]
+        for index in order:
+            yield index, self.epoch
+
+
+@dataclass
+class Batch:
+    """Images [N,3,H,W], stacked encoded targets, per-image metadata, and skipped bad samples."""
+
+    images: torch.Tensor
+    targets: dict[str, torch.Tensor]
+    meta: list[dict[str, Any]] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    def pin_memory(self) -> Batch:
+        return Batch(
+            self.images.pin_memory(),
+            {k: v.pin_memory() for k, v in self.targets.items()},
+            self.meta,
+            self.skipped,
+        )
+
+    def to(self, device: torch.device | str, *, non_blocking: bool = False) -> Batch:
+        return Batch(
+            self.images.to(device, non_blocking=non_blocking),
+            {k: v.to(device, non_blocking=non_blocking) for k, v in self.targets.items()},
+            self.meta,
+            self.skipped,
+        )
+
+
+def collate(samples: Sequence[Sample | SkippedSample]) -> Batch:
+    """Stack images and encoded targets; skipped samples are counted, not batched."""
+    good = [s for s in samples if isinstance(s, Sample)]
+    skipped = [s.reason for s in samples if isinstance(s, SkippedSample)]
+    if not good:
+        return Batch(torch.empty(0, 3, 0, 0), {}, [], skipped)
+    images = torch.stack([s.image for s in good])
+    targets = {key: torch.stack([s.targets[key] for s in good]) for key in good[0].targets}
+    return Batch(images, targets, [s.meta for s in good], skipped)
+
+
+def data_section(spec: Spec) -> DataSpec:
+    if spec.data is None:
+        raise ToolkitError(
+            f"{spec.source}: the spec has no 'data' section; add data.train (e.g. {{type: shapes}})"
+        )
+    return spec.data
+
+
+def build_dataset(spec: Spec, split: str, *, plugins: PluginManager | None = None) -> Any:
+    """The dataset of `data.<split>` ('train' or 'val'), checked against the model's task and classes."""
+    data = data_section(spec)
+    ref = getattr(data, split, None)
+    if ref is None:
+        raise ToolkitError(
+            f"{spec.source}: data.{split} is not set; add a dataset there (e.g. {{type: shapes}})"
+        )
+    dataset = build_component(
+        "dataset", ref, path=f"data.{split}", plugins=plugins, on_bad_sample=data.on_bad_sample
+    )
+    names = list(getattr(dataset, "class_names", []))
+    if names != list(spec.model.class_names):
+        raise ToolkitError(
+            f"data.{split}: the dataset's classes {names} differ from model.class_names "
+            f"{list(spec.model.class_names)}; make model.class_names list the same names in the same order"
+        )
+    return dataset
+
+
+def build_transforms(
+    spec: Spec, *, train: bool, detection: bool, plugins: PluginManager | None = None
+) -> Any:
+    """data.augment as one transform; evaluation keeps only the deterministic steps."""
+    data = data_section(spec)
+    transforms = [
+        build_component(
+            "augmentation", ref, path=f"data.augment.{i}", plugins=plugins, input_size=spec.model.input_size
+        )
+        for i, ref in enumerate(data.augment)
+    ]
+    return compose(transforms if train else deterministic_only(transforms), detection=detection)
+
+
+def build_processed_dataset(
+    spec: Spec, model: Any, split: str, *, train: bool | None = None, plugins: PluginManager | None = None
+) -> ProcessedDataset:
+    """`data.<split>` with the spec's transforms and the model head's target encoder."""
+    manager = plugins or get_plugin_manager()
+    dataset = build_dataset(spec, split, plugins=manager)
+    head_task = getattr(model, "task", None)
+    if dataset.task != head_task:
+        raise ToolkitError(
+            f"data.{split} is a {dataset.task} dataset but model.head ({spec.model.head.type}) is a "
+            f"{head_task} head; pick a matching dataset or head"
+        )
+    train = split == "train" if train is None else train
+    transform = build_transforms(spec, train=train, detection=dataset.task == "detection", plugins=manager)
+    data = data_section(spec)
+    return ProcessedDataset(
+        dataset,
+        transform,
+        model.head.target_encoder(spec.model.input_size),
+        input_size=spec.model.input_size,
+        seed=data.seed,
+        skip_bad=data.on_bad_sample == "skip",
+    )
+
+
+def make_loader(
+    dataset: ProcessedDataset,
+    data: DataSpec,
+    *,
+    shuffle: bool,
+    rank: int = 0,
+    world_size: int = 1,
+    device: torch.device | str = "cpu",
+    batch_size: int | None = None,
+    num_workers: int | None = None,
+) -> DataLoader:
+    """A DataLoader over `dataset` with the spec's batch size, workers and memory pinning."""
+    workers = data.num_workers if num_workers is None else num_workers
+    pin = data.pin_memory if data.pin_memory is not None else torch.device(device).type == "cuda"
+    return DataLoader(
+        dataset,
+        batch_size=batch_size or data.batch_size,
+        sampler=EpochSampler(len(dataset), shuffle=shuffle, seed=data.seed, rank=rank, world_size=world_size),
+        collate_fn=collate,
+        num_workers=workers,
+        pin_memory=pin,
+        persistent_workers=data.persistent_workers and workers > 0,
+    )
+
+
+def build_loader(
+    spec: Spec,
+    model: Any,
+    split: str,
+    *,
+    plugins: PluginManager | None = None,
+    rank: int = 0,
+    world_size: int = 1,
+    device: torch.device | str = "cpu",
+) -> DataLoader:
+    """Training loader for 'train' (shuffled, augmented), evaluation loader for 'val'."""
+    train = split == "train"
+    dataset = build_processed_dataset(spec, model, split, train=train, plugins=plugins)
+    return make_loader(
+        dataset, data_section(spec), shuffle=train, rank=rank, world_size=world_size, device=device
+    )

@@ -1,0 +1,133 @@
+"""From a dataset sample to a model-ready sample: augmentation, dtype, box sanitizing, targets.
+
+Each sample is augmented under its own seed, derived from (data seed, epoch, index), so a batch
+is the same whatever the number of workers or the order in which they run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+
+from toolkit.errors import BadSampleError, DataError
+
+
+@dataclass
+class Sample:
+    """One processed sample: normalized image [3,H,W], encoded targets, and what evaluation needs."""
+
+    image: torch.Tensor
+    targets: dict[str, torch.Tensor]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SkippedSample:
+    """A sample that was bad and skipped (`data.on_bad_sample: skip`)."""
+
+    index: int
+    reason: str
+
+
+def compose(transforms: Sequence[Callable[..., Any]], *, detection: bool) -> v2.Compose:
+    """Chain augmentations; convert uint8 to float [0,1] right before the first transform that needs
+    it (or at the end), and drop degenerate or out-of-image boxes with their labels at the end."""
+    steps: list[Callable[..., Any]] = []
+    converted = False
+    for transform in transforms:
+        if getattr(transform, "needs_float", False) and not converted:
+            steps.append(v2.ToDtype(torch.float32, scale=True))
+            converted = True
+        steps.append(transform)
+    if not converted:
+        steps.append(v2.ToDtype(torch.float32, scale=True))
+    if detection:
+        steps.append(v2.SanitizeBoundingBoxes(min_size=1.0))
+    return v2.Compose(steps)
+
+
+def deterministic_only(transforms: Sequence[Callable[..., Any]]) -> list[Callable[..., Any]]:
+    """The transforms evaluation keeps (resize, normalize, ...)."""
+    return [t for t in transforms if getattr(t, "deterministic", False)]
+
+
+def sample_seed(seed: int, epoch: int, index: int) -> int:
+    """A 63-bit seed for one sample in one epoch."""
+    return int(np.random.SeedSequence([seed, epoch, index]).generate_state(1, np.uint64)[0] >> 1)
+
+
+class ProcessedDataset(Dataset):
+    """Wraps a dataset: `self[(index, epoch)]` is the augmented, encoded Sample (or SkippedSample)."""
+
+    def __init__(
+        self,
+        dataset: Any,
+        transform: v2.Compose,
+        encoder: Callable[..., dict[str, torch.Tensor]],
+        *,
+        input_size: tuple[int, int],
+        seed: int = 0,
+        skip_bad: bool = False,
+    ) -> None:
+        self.dataset = dataset
+        self.transform = transform
+        self.encoder = encoder
+        self.input_size = tuple(input_size)
+        self.seed = seed
+        self.skip_bad = skip_bad
+        self.detection = dataset.task == "detection"
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, int] | int) -> Sample | SkippedSample:
+        index, epoch = key if isinstance(key, tuple) else (key, 0)
+        try:
+            image, target = self.dataset[index]
+        except BadSampleError as exc:
+            if self.skip_bad:
+                return SkippedSample(index, str(exc))
+            raise
+        return self.process(image, target, index=index, epoch=epoch)
+
+    def augment(
+        self, image: torch.Tensor, target: Any, *, index: int, epoch: int
+    ) -> tuple[torch.Tensor, Any]:
+        """Apply the transform under the sample's own seed; return (image, target dict)."""
+        height, width = image.shape[-2:]
+        if self.detection:
+            target = dict(target)
+        else:
+            target = {"label": torch.as_tensor(int(target), dtype=torch.int64)}
+        target["orig_size"] = torch.tensor([height, width])
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(sample_seed(self.seed, epoch, index))
+            image, target = self.transform(tv_tensors.Image(image), target)
+        if tuple(image.shape[-2:]) != self.input_size:
+            raise DataError(
+                f"data.augment produced a {tuple(image.shape[-2:])} image but model.input_size is "
+                f"{self.input_size}; end data.augment with a transform that resizes to the input size "
+                "(e.g. {type: resize})"
+            )
+        return image.as_subclass(torch.Tensor), target
+
+    def process(self, image: torch.Tensor, target: Any, *, index: int, epoch: int) -> Sample:
+        image, target = self.augment(image, target, index=index, epoch=epoch)
+        meta: dict[str, Any] = {"index": index, "orig_size": target["orig_size"]}
+        if "letterbox" in target:
+            meta["letterbox"] = target["letterbox"]
+        if self.detection:
+            meta["image_id"] = int(target.get("image_id", index))
+            boxes = target["boxes"].as_subclass(torch.Tensor).float()
+            encoded = self.encoder(boxes, target["labels"])
+        else:
+            meta["image_id"] = index
+            encoded = self.encoder(target["label"])
+        return Sample(image, encoded, meta)
