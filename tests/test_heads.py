@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import math
+import pickle
 
+import pydantic
 import pytest
 import torch
 
 from toolkit.errors import ToolkitError
+from toolkit.registry import ComponentEntry, Registry
+from toolkit_plugins.heads import centernet as centernet_plugin
 from toolkit_plugins.heads.centernet_modules import CenterNetHead
-from toolkit_plugins.heads.classification_modules import ClassificationHead
+from toolkit_plugins.heads.centernet_targets import CenterNetTargetEncoder
+from toolkit_plugins.heads.classification_modules import ClassificationHead, ClassificationTargetEncoder
 
 # ----------------------------------------------------------------------------------- centernet
 
@@ -152,6 +157,42 @@ def test_centernet_end_to_end_decode() -> None:
     assert torch.all(det["boxes"][..., 0::2] <= 128) and torch.all(det["boxes"][..., 1::2] <= 96)
 
 
+def _centernet_entry() -> ComponentEntry:
+    registry = Registry("head", injected=("in_channels", "stride", "num_classes"))
+    centernet_plugin.toolkit_register_heads(registry)
+    return registry.get("centernet")
+
+
+def test_centernet_target_params_reach_the_encoder() -> None:
+    entry = _centernet_entry()
+    head = entry.build({"max_objects": 7, "min_overlap": 0.5}, in_channels=64, stride=32, num_classes=4)
+    assert (head.max_objects, head.min_overlap) == (7, 0.5)
+    encoder = head.target_encoder((96, 160))
+    assert isinstance(encoder, CenterNetTargetEncoder)
+    assert (encoder.num_classes, encoder.output_stride, encoder.input_size) == (4, 4, (96, 160))
+    assert (encoder.max_objects, encoder.min_overlap) == (7, 0.5)
+    out = encoder(torch.tensor([[8.0, 8.0, 40.0, 40.0]]), torch.tensor([3]))
+    assert out["heatmap"].shape == (4, 24, 40) and out["size"].shape == (7, 2)
+    # A head with two neck stages has output stride 8: the encoder follows it.
+    coarse = CenterNetHead(64, 32, 2, neck_channels=(32, 16)).target_encoder((64, 64))
+    assert coarse.output_stride == 8 and coarse.output_size == (8, 8)
+    assert (coarse.max_objects, coarse.min_overlap) == (128, 0.7)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{"max_objects": 0}, {"max_objects": 1001}, {"min_overlap": 0.0}, {"min_overlap": 1.0}],
+)
+def test_centernet_target_params_are_validated(params: dict) -> None:
+    with pytest.raises(pydantic.ValidationError):
+        _centernet_entry().params.model_validate(params)
+
+
+def test_centernet_target_param_defaults() -> None:
+    defaults = _centernet_entry().params.model_validate({})
+    assert (defaults.max_objects, defaults.min_overlap) == (128, 0.7)
+
+
 # ------------------------------------------------------------------------------ classification
 
 
@@ -199,3 +240,19 @@ def test_classification_dropout_only_in_training() -> None:
         head.train()
         train_logits = head(features)["logits"]
     assert not torch.allclose(train_logits, eval_logits)
+
+
+def test_classification_target_encoder() -> None:
+    encoder = ClassificationHead(8, 32, 5).target_encoder((64, 64))
+    assert isinstance(encoder, ClassificationTargetEncoder)
+    for label in (3, torch.tensor(3), torch.tensor([3])):
+        out = encoder(label)
+        assert set(out) == {"label"}
+        assert out["label"].dtype == torch.int64 and out["label"].shape == () and out["label"].item() == 3
+    assert pickle.loads(pickle.dumps(encoder))(4)["label"].item() == 4
+    for bad in (5, -1, torch.tensor(5)):
+        with pytest.raises(ValueError, match=r"outside \[0, 5\)"):
+            encoder(bad)
+    for bad in (torch.tensor(1.0), torch.tensor([1, 2]), 1.0, True):
+        with pytest.raises(ValueError, match="label must be"):
+            encoder(bad)

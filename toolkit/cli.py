@@ -63,6 +63,21 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument(
             "overrides", nargs="*", metavar="KEY=VALUE", help="overrides, e.g. model.input_size=256"
         )
+    train = command("train", _cmd_train, "train the spec's model on its data (torchrun for several GPUs)")
+    train.add_argument("spec", metavar="SPEC", help="spec file with model, data and train sections")
+    train.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="overrides, e.g. train.epochs=3")
+    train.add_argument("--out", metavar="DIR", help="run folder (default runs/<spec name>)")
+    train.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt")
+    train.add_argument("--no-progress", action="store_true", help="no progress output")
+
+    evaluate = command("eval", _cmd_eval, "evaluate a checkpoint on data.val (COCO mAP or accuracy)")
+    evaluate.add_argument("spec", metavar="SPEC", help="spec file")
+    evaluate.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="spec overrides")
+    evaluate.add_argument("--checkpoint", required=True, metavar="CKPT", help="last.pt or best.pt of a run")
+    evaluate.add_argument("--split", choices=["train", "val"], default="val")
+    evaluate.add_argument("--out", metavar="DIR", help="write metrics.json (and confusion.png) there")
+    evaluate.add_argument("--json", action="store_true", help="print metrics as JSON")
+
     _add_data_commands(commands)
     return parser
 
@@ -97,7 +112,13 @@ def _add_data_commands(commands: Any) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `toolkit` command; returns the exit code."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    # overrides may follow options (`toolkit train SPEC --out DIR key=value`): argparse leaves them over
+    stray = [token for token in extra if token.startswith("-") or "=" not in token]
+    if stray or (extra and not hasattr(args, "overrides")):
+        parser.error(f"unrecognized arguments: {' '.join(stray or extra)}")
+    if extra:
+        args.overrides = [*args.overrides, *extra]
     from toolkit.errors import ToolkitError
 
     with warnings.catch_warnings():
@@ -232,6 +253,37 @@ def _cmd_build(args: argparse.Namespace) -> int:
     parts = summarize(model, spec.model.backbone.type, spec.model.head.type)
     print(f"{args.spec}: {model.task} model, {_count(len(model.class_names), 'class', 'classes')}")
     print(format_summary(parts, spec.model.input_size))
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from toolkit.engine.report import format_summary
+    from toolkit.engine.trainer import train
+    from toolkit.spec import load_spec
+
+    spec = load_spec(args.spec, args.overrides)
+    summary = train(spec, out_dir=args.out, resume=args.resume, show_progress=not args.no_progress)
+    if summary.files:  # rank 0 under torchrun
+        print(format_summary(summary))
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from toolkit.engine.evaluation_run import evaluate_checkpoint
+    from toolkit.engine.report import format_metrics
+    from toolkit.spec import load_spec
+
+    spec = load_spec(args.spec, args.overrides)
+    out = Path(args.out) if args.out else None
+    metrics = evaluate_checkpoint(spec, args.checkpoint, split=args.split, out_dir=out)
+    if args.json:
+        print(json.dumps(metrics, indent=2, default=float))
+    else:
+        print(format_metrics(metrics))
+    if out is not None:
+        (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
     return 0
 
 

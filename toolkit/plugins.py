@@ -29,6 +29,7 @@ INJECTED_ARGUMENTS: dict[str, tuple[str, ...]] = {
     "head": ("in_channels", "stride", "num_classes"),
     "augmentation": ("input_size",),
     "dataset": ("on_bad_sample",),
+    "loss": ("num_classes",),
 }
 
 

@@ -22,6 +22,12 @@ def centernet(
     ] = (256, 128, 64),
     head_conv: Annotated[int, Field(ge=1, description="channels of the 3x3 conv in each branch")] = 64,
     max_detections: Annotated[int, Field(ge=1, le=1000, description="K of the top-K decode")] = 100,
+    max_objects: Annotated[
+        int, Field(ge=1, le=1000, description="target slots per image; extra objects dropped with a warning")
+    ] = 128,
+    min_overlap: Annotated[
+        float, Field(gt=0, lt=1, description="IoU the gaussian radius guarantees (CenterNet: 0.7)")
+    ] = 0.7,
 ) -> CenterNetHead:
     """CenterNet: upsampling neck, heatmap + size + offset branches, top-K peak decode."""
     from toolkit_plugins.heads.centernet_modules import CenterNetHead
@@ -33,6 +39,8 @@ def centernet(
         neck_channels=neck_channels,
         head_conv=head_conv,
         max_detections=max_detections,
+        max_objects=max_objects,
+        min_overlap=min_overlap,
     )
 
 

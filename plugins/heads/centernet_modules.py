@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from toolkit.errors import ToolkitError
+from toolkit_plugins.heads.centernet_targets import CenterNetTargetEncoder
 
 HEATMAP_PRIOR_BIAS = -2.19  # sigmoid(-2.19) ~ 0.1: the focal-loss prior of the CenterNet paper
 
@@ -38,6 +39,9 @@ class CenterNetHead(nn.Module):
     `decode(outputs)` returns "boxes" float [N, K, 4] (xyxy, input pixels), "scores" [N, K]
     sorted descending and "labels" int64 [N, K], K = min(max_detections, C * h * w); peaks are
     cells equal to the 3x3 max of the sigmoid heatmap. Decode uses only traceable tensor ops.
+
+    `target_encoder(input_size)` returns the matching `CenterNetTargetEncoder` (`max_objects`
+    target slots per image, gaussian radius from `min_overlap`).
     """
 
     task = "detection"
@@ -51,6 +55,8 @@ class CenterNetHead(nn.Module):
         neck_channels: tuple[int, ...] = (256, 128, 64),
         head_conv: int = 64,
         max_detections: int = 100,
+        max_objects: int = 128,
+        min_overlap: float = 0.7,
     ) -> None:
         super().__init__()
         upsampling = 2 ** len(neck_channels)
@@ -62,6 +68,8 @@ class CenterNetHead(nn.Module):
         self.in_channels = in_channels
         self.num_classes = num_classes
         self.max_detections = max_detections
+        self.max_objects = max_objects
+        self.min_overlap = min_overlap
         self.output_stride = stride // upsampling
         neck: list[nn.Module] = []
         channels = in_channels
@@ -83,6 +91,16 @@ class CenterNetHead(nn.Module):
         for branch in (self.size, self.offset):
             nn.init.normal_(branch[-1].weight, std=0.001)
             nn.init.zeros_(branch[-1].bias)
+
+    def target_encoder(self, input_size: tuple[int, int]) -> CenterNetTargetEncoder:
+        """The encoder of training targets for (H, W) inputs, with this head's conventions."""
+        return CenterNetTargetEncoder(
+            self.num_classes,
+            self.output_stride,
+            input_size,
+            max_objects=self.max_objects,
+            min_overlap=self.min_overlap,
+        )
 
     def forward(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
         x = self.neck(features)

@@ -6,11 +6,44 @@ import torch
 from torch import nn
 
 
+class ClassificationTargetEncoder:
+    """`encoder(label) -> {"label": int64 scalar tensor}`; label must be in [0, num_classes).
+
+    Accepts an int or a one-element tensor; plain attributes only, so it pickles into workers.
+    """
+
+    def __init__(self, num_classes: int) -> None:
+        self.num_classes = int(num_classes)
+
+    def __repr__(self) -> str:
+        return f"ClassificationTargetEncoder(num_classes={self.num_classes})"
+
+    def __call__(self, label: int | torch.Tensor) -> dict[str, torch.Tensor]:
+        if isinstance(label, torch.Tensor):
+            if label.numel() != 1 or label.is_floating_point() or label.is_complex():
+                raise ValueError(
+                    f"ClassificationTargetEncoder: label must be one integer, got a "
+                    f"{label.dtype} tensor of shape {tuple(label.shape)}"
+                )
+            value = int(label.reshape(()).item())
+        elif isinstance(label, int) and not isinstance(label, bool):
+            value = label
+        else:
+            raise ValueError(f"ClassificationTargetEncoder: label must be an int, got {label!r}")
+        if not 0 <= value < self.num_classes:
+            raise ValueError(
+                f"ClassificationTargetEncoder: label {value} is outside [0, {self.num_classes}); "
+                "check the dataset's class mapping"
+            )
+        return {"label": torch.tensor(value, dtype=torch.int64)}
+
+
 class ClassificationHead(nn.Module):
     """`forward(features[N, in_channels, h, w]) -> {"logits": [N, num_classes]}`.
 
     `decode(outputs) -> {"scores": softmax [N, num_classes], "labels": argmax int64 [N]}`.
     `stride` is accepted for the head interface and unused (the pooling is global).
+    `target_encoder(input_size)` returns a `ClassificationTargetEncoder` for this head.
     """
 
     task = "classification"
@@ -25,6 +58,10 @@ class ClassificationHead(nn.Module):
         self.flatten = nn.Flatten(1)
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(in_channels, num_classes)
+
+    def target_encoder(self, input_size: tuple[int, int]) -> ClassificationTargetEncoder:
+        """The training-target encoder; `input_size` is accepted for the head interface and unused."""
+        return ClassificationTargetEncoder(self.num_classes)
 
     def forward(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
         x = self.flatten(self.pool(features))

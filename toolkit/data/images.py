@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 TORCHVISION_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "GIF"})
 
 _CPP_PREFIX = re.compile(r"^[\w:()]+, \S+:\d+, ")
+_TORCHVISION_DEPRECATION = r"The image decoding and encoding capabilities of TorchVision are deprecated"
 
 
 def image_size(path: str | Path) -> tuple[int, int]:
@@ -62,7 +63,7 @@ def _probe(path: Path) -> tuple[tuple[int, int], str]:
         ) from None
     except OSError as exc:
         raise BadSampleError(
-            str(path), f"cannot read the image ({exc}); replace or remove the file"
+            str(path), f"cannot read the image, truncated or corrupt ({exc}); replace or remove the file"
         ) from None
     limit = Image.MAX_IMAGE_PIXELS
     if limit is not None and size[0] * size[1] > limit:
@@ -85,15 +86,22 @@ def _bomb_reason(exc: Exception) -> str:
 
 def _decode_torchvision(path: Path) -> torch.Tensor:
     import torch
-    from torchvision.io import ImageReadMode, decode_image, read_file
 
     try:
-        image = decode_image(read_file(str(path)), mode=ImageReadMode.RGB)
+        from torchvision.io import ImageReadMode, decode_image, read_file
+    except ImportError:  # decoding is deprecated in torchvision 0.29 (moving to torchcodec)
+        return _decode_pil(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=_TORCHVISION_DEPRECATION, category=DeprecationWarning)
+            image = decode_image(read_file(str(path)), mode=ImageReadMode.RGB)
     except RuntimeError as exc:
         reason = _CPP_PREFIX.sub("", str(exc)).strip()
         raise BadSampleError(
             str(path), f"cannot decode the image, truncated or corrupt ({reason}); replace or remove the file"
         ) from None
+    if image.ndim == 4:  # an animated GIF: its first frame
+        image = image[0]
     if image.dtype != torch.uint8:  # 16-bit PNG
         image = (image.to(torch.float32) * (255.0 / 65535.0)).round().to(torch.uint8)
     return image.contiguous()

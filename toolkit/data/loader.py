@@ -184,6 +184,7 @@ def make_loader(
         num_workers=workers,
         pin_memory=pin,
         persistent_workers=data.persistent_workers and workers > 0,
+        generator=torch.Generator().manual_seed(data.seed),  # worker seeds never draw from the global RNG
     )
 
 

@@ -1,0 +1,268 @@
+"""COCO instances dataset: validated at construction, images decoded on access."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from toolkit.data.images import read_image
+from toolkit.errors import BadSampleError, DataError
+from toolkit_plugins.datasets.common import BadSamples, GtObject, coco_ground_truth, detection_target
+
+TOLERANCE = 1.0  # pixels a box may stick out of the image (clipped); beyond that it is bad
+
+
+class CocoDataset(torch.utils.data.Dataset):
+    """Detection samples from a COCO instances file.
+
+    Labels are contiguous (0-based) in category-id order (or `class_names` order);
+    `category_ids[label]` is the COCO id. Crowd (and `ignore: 1`) annotations are left out of
+    training targets and kept in `ground_truth()`.
+    """
+
+    task = "detection"
+
+    def __init__(
+        self,
+        *,
+        images: str | Path,
+        annotations: str | Path,
+        skip_empty: bool = False,
+        class_names: Sequence[str] | None = None,
+        on_bad_sample: str = "error",
+    ) -> None:
+        self.image_root = Path(images)
+        self.annotation_file = Path(annotations)
+        source = str(self.annotation_file)
+        bad = BadSamples(on_bad_sample, source)
+        if not self.annotation_file.is_file():
+            raise DataError(f"{source}: annotation file not found; check the dataset's 'annotations' path")
+        if not self.image_root.is_dir():
+            raise DataError(f"{self.image_root}: image folder not found; check the dataset's 'images' path")
+        data = _read_json(self.annotation_file)
+        categories = _categories(data, source)
+        self.category_ids, self.class_names = _select(categories, class_names, source)
+        label_of = {cat_id: label for label, cat_id in enumerate(self.category_ids)}
+        image_entries = _images(data, bad, source)
+        raw_annotations = data["annotations"]
+        if not raw_annotations:
+            problem = f"{source}: the file has no annotations at all (no image has objects)"
+            if bad.mode == "error":
+                raise DataError(
+                    f"{problem}; add annotations, or set data.on_bad_sample: skip to use it anyway"
+                )
+            bad.skipped.append(problem)
+        coco = _index(data, image_entries, raw_annotations, bad, source)
+        self.items: list[dict[str, Any]] = []
+        self._objects: list[list[GtObject]] = []
+        for image_id in sorted(image_entries):
+            entry = image_entries[image_id]
+            objects = []
+            for ann in coco.imgToAnns.get(image_id, []):
+                obj = _check_annotation(ann, entry, categories, label_of, bad, source)
+                if obj is not None:
+                    objects.append(obj)
+            if skip_empty and not any(not (o.iscrowd or o.ignore) for o in objects):
+                continue
+            self.items.append(entry)
+            self._objects.append(objects)
+        if not self.items:
+            raise DataError(
+                f"{source}: no usable images"
+                + (" with objects (skip_empty is set)" if skip_empty else "")
+                + "; check the file's 'images' and 'annotations'"
+            )
+        self.skipped = bad.skipped
+        bad.warn()
+        self._ground_truth: dict[str, Any] | None = None
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, Any]]:
+        entry = self.items[index]
+        path = self.image_root / entry["file_name"]
+        image = read_image(path)
+        height, width = image.shape[-2:]
+        if (width, height) != (entry["width"], entry["height"]):
+            raise BadSampleError(
+                str(path),
+                f"the image is {width}x{height} but {self.annotation_file} says "
+                f"{entry['width']}x{entry['height']} (image id {entry['id']}); fix the file or the entry",
+            )
+        train = [o for o in self._objects[index] if not (o.iscrowd or o.ignore)]
+        boxes = np.array([o.box for o in train], dtype=np.float32).reshape(-1, 4)
+        labels = np.array([o.label for o in train], dtype=np.int64)
+        return image, detection_target(boxes, labels, entry["id"], height, width)
+
+    def ground_truth(self) -> dict[str, Any]:
+        """COCO-format ground truth of the dataset's images, crowd annotations included (iscrowd=1)."""
+        if self._ground_truth is None:
+            images = [{k: e[k] for k in ("id", "width", "height", "file_name")} for e in self.items]
+            self._ground_truth = coco_ground_truth(images, self._objects, self.class_names)
+        return self._ground_truth
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            data = json.load(handle)
+    except json.JSONDecodeError as exc:
+        raise DataError(
+            f"{path}: malformed JSON at line {exc.lineno}, column {exc.colno} ({exc.msg}); fix the file"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: cannot read the annotation file ({exc})") from None
+    if not isinstance(data, dict):
+        raise DataError(f"{path}: expected a COCO instances object, got a JSON {type(data).__name__}")
+    for key in ("images", "annotations", "categories"):
+        if not isinstance(data.get(key), list):
+            raise DataError(f"{path}: '{key}' is missing or not a list; is this a COCO instances file?")
+    return data
+
+
+def _categories(data: dict[str, Any], source: str) -> dict[int, str]:
+    categories: dict[int, str] = {}
+    for position, cat in enumerate(data["categories"]):
+        if not isinstance(cat, dict) or not isinstance(cat.get("id"), int) or "name" not in cat:
+            raise DataError(f"{source}: category #{position} needs an integer 'id' and a 'name', got {cat!r}")
+        if cat["id"] in categories:
+            raise DataError(f"{source}: category id {cat['id']} is listed twice; make the ids unique")
+        categories[cat["id"]] = str(cat["name"])
+    if not categories:
+        raise DataError(f"{source}: the file lists no categories; add its 'categories'")
+    return categories
+
+
+def _select(
+    categories: dict[int, str], class_names: Sequence[str] | None, source: str
+) -> tuple[list[int], list[str]]:
+    """(category ids, names) in label order: all by id, or the named ones in the given order."""
+    if class_names is None:
+        ids = sorted(categories)
+        return ids, [categories[i] for i in ids]
+    id_of = {name: cat_id for cat_id, name in categories.items()}
+    missing = [name for name in class_names if name not in id_of]
+    if missing:
+        raise DataError(
+            f"{source}: class_names {missing} are not categories of the file; "
+            f"its categories are: {', '.join(categories[i] for i in sorted(categories))}"
+        )
+    return [id_of[name] for name in class_names], list(class_names)
+
+
+def _images(data: dict[str, Any], bad: BadSamples, source: str) -> dict[int, dict[str, Any]]:
+    images: dict[int, dict[str, Any]] = {}
+    for position, entry in enumerate(data["images"]):
+        ok = (
+            isinstance(entry, dict)
+            and isinstance(entry.get("id"), int)
+            and isinstance(entry.get("file_name"), str)
+        )
+        size_ok = ok and all(isinstance(entry.get(k), int) and entry[k] > 0 for k in ("width", "height"))
+        if not size_ok or entry["id"] in images:
+            what = f"image entry #{position}"
+            reason = (
+                f"duplicate image id {entry['id']}"
+                if size_ok
+                else "an image needs an integer 'id', a 'file_name' and positive integer 'width' and 'height'"
+            )
+            bad.handle(BadSampleError(source, f"{what}: {reason}; fix or remove the entry"))
+            continue
+        images[entry["id"]] = entry
+    if not images:
+        raise DataError(f"{source}: the file lists no usable images; add its 'images'")
+    return images
+
+
+def _index(
+    data: dict[str, Any],
+    images: dict[int, dict[str, Any]],
+    annotations: list[Any],
+    bad: BadSamples,
+    source: str,
+) -> Any:
+    """pycocotools index over the well-formed annotations (those with an id and a known image id)."""
+    from pycocotools.coco import COCO
+
+    usable = []
+    for position, ann in enumerate(annotations):
+        if not isinstance(ann, dict) or not isinstance(ann.get("id"), int):
+            bad.handle(
+                BadSampleError(source, "an annotation needs an integer 'id'", annotation=f"#{position}")
+            )
+        elif ann.get("image_id") not in images:
+            bad.handle(
+                BadSampleError(
+                    source,
+                    f"image_id {ann.get('image_id')!r} is not an image of the file; fix or remove it",
+                    annotation=f"id {ann['id']}",
+                )
+            )
+        else:
+            usable.append(ann)
+    coco = COCO()
+    coco.dataset = {**data, "images": list(images.values()), "annotations": usable}
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco.createIndex()
+    return coco
+
+
+def _check_annotation(
+    ann: dict[str, Any],
+    image: dict[str, Any],
+    categories: dict[int, str],
+    label_of: dict[int, int],
+    bad: BadSamples,
+    source: str,
+) -> GtObject | None:
+    """The annotation as a GtObject (box clipped to the image), None if bad (skipped) or not selected."""
+    where = f"id {ann['id']}"
+    file_name = image["file_name"]
+    width, height = image["width"], image["height"]
+    category = ann.get("category_id")
+    if category not in categories:
+        known = ", ".join(str(c) for c in sorted(categories))
+        return _bad(bad, source, f"unknown category_id {category!r} (known: {known})", where, file_name)
+    if category not in label_of:
+        return None  # a category left out by class_names
+    bbox = ann.get("bbox")
+    if not (
+        isinstance(bbox, list)
+        and len(bbox) == 4
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in bbox)
+    ):
+        return _bad(
+            bad, source, f"missing or malformed bbox {bbox!r} (expected [x, y, w, h])", where, file_name
+        )
+    x, y, w, h = (float(v) for v in bbox)
+    if w <= 0 or h <= 0:
+        return _bad(bad, source, f"bbox {bbox} has a non-positive width or height", where, file_name)
+    if x < -TOLERANCE or y < -TOLERANCE or x + w > width + TOLERANCE or y + h > height + TOLERANCE:
+        return _bad(bad, source, f"bbox {bbox} lies outside the {width}x{height} image", where, file_name)
+    x1, y1 = max(x, 0.0), max(y, 0.0)
+    x2, y2 = min(x + w, float(width)), min(y + h, float(height))
+    if x2 <= x1 or y2 <= y1:
+        return _bad(bad, source, f"bbox {bbox} lies outside the {width}x{height} image", where, file_name)
+    area = ann.get("area")
+    area = float(area) if isinstance(area, (int, float)) and not isinstance(area, bool) else None
+    return GtObject(
+        (x1, y1, x2, y2), label_of[category], bool(ann.get("iscrowd", 0)), bool(ann.get("ignore", 0)), area
+    )
+
+
+def _bad(bad: BadSamples, source: str, reason: str, where: str, file_name: str) -> None:
+    bad.handle(
+        BadSampleError(
+            source, f"{reason} (image {file_name}); fix or remove the annotation", annotation=where
+        )
+    )
+    return None

@@ -1,0 +1,97 @@
+"""Synthetic shapes dataset (the embedded default: needs no files), registered without importing torch."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated, Literal
+
+from pydantic import AfterValidator, Field
+
+import toolkit
+from toolkit.errors import ToolkitError, closest
+
+if TYPE_CHECKING:
+    from toolkit_plugins.datasets.shapes_dataset import ShapesDataset
+
+#: Shapes the generator can draw; `class_names` and `target` pick from these.
+CATALOGUE: tuple[str, ...] = (
+    "circle",
+    "square",
+    "triangle",
+    "star",
+    "diamond",
+    "ellipse",
+    "cross",
+    "hexagon",
+    "ring",
+)
+
+
+def _check_shape(name: str) -> str:
+    if name not in CATALOGUE:
+        hint = closest(name, CATALOGUE, n=1)
+        did_you_mean = f" (did you mean {hint[0]}?)" if hint else ""
+        raise ValueError(f"unknown shape {name!r}{did_you_mean}; the catalogue is: {', '.join(CATALOGUE)}")
+    return name
+
+
+def _check_shapes(names: list[str]) -> list[str]:
+    if not names:
+        raise ValueError(f"name at least one shape from the catalogue: {', '.join(CATALOGUE)}")
+    for name in names:
+        _check_shape(name)
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise ValueError(f"shapes listed twice: {', '.join(duplicates)}")
+    return names
+
+
+ShapeNames = Annotated[
+    list[str],
+    AfterValidator(_check_shapes),
+    Field(description=f"shape classes, from: {', '.join(CATALOGUE)}"),
+]
+Target = Annotated[
+    str | None,
+    AfterValidator(lambda v: v if v is None else _check_shape(v)),
+    Field(
+        description="classification: the shape whose presence is the positive class (default: first class)"
+    ),
+]
+ObjectCount = Annotated[int, Field(ge=1, le=50, description="objects drawn per detection image")]
+
+
+def shapes(
+    task: Annotated[
+        Literal["detection", "classification"], Field(description="boxes of every shape, or target present?")
+    ] = "detection",
+    length: Annotated[int, Field(ge=1, description="number of images")] = 1000,
+    image_size: Annotated[int, Field(ge=32, le=2048, description="side of the square images")] = 128,
+    class_names: ShapeNames = ["circle", "square", "triangle"],  # noqa: B006 (pydantic copies it)
+    seed: Annotated[int, Field(ge=0, description="image i depends only on (seed, i)")] = 0,
+    min_objects: ObjectCount = 1,
+    max_objects: ObjectCount = 10,
+    target: Target = None,
+) -> ShapesDataset:
+    """Synthetic shapes on textured, noisy backgrounds (detection or presence classification)."""
+    from toolkit_plugins.datasets.shapes_dataset import ShapesDataset
+
+    if min_objects > max_objects:
+        raise ToolkitError(
+            f"shapes dataset: min_objects ({min_objects}) is larger than max_objects ({max_objects}); "
+            "lower min_objects or raise max_objects"
+        )
+    return ShapesDataset(
+        task=task,
+        length=length,
+        image_size=image_size,
+        class_names=list(class_names),
+        seed=seed,
+        min_objects=min_objects,
+        max_objects=max_objects,
+        target=target,
+    )
+
+
+@toolkit.hookimpl
+def toolkit_register_datasets(registry: toolkit.Registry) -> None:
+    registry.register("shapes", shapes)

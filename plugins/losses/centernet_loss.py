@@ -1,0 +1,125 @@
+"""CenterNet loss: penalty-reduced pixelwise focal loss on the heatmap, masked L1 on size and offset.
+
+Formulas follow the CenterNet reference code (xingyizhou/CenterNet `models/losses.py`: `_neg_loss`,
+`RegL1Loss`, `_transpose_and_gather_feat`; `models/utils.py` `_sigmoid`), with the conventions of
+`CenterNetHead` and `CenterNetTargetEncoder`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from toolkit.errors import ToolkitError
+from toolkit_plugins.losses._keys import lookup
+
+#: The reference `_sigmoid` clamps probabilities to [EPS, 1 - EPS] so that no log is infinite.
+EPS = 1e-4
+_LOG_LO = math.log(EPS)
+_LOG_HI = math.log1p(-EPS)
+_TARGET_FIX = "use the targets of the CenterNet head's target encoder"
+_OUTPUT_FIX = "use the CenterNet head (outputs heatmap, size, offset)"
+
+
+def heatmap_focal_loss(logits: Tensor, target: Tensor, alpha: float = 2.0, beta: float = 4.0) -> Tensor:
+    """CornerNet/CenterNet focal loss of heatmap logits [N,C,h,w] against a target in [0, 1].
+
+    With p = clamp(sigmoid(logit), 1e-4, 1 - 1e-4): positives (target == 1) cost
+    -(1 - p)^alpha log p, the others -(1 - y)^beta p^alpha log(1 - p); the sum over the batch is
+    divided by the number of positives, or not divided when there are none (as the reference).
+    1 - p and both logs come from sigmoid(-x) and logsigmoid, clamped to the same bounds, so they
+    carry no cancellation error; values equal the reference's up to float rounding. Computed in
+    float32 or wider.
+    """
+    x = logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
+    y = target.to(x.dtype)
+    p = torch.sigmoid(x).clamp(EPS, 1 - EPS)
+    one_minus_p = torch.sigmoid(-x).clamp(EPS, 1 - EPS)
+    log_p = F.logsigmoid(x).clamp(_LOG_LO, _LOG_HI)
+    log_one_minus_p = F.logsigmoid(-x).clamp(_LOG_LO, _LOG_HI)
+    positive = y.eq(1).to(x.dtype)
+    negative = y.lt(1).to(x.dtype)
+    pos_loss = (one_minus_p.pow(alpha) * log_p * positive).sum()
+    neg_loss = ((1 - y).pow(beta) * p.pow(alpha) * log_one_minus_p * negative).sum()
+    num_pos = positive.sum()
+    # no positives: pos_loss is 0 and the reference returns -neg_loss; clamp avoids a host sync
+    return -(pos_loss + neg_loss) / num_pos.clamp(min=1)
+
+
+def gather_at(feature: Tensor, index: Tensor) -> Tensor:
+    """Values of feature [N,K,h,w] at flat indices index [N,M] (y * w + x), as [N,M,K]."""
+    n, k = feature.shape[:2]
+    flat = feature.reshape(n, k, -1)
+    return torch.gather(flat, 2, index.unsqueeze(1).expand(-1, k, -1)).transpose(1, 2)
+
+
+def masked_l1(pred: Tensor, target: Tensor, mask: Tensor) -> Tensor:
+    """Reference `RegL1Loss` on gathered pred/target [N,M,K] and mask [N,M].
+
+    sum |pred * mask - target * mask| / (mask_expanded.sum() + 1e-4), the mask expanded over the
+    K channels: divided by K * (number of objects) + 1e-4, so with K = 2 the mean over objects and
+    both channels (not over objects alone).
+    """
+    mask = mask.to(pred.dtype).unsqueeze(2).expand_as(pred)
+    total = F.l1_loss(pred * mask, target.to(pred.dtype) * mask, reduction="sum")
+    return total / (mask.sum() + 1e-4)
+
+
+class CenterNetLoss(nn.Module):
+    """CenterNet loss on head outputs {"heatmap", "size", "offset"} and encoder targets.
+
+    `forward` returns {"heatmap", "size", "offset"} each multiplied by its weight, and "loss", their
+    sum; all scalar tensors. Size and offset are compared only at object centres (`index`, `mask`).
+    """
+
+    def __init__(
+        self,
+        *,
+        heatmap_weight: float = 1.0,
+        size_weight: float = 0.1,
+        offset_weight: float = 1.0,
+        alpha: float = 2.0,
+        beta: float = 4.0,
+    ) -> None:
+        super().__init__()
+        self.heatmap_weight = heatmap_weight
+        self.size_weight = size_weight
+        self.offset_weight = offset_weight
+        self.alpha = alpha
+        self.beta = beta
+
+    def extra_repr(self) -> str:
+        return (
+            f"heatmap_weight={self.heatmap_weight}, size_weight={self.size_weight}, "
+            f"offset_weight={self.offset_weight}, alpha={self.alpha}, beta={self.beta}"
+        )
+
+    def forward(self, outputs: dict[str, Tensor], targets: dict[str, Tensor]) -> dict[str, Tensor]:
+        def output(key: str) -> Tensor:
+            return lookup(outputs, key, loss="centernet", what="model outputs", fix=_OUTPUT_FIX)
+
+        def target(key: str) -> Tensor:
+            return lookup(targets, key, loss="centernet", what="targets", fix=_TARGET_FIX)
+
+        logits, heatmap = output("heatmap"), target("heatmap")
+        if logits.shape != heatmap.shape:
+            raise ToolkitError(
+                f"centernet loss: heatmap output has shape {tuple(logits.shape)} but the heatmap target "
+                f"{tuple(heatmap.shape)}; the target encoder must use the head's num_classes and stride"
+            )
+        index, mask = target("index"), target("mask")
+        terms = {"heatmap": self.heatmap_weight * heatmap_focal_loss(logits, heatmap, self.alpha, self.beta)}
+        for key, weight in (("size", self.size_weight), ("offset", self.offset_weight)):
+            pred = gather_at(output(key), index)
+            goal = target(key)
+            if pred.shape != goal.shape:
+                raise ToolkitError(
+                    f"centernet loss: {key} output gathered at the {tuple(index.shape)} object slots has "
+                    f"shape {tuple(pred.shape)} but the {key} target {tuple(goal.shape)}"
+                )
+            terms[key] = weight * masked_l1(pred, goal, mask)
+        terms["loss"] = terms["heatmap"] + terms["size"] + terms["offset"]
+        return terms

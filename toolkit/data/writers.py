@@ -1,0 +1,167 @@
+"""Write a dataset to disk as COCO, Pascal VOC or an image folder (images saved losslessly as PNG).
+
+Detection datasets are written from their `ground_truth()` (crowd and difficult objects
+included) when they have one, else from their targets. Files are named by dataset index.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+from xml.sax.saxutils import escape
+
+from toolkit.errors import ToolkitError
+
+
+def write_coco(dataset: Any, out_dir: str | Path) -> Path:
+    """Write `out_dir/images/NNNNNN.png` and `out_dir/annotations/instances.json`; return `out_dir`.
+
+    Category ids are 1 + label (names from `class_names`); image ids are kept; crowd objects
+    keep iscrowd=1 and ignored (e.g. VOC difficult) ones get `"ignore": 1`.
+    """
+    _require(dataset, "detection")
+    out = Path(out_dir)
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    (out / "annotations").mkdir(parents=True, exist_ok=True)
+    images, annotations = [], []
+    for index, image, image_id, objects in _detection_samples(dataset, "COCO"):
+        file_name = f"{index:06d}.png"
+        height, width = _save_png(image, out / "images" / file_name)
+        images.append({"id": image_id, "file_name": file_name, "width": width, "height": height})
+        for x1, y1, x2, y2, label, iscrowd, ignore in objects:
+            annotation = {
+                "id": len(annotations) + 1,
+                "image_id": image_id,
+                "category_id": label + 1,
+                "bbox": [x1, y1, x2 - x1, y2 - y1],
+                "area": (x2 - x1) * (y2 - y1),
+                "iscrowd": int(iscrowd),
+            }
+            if ignore:
+                annotation["ignore"] = 1
+            annotations.append(annotation)
+    categories = [{"id": label + 1, "name": name} for label, name in enumerate(dataset.class_names)]
+    document = {"images": images, "annotations": annotations, "categories": categories}
+    (out / "annotations" / "instances.json").write_text(json.dumps(document), encoding="utf-8")
+    return out
+
+
+def write_voc(dataset: Any, out_dir: str | Path, split: str = "train") -> Path:
+    """Write `out_dir/VOCdevkit/VOC2012/{Annotations,JPEGImages,ImageSets/Main}`; return that VOC2012 root.
+
+    Boxes are written as 1-based pixel indices (xmin = x1 + 1, ymin = y1 + 1, xmax = x2, ymax = y2);
+    crowd and ignored objects are written as difficult. Images are PNG files in JPEGImages/.
+    """
+    _require(dataset, "detection")
+    root = Path(out_dir) / "VOCdevkit" / "VOC2012"
+    for folder in ("Annotations", "JPEGImages", "ImageSets/Main"):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+    names = []
+    for index, image, _, objects in _detection_samples(dataset, "VOC"):
+        name = f"{index:06d}"
+        height, width = _save_png(image, root / "JPEGImages" / f"{name}.png")
+        xml = _voc_xml(name, width, height, objects, dataset.class_names)
+        (root / "Annotations" / f"{name}.xml").write_text(xml, encoding="utf-8")
+        names.append(name)
+    (root / "ImageSets" / "Main" / f"{split}.txt").write_text(
+        "".join(f"{n}\n" for n in names), encoding="utf-8"
+    )
+    return root
+
+
+def write_image_folder(dataset: Any, out_dir: str | Path) -> Path:
+    """Write a classification dataset as `out_dir/CLASS/NNNNNN.png`; return `out_dir`."""
+    _require(dataset, "classification")
+    out = Path(out_dir)
+    for name in dataset.class_names:
+        (out / name).mkdir(parents=True, exist_ok=True)
+    for index in _progress(range(len(dataset)), len(dataset), "image folder"):
+        image, label = dataset[index]
+        _save_png(image, out / dataset.class_names[int(label)] / f"{index:06d}.png")
+    return out
+
+
+Object = tuple[float, float, float, float, int, bool, bool]  # x1, y1, x2, y2, label, iscrowd, ignore
+
+
+def _detection_samples(dataset: Any, what: str) -> Iterator[tuple[int, Any, int, list[Object]]]:
+    """(index, image, image_id, objects) for every sample; objects from ground_truth() when available."""
+    per_image: dict[int, list[Object]] | None = None
+    if callable(getattr(dataset, "ground_truth", None)):
+        per_image = defaultdict(list)
+        for ann in dataset.ground_truth()["annotations"]:
+            x, y, w, h = (float(v) for v in ann["bbox"])
+            flags = (bool(ann.get("iscrowd", 0)), bool(ann.get("ignore", 0)))
+            per_image[ann["image_id"]].append((x, y, x + w, y + h, int(ann["category_id"]), *flags))
+    for index in _progress(range(len(dataset)), len(dataset), what):
+        image, target = dataset[index]
+        image_id = int(target["image_id"])
+        if per_image is not None:
+            objects = per_image.get(image_id, [])
+        else:
+            boxes = target["boxes"].tolist()
+            objects = [
+                (*box, int(label), False, False)
+                for box, label in zip(boxes, target["labels"].tolist(), strict=True)
+            ]
+        yield index, image, image_id, objects
+
+
+def _voc_xml(name: str, width: int, height: int, objects: list[Object], class_names: list[str]) -> str:
+    parts = [
+        "<annotation>",
+        "  <folder>VOC2012</folder>",
+        f"  <filename>{name}.png</filename>",
+        f"  <size><width>{width}</width><height>{height}</height><depth>3</depth></size>",
+        "  <segmented>0</segmented>",
+    ]
+    for x1, y1, x2, y2, label, iscrowd, ignore in objects:
+        parts += [
+            "  <object>",
+            f"    <name>{escape(class_names[label])}</name>",
+            "    <pose>Unspecified</pose>",
+            "    <truncated>0</truncated>",
+            f"    <difficult>{int(iscrowd or ignore)}</difficult>",
+            f"    <bndbox><xmin>{_number(x1 + 1)}</xmin><ymin>{_number(y1 + 1)}</ymin>"
+            f"<xmax>{_number(x2)}</xmax><ymax>{_number(y2)}</ymax></bndbox>",
+            "  </object>",
+        ]
+    parts.append("</annotation>\n")
+    return "\n".join(parts)
+
+
+def _number(value: float) -> str:
+    """Integers without a decimal point (as VOC writes them), other values exactly (repr)."""
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def _save_png(image: Any, path: Path) -> tuple[int, int]:
+    """Save a uint8 [3,H,W] tensor as PNG; return (height, width)."""
+    from PIL import Image
+
+    array = image.permute(1, 2, 0).contiguous().numpy()
+    Image.fromarray(array).save(path, format="PNG", compress_level=1)
+    return array.shape[0], array.shape[1]
+
+
+def _require(dataset: Any, task: str) -> None:
+    actual = getattr(dataset, "task", None)
+    if actual != task:
+        raise ToolkitError(
+            f"this writer takes a {task} dataset; {type(dataset).__name__} has task {actual!r}"
+        )
+
+
+def _progress(items: Iterable[int], total: int, what: str) -> Iterable[int]:
+    """A tqdm bar when tqdm is installed and stderr is a terminal; the plain iterable otherwise."""
+    if not sys.stderr.isatty():
+        return items
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return items
+    return tqdm(items, total=total, desc=f"writing {what}", unit="image")

@@ -1,0 +1,53 @@
+"""`toolkit eval`: a checkpoint's metrics on a data split."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from toolkit.build import build_model
+from toolkit.data.loader import build_processed_dataset, data_section, make_loader
+from toolkit.engine.checkpoint import load_checkpoint
+from toolkit.engine.distributed import resolve_device
+from toolkit.engine.evaluate import evaluate
+from toolkit.errors import ToolkitError
+from toolkit.plugins import PluginManager
+from toolkit.spec import Spec
+from toolkit.spec_train import TrainSpec
+
+
+def load_model_weights(model: torch.nn.Module, checkpoint_path: str | Path) -> dict[str, Any]:
+    """Load a run's checkpoint into `model`; a mismatch names the checkpoint and the keys."""
+    checkpoint = load_checkpoint(checkpoint_path)
+    try:
+        model.load_state_dict(checkpoint["model"])
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0:3]
+        raise ToolkitError(
+            f"checkpoint {str(checkpoint_path)!r} does not fit the spec's model: {' '.join(first)}; "
+            "evaluate it with the spec it was trained with (saved as spec.yaml in the run folder)"
+        ) from None
+    return checkpoint
+
+
+def evaluate_checkpoint(
+    spec: Spec,
+    checkpoint_path: str | Path,
+    *,
+    split: str = "val",
+    out_dir: Path | None = None,
+    plugins: PluginManager | None = None,
+) -> dict[str, Any]:
+    """Build the spec's model, load the checkpoint, evaluate on data.<split> (deterministic transforms)."""
+    config = spec.train or TrainSpec()
+    device = resolve_device(config.device)
+    model = build_model(spec, plugins=plugins)
+    load_model_weights(model, checkpoint_path)
+    model.to(device)
+    dataset = build_processed_dataset(spec, model, split, train=False, plugins=plugins)
+    loader = make_loader(dataset, data_section(spec), shuffle=False, device=device)
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    return evaluate(model, loader, device, out_dir=out_dir)

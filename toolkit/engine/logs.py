@@ -1,0 +1,115 @@
+"""Run outputs: metrics.jsonl, progress (a bar on a terminal, plain lines otherwise), curves as PNG."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TextIO
+
+
+class MetricsLog:
+    """Append-only JSON-lines log of training and validation records."""
+
+    def __init__(self, path: Path, *, resume_step: int | None = None) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if resume_step is None:
+            path.write_text("")
+        elif path.exists():  # drop what was logged after the checkpoint we resume from
+            kept = [line for line in path.read_text().splitlines() if line and _step_of(line) <= resume_step]
+            path.write_text("".join(f"{line}\n" for line in kept))
+
+    def write(self, record: Mapping[str, Any]) -> None:
+        with self.path.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record, default=float) + "\n")
+
+    def records(self) -> list[dict[str, Any]]:
+        return read_metrics(self.path)
+
+
+def _step_of(line: str) -> int:
+    try:
+        return int(json.loads(line).get("step", 0))
+    except (ValueError, AttributeError):
+        return 0
+
+
+def read_metrics(path: str | Path) -> list[dict[str, Any]]:
+    path = Path(path)
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+class Progress:
+    """Per-epoch progress: tqdm bar when the stream is a terminal, one plain line per update otherwise."""
+
+    def __init__(
+        self, total: int, description: str, *, enabled: bool = True, stream: TextIO | None = None
+    ) -> None:
+        self.stream = stream or sys.stderr
+        self.total = total
+        self.description = description
+        self.enabled = enabled
+        self.count = 0
+        self.started = time.perf_counter()
+        self.bar = None
+        if enabled and self.stream.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc=description, file=self.stream, dynamic_ncols=True, leave=True)
+
+    def update(self, steps: int, values: Mapping[str, float]) -> None:
+        self.count += steps
+        if not self.enabled:
+            return
+        text = "  ".join(f"{k} {v:.4g}" for k, v in values.items())
+        if self.bar is not None:
+            self.bar.update(steps)
+            self.bar.set_postfix_str(text, refresh=False)
+        else:
+            print(f"{self.description} {self.count}/{self.total}  {text}", file=self.stream, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def plot_curves(records: list[dict[str, Any]], path: str | Path) -> Path | None:
+    """Loss terms and learning rate against steps, validation metrics against epochs, as one PNG."""
+    train = [r for r in records if r.get("kind") == "train"]
+    val = [r for r in records if r.get("kind") == "val"]
+    if not train:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (losses, rates, metrics) = plt.subplots(1, 3, figsize=(15, 4))
+    steps = [r["step"] for r in train]
+    for key in sorted({k for r in train for k in r.get("loss", {})}):
+        losses.plot(steps, [r["loss"].get(key, float("nan")) for r in train], label=key)
+    losses.set_yscale("log")
+    losses.set_title("loss terms")
+    losses.set_xlabel("step")
+    losses.legend()
+    rates.plot(steps, [r["lr"] for r in train])
+    rates.set_title("learning rate")
+    rates.set_xlabel("step")
+    if val:
+        epochs = [r["epoch"] for r in val]
+        for key in sorted({k for r in val for k, v in r["metrics"].items() if isinstance(v, (int, float))}):
+            if key.startswith(("AP", "accuracy", "mAP", "VOC")):
+                metrics.plot(epochs, [r["metrics"].get(key) for r in val], marker="o", label=key)
+        metrics.legend()
+    metrics.set_title("validation")
+    metrics.set_xlabel("epoch")
+    figure.tight_layout()
+    path = Path(path)
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path

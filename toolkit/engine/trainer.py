@@ -1,0 +1,367 @@
+"""The training loop: spec -> model, loss, loaders, optimizer -> epochs -> checkpoints, metrics, curves."""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from torch import nn
+
+from toolkit.build import build_component, build_model
+from toolkit.data.loader import build_processed_dataset, data_section, make_loader
+from toolkit.engine import distributed
+from toolkit.engine.checkpoint import FORMAT_VERSION, load_checkpoint, rng_state, save_atomic, set_rng_state
+from toolkit.engine.evaluate import default_best_metric, evaluate
+from toolkit.engine.logs import MetricsLog, Progress, plot_curves
+from toolkit.engine.optim import build_optimizer, build_scheduler
+from toolkit.errors import ToolkitError
+from toolkit.plugins import PluginManager, get_plugin_manager
+from toolkit.spec import Spec
+from toolkit.spec_train import TrainSpec
+
+METRICS = {
+    "detection": ["AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large", "VOC_mAP50"],
+    "classification": ["accuracy", "macro_precision", "macro_recall", "macro_f1"],
+}
+
+
+class NonFiniteLossError(ToolkitError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+@dataclass
+class RunSummary:
+    """What a training run produced."""
+
+    out_dir: str
+    epochs: int
+    steps: int
+    best_metric: str
+    best_value: float | None
+    final_metrics: dict[str, Any] = field(default_factory=dict)
+    train_seconds: float = 0.0
+    images_per_second: float = 0.0
+    skipped_samples: int = 0
+    trainable_parameters: int = 0
+    frozen_parameters: int = 0
+    files: dict[str, str] = field(default_factory=dict)
+
+
+def train(
+    spec: Spec,
+    *,
+    out_dir: str | Path | None = None,
+    resume: bool = False,
+    plugins: PluginManager | None = None,
+    show_progress: bool = True,
+) -> RunSummary:
+    """Train the spec's model on its data; returns the run's summary (see Trainer)."""
+    return Trainer(spec, out_dir=out_dir, resume=resume, plugins=plugins, show_progress=show_progress).fit()
+
+
+def default_out_dir(spec: Spec) -> Path:
+    stem = Path(spec.source).stem if spec.source != "<dict>" else "run"
+    return Path("runs") / stem
+
+
+class Trainer:
+    """Fine-tunes a backbone + head from a spec, on one device or under torchrun (DDP)."""
+
+    def __init__(
+        self,
+        spec: Spec,
+        *,
+        out_dir: str | Path | None = None,
+        resume: bool = False,
+        plugins: PluginManager | None = None,
+        show_progress: bool = True,
+    ) -> None:
+        self.spec = spec
+        self.config: TrainSpec = spec.train or TrainSpec()
+        self.data = data_section(spec)
+        self.plugins = plugins or get_plugin_manager()
+        self.out_dir = Path(out_dir) if out_dir is not None else default_out_dir(spec)
+        self.resume = resume
+        self.show_progress = show_progress
+        if not resume and (self.out_dir / "last.pt").exists():
+            raise ToolkitError(
+                f"{self.out_dir} already holds a run (last.pt); continue it with --resume "
+                "or choose another folder with --out"
+            )
+
+    # -- setup ----------------------------------------------------------------------------------
+    def _setup(self) -> None:
+        config = self.config
+        self.context = distributed.init_distributed(config.device)
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        torch.manual_seed(config.seed)
+        random.seed(config.seed)
+        device = self.context.device
+        self.model = build_model(self.spec, plugins=self.plugins).to(device)
+        if config.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.task = self.model.task
+        self.best_metric = config.best_metric or default_best_metric(self.task)
+        if self.best_metric not in METRICS.get(self.task, []):
+            raise ToolkitError(
+                f"train.best_metric {self.best_metric!r} is not a {self.task} metric; "
+                f"choose one of {', '.join(METRICS.get(self.task, []))}"
+            )
+        if config.unfreeze_at_epoch is not None and not hasattr(self.model.backbone, "set_frozen_stages"):
+            raise ToolkitError(
+                f"train.unfreeze_at_epoch needs a backbone with set_frozen_stages(); "
+                f"{self.spec.model.backbone.type} has none"
+            )
+        self.loss_fn = self._build_loss().to(device)
+        train_set = build_processed_dataset(self.spec, self.model, "train", train=True, plugins=self.plugins)
+        self.train_loader = make_loader(
+            train_set,
+            self.data,
+            shuffle=True,
+            rank=self.context.rank,
+            world_size=self.context.world_size,
+            device=device,
+        )
+        if len(self.train_loader) == 0:
+            raise ToolkitError("data.train is empty: nothing to train on")
+        self.val_loader = None
+        if self.data.val is not None and self.context.is_main:
+            val_set = build_processed_dataset(self.spec, self.model, "val", train=False, plugins=self.plugins)
+            self.val_loader = make_loader(val_set, self.data, shuffle=False, device=device)
+        self.optimizer = build_optimizer(self.model, config)
+        self.scheduler = build_scheduler(self.optimizer, config, len(self.train_loader))
+        self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.amp)
+        self.amp = self.amp_dtype is not None and device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp and config.amp == "fp16")
+        self.network: nn.Module = self.model
+        if self.context.distributed:
+            self.network = nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[device.index] if device.type == "cuda" else None
+            )
+        self.epoch = 0
+        self.step = 0
+        self.best_value: float | None = None
+        self.final_metrics: dict[str, Any] = {}
+        if self.resume:
+            self._load_last()
+        self.log = MetricsLog(self.out_dir / "metrics.jsonl", resume_step=self.step if self.resume else None)
+
+    def _build_loss(self) -> nn.Module:
+        """train.loss, or the head's default loss (its `default_loss` {type, ...params})."""
+        num_classes = self.spec.model.num_classes
+        if self.config.loss is not None:
+            return build_component(
+                "loss", self.config.loss, path="train.loss", plugins=self.plugins, num_classes=num_classes
+            )
+        default = dict(getattr(self.model.head, "default_loss", None) or {})
+        if "type" not in default:
+            raise ToolkitError(f"head {self.spec.model.head.type!r} has no default loss: set train.loss")
+        entry = self.plugins.registry("loss").get(default.pop("type"), path="train.loss.type")
+        return entry.build(default, num_classes=num_classes)
+
+    # -- checkpoints ----------------------------------------------------------------------------
+    def _state(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT_VERSION,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "epoch": self.epoch,
+            "step": self.step,
+            "best_metric": self.best_metric,
+            "best_value": self.best_value,
+            "rng": rng_state(),
+            "spec": self.spec.model_dump(mode="json"),
+        }
+
+    def _load_last(self) -> None:
+        path = self.out_dir / "last.pt"
+        checkpoint = load_checkpoint(path, map_location=self.context.device)
+        saved_model = checkpoint["spec"].get("model")
+        if saved_model != self.spec.model_dump(mode="json")["model"]:
+            raise ToolkitError(f"--resume: the model section differs from the one {path} was trained with")
+        self.model.load_state_dict(checkpoint["model"])
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self.scheduler.load_state_dict(checkpoint["scheduler"])
+        self.scaler.load_state_dict(checkpoint["scaler"])
+        self.epoch = int(checkpoint["epoch"])
+        self.step = int(checkpoint["step"])
+        self.best_value = checkpoint.get("best_value")
+        set_rng_state(checkpoint["rng"])
+        unfreeze = self.config.unfreeze_at_epoch
+        if unfreeze is not None and self.epoch >= unfreeze:
+            self.model.backbone.set_frozen_stages(0)
+
+    def _save(self, improved: bool) -> None:
+        if not self.context.is_main:
+            return
+        state = self._state()
+        save_atomic(state, self.out_dir / "last.pt")
+        if improved:
+            save_atomic(state, self.out_dir / "best.pt")
+
+    # -- loop -----------------------------------------------------------------------------------
+    def fit(self) -> RunSummary:
+        self._setup()
+        try:
+            return self._fit()
+        finally:
+            distributed.shutdown(self.context)
+
+    def _fit(self) -> RunSummary:
+        config = self.config
+        if self.context.is_main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            (self.out_dir / "spec.yaml").write_text(
+                yaml.safe_dump(self.spec.model_dump(mode="json"), sort_keys=False)
+            )
+        train_seconds, images_seen, skipped = 0.0, 0, 0
+        while self.epoch < config.epochs:
+            if config.unfreeze_at_epoch is not None and self.epoch == config.unfreeze_at_epoch:
+                self.model.backbone.set_frozen_stages(0)
+            started = time.perf_counter()
+            seen, epoch_skipped = self._train_epoch()
+            train_seconds += time.perf_counter() - started
+            images_seen += seen
+            skipped += epoch_skipped
+            self.epoch += 1
+            improved = self._maybe_evaluate()
+            self._save(improved)
+            distributed.barrier(self.context)
+        files = self._finish()
+        trainable = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
+        total = sum(p.numel() for p in self.model.parameters())
+        return RunSummary(
+            out_dir=str(self.out_dir),
+            epochs=self.epoch,
+            steps=self.step,
+            best_metric=self.best_metric,
+            best_value=self.best_value,
+            final_metrics=self.final_metrics,
+            train_seconds=round(train_seconds, 2),
+            images_per_second=round(images_seen * self.context.world_size / max(train_seconds, 1e-9), 2),
+            skipped_samples=skipped,
+            trainable_parameters=trainable,
+            frozen_parameters=total - trainable,
+            files=files,
+        )
+
+    def _train_epoch(self) -> tuple[int, int]:
+        config, device = self.config, self.context.device
+        self.train_loader.sampler.set_epoch(self.epoch)
+        self.network.train()
+        progress = Progress(
+            len(self.train_loader),
+            f"epoch {self.epoch + 1}/{config.epochs}",
+            enabled=self.show_progress and self.context.is_main,
+        )
+        sums: dict[str, torch.Tensor] = {}
+        window_steps, window_images, window_start = 0, 0, time.perf_counter()
+        seen = skipped = 0
+        for position, batch in enumerate(self.train_loader, start=1):
+            skipped += len(batch.skipped)
+            if len(batch):
+                terms = self._train_step(batch.to(device, non_blocking=True))
+                for key, value in terms.items():
+                    sums[key] = sums.get(key, 0.0) + value.detach().float()
+                window_steps += 1
+                window_images += len(batch)
+                seen += len(batch)
+            last = position == len(self.train_loader)
+            if window_steps and (self.step % config.log_interval == 0 or last):
+                means = torch.stack([sums[k] / window_steps for k in sorted(sums)])
+                means = distributed.all_reduce_mean(means, self.context)
+                values = dict(zip(sorted(sums), means.tolist(), strict=True))
+                rate = window_images * self.context.world_size / max(time.perf_counter() - window_start, 1e-9)
+                lr = self.optimizer.param_groups[-1]["lr"]
+                if self.context.is_main:
+                    self.log.write(
+                        {
+                            "kind": "train",
+                            "epoch": self.epoch + 1,
+                            "step": self.step,
+                            "lr": lr,
+                            "loss": values,
+                            "images_per_s": round(rate, 2),
+                        }
+                    )
+                progress.update(window_steps, {**values, "img/s": rate})
+                sums, window_steps, window_images, window_start = {}, 0, 0, time.perf_counter()
+        progress.close()
+        if skipped and self.context.is_main:
+            warnings.warn(
+                f"epoch {self.epoch + 1}: skipped {skipped} bad samples (data.on_bad_sample: skip)",
+                stacklevel=2,
+            )
+        return seen, skipped
+
+    def _train_step(self, batch: Any) -> dict[str, torch.Tensor]:
+        config = self.config
+        images = batch.images
+        if config.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(self.context.device.type, dtype=self.amp_dtype, enabled=self.amp):
+            outputs = self.network(images)
+        outputs = {k: v.float() for k, v in outputs.items()}
+        terms = self.loss_fn(outputs, batch.targets)
+        loss = terms["loss"]
+        if not bool(torch.isfinite(loss)):
+            detail = ", ".join(f"{k}={float(v):.4g}" for k, v in terms.items())
+            raise NonFiniteLossError(
+                f"the loss is not finite at step {self.step + 1} (epoch {self.epoch + 1}): {detail}. "
+                f"Training stopped; the last good checkpoint stays in {self.out_dir}. "
+                "Lower train.optimizer.lr, add train.warmup_steps or train.clip_grad_norm, or check the data"
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if config.clip_grad_norm is not None:
+            self.scaler.unscale_(self.optimizer)
+            trainable = [p for p in self.model.parameters() if p.grad is not None]
+            torch.nn.utils.clip_grad_norm_(trainable, config.clip_grad_norm)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        self.step += 1
+        return terms
+
+    def _maybe_evaluate(self) -> bool:
+        """Evaluate when due; True when the chosen metric improved (or when there is no validation)."""
+        interval, last = self.config.eval_interval, self.epoch == self.config.epochs
+        due = last or (interval > 0 and self.epoch % interval == 0)
+        if self.val_loader is None or not due:
+            return self.val_loader is None and self.context.is_main
+        metrics = evaluate(
+            self.model, self.val_loader, self.context.device, out_dir=self.out_dir,
+            channels_last=self.config.channels_last,
+        )  # fmt: skip
+        self.final_metrics = metrics
+        self.log.write({"kind": "val", "epoch": self.epoch, "step": self.step, "metrics": metrics})
+        value = float(metrics[self.best_metric])
+        if math.isnan(value):
+            return False
+        if self.best_value is None or value > self.best_value:
+            self.best_value = value
+            return True
+        return False
+
+    def _finish(self) -> dict[str, str]:
+        if not self.context.is_main:
+            return {}
+        files = {"last": str(self.out_dir / "last.pt"), "metrics": str(self.log.path)}
+        if (self.out_dir / "best.pt").exists():
+            files["best"] = str(self.out_dir / "best.pt")
+        curves = plot_curves(self.log.records(), self.out_dir / "curves.png")
+        if curves is not None:
+            files["curves"] = str(curves)
+        if (self.out_dir / "confusion.png").exists():
+            files["confusion"] = str(self.out_dir / "confusion.png")
+        return files
