@@ -45,6 +45,7 @@ class CenterNetHead(nn.Module):
     """
 
     task = "detection"
+    default_loss: dict = {"type": "centernet"}  # train.loss when the spec sets none
 
     def __init__(
         self,

@@ -47,6 +47,7 @@ class ClassificationHead(nn.Module):
     """
 
     task = "classification"
+    default_loss: dict = {"type": "cross_entropy"}  # train.loss when the spec sets none
 
     def __init__(self, in_channels: int, stride: int, num_classes: int, *, dropout: float = 0.0) -> None:
         super().__init__()
