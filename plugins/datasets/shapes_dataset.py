@@ -17,9 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
-from torchvision import tv_tensors
 
-from toolkit_plugins.datasets.common import coco_ground_truth
+from toolkit_plugins.datasets.common import coco_ground_truth, detection_target
 from toolkit_plugins.datasets.shapes import CATALOGUE
 
 MIN_VISIBLE = 0.35  # fraction of its drawn area a shape must keep visible to be labelled
@@ -373,14 +372,7 @@ class ShapesDataset(torch.utils.data.Dataset):
         image = torch.from_numpy(sample.image)
         if self.task == "classification":
             return image, int(sample.present)
-        target = {
-            "boxes": tv_tensors.BoundingBoxes(
-                torch.from_numpy(sample.boxes), format="XYXY", canvas_size=(self.image_size, self.image_size)
-            ),
-            "labels": torch.from_numpy(sample.labels),
-            "image_id": index,
-        }
-        return image, target
+        return image, detection_target(sample.boxes, sample.labels, index, self.image_size, self.image_size)
 
     def ground_truth(self) -> dict[str, Any]:
         """COCO-format ground truth of every image (rendered without pixels once, then cached)."""

@@ -106,13 +106,11 @@ class CenterNetTargetEncoder:
         h_out, w_out = self.output_size
 
         cells = boxes / self.output_stride
-        xs = cells[:, 0::2].clamp(0, w_out)
-        ys = cells[:, 1::2].clamp(0, h_out)
-        w = xs[:, 1] - xs[:, 0]
-        h = ys[:, 1] - ys[:, 0]
-        valid = (w > 0) & (h > 0)
-        xs, ys, w, h, labels = xs[valid], ys[valid], w[valid], h[valid], labels[valid]
-        n = xs.shape[0]
+        cells = torch.stack(  # clipped to the output map (x1, x2, y1, y2)
+            [cells[:, 0::2].clamp(0, w_out), cells[:, 1::2].clamp(0, h_out)], dim=1
+        ).reshape(-1, 4)
+        keep = ((cells[:, 1] > cells[:, 0]) & (cells[:, 3] > cells[:, 2])).nonzero().squeeze(1)
+        n = keep.numel()
         if n > self.max_objects:
             dropped = n - self.max_objects
             self.overflow_count += dropped
@@ -123,9 +121,13 @@ class CenterNetTargetEncoder:
                 stacklevel=2,
             )
             n = self.max_objects
-            xs, ys, w, h, labels = xs[:n], ys[:n], w[:n], h[:n], labels[:n]
+            keep = keep[:n]
+        x1, x2, y1, y2 = cells.index_select(0, keep).unbind(1)
+        labels = labels.index_select(0, keep)
+        w = x2 - x1
+        h = y2 - y1
 
-        centre = torch.stack([(xs[:, 0] + xs[:, 1]) / 2, (ys[:, 0] + ys[:, 1]) / 2], dim=1)
+        centre = torch.stack([(x1 + x2) / 2, (y1 + y2) / 2], dim=1)
         centre_int = centre.floor()  # centre >= 0: floor == the reference's int() truncation
         radius = gaussian_radius(h.ceil().double(), w.ceil().double(), self.min_overlap)
         radius = radius.to(torch.int64).clamp(min=0)  # int(): truncation toward zero
@@ -232,7 +234,7 @@ def _ragged_windows(
     dy = row - r
     sigma = s.double() / 6
     values = torch.exp(-(dx * dx + dy * dy).double() / (2 * sigma * sigma))
-    return cx[obj] + dx, cy[obj] + dy, values, labels[obj] * 0
+    return cx[obj] + dx, cy[obj] + dy, values, labels[obj]
 
 
 # ------------------------------------------------------------------------ reference (loop) version

@@ -1,14 +1,18 @@
-"""Classification metrics (accuracy, per-class precision/recall/F1, confusion matrix) and its plot."""
+"""Classification metrics (accuracy, per-class precision/recall/F1, confusion matrix) and its plot.
+
+matplotlib is imported only by the plotting functions, so the metrics work without it.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = ["classification_metrics", "confusion_matrix_figure", "plot_confusion_matrix"]
 
@@ -56,6 +60,9 @@ def classification_metrics(labels: Any, predictions: Any, class_names: Sequence[
 
 def confusion_matrix_figure(matrix: Sequence[Sequence[int]], class_names: Sequence[str]) -> Figure:
     """A matplotlib Figure (Agg canvas, no pyplot state) of the matrix with the counts in the cells."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     counts = np.asarray(matrix, dtype=np.int64)
     classes = len(class_names)
     if counts.shape != (classes, classes):
