@@ -226,15 +226,17 @@ def _ragged_windows(
     """x, y, float64 gaussian values and labels, one entry per cell of every object's window."""
     side = 2 * radius + 1
     count = side * side
+    start = torch.cumsum(count, 0) - count
+    per_object = torch.stack([start, side, radius, cx, cy, labels], dim=1)
     obj = torch.repeat_interleave(torch.arange(cx.numel()), count)
-    cell = torch.arange(obj.numel()) - (torch.cumsum(count, 0) - count)[obj]  # index in its window
-    s, r = side[obj], radius[obj]
+    start, s, r, x, y, label = per_object.index_select(0, obj).unbind(1)  # one gather
+    cell = torch.arange(obj.numel()) - start  # index of the cell in its object's window
     row = torch.div(cell, s, rounding_mode="floor")
     dx = cell - row * s - r
     dy = row - r
     sigma = s.double() / 6
     values = torch.exp(-(dx * dx + dy * dy).double() / (2 * sigma * sigma))
-    return cx[obj] + dx, cy[obj] + dy, values, labels[obj]
+    return x + dx, y + dy, values, label
 
 
 # ------------------------------------------------------------------------ reference (loop) version
