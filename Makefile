@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint install install-dev clean
+.PHONY: demo demo-finetune test lint install install-dev clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +23,10 @@ install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
 demo: install
-	$(BIN)/toolkit build configs/centernet_resnet18.yaml
+	$(BIN)/toolkit demo --out runs/demo
+
+demo-finetune: install
+	$(BIN)/toolkit demo --finetune --out runs/demo
 
 test: install-dev
 	$(BIN)/python -m pytest

@@ -292,3 +292,18 @@ def test_unexpected_keys_warn(tmp_path: Path, tv18: nn.Module) -> None:
 def test_pretrained_then_frozen(tv18_file: Path) -> None:
     backbone = ResNetBackbone(18, pretrained=str(tv18_file), frozen_stages=4)
     assert not any(p.requires_grad for p in backbone.parameters())
+
+
+@pytest.mark.parametrize("depth", [18, 50])
+def test_last_stride_one_gives_stride_16_with_the_same_weights(depth: int, tv18_file: Path) -> None:
+    backbone = ResNetBackbone(depth, last_stride=1).eval()
+    assert backbone.stride == 16
+    with torch.no_grad():
+        features = backbone(torch.rand(1, 3, 96, 128))
+    assert features.shape == (1, backbone.out_channels, 6, 8)
+    reference = ResNetBackbone(depth).state_dict()
+    assert {k: v.shape for k, v in backbone.state_dict().items()} == {k: v.shape for k, v in reference.items()}
+    if depth == 18:
+        ResNetBackbone(18, pretrained=str(tv18_file), last_stride=1)  # a stride-32 file loads as is
+    with pytest.raises(ToolkitError, match="last_stride must be 1 or 2"):
+        ResNetBackbone(depth, last_stride=4)

@@ -13,6 +13,7 @@ __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from toolkit.build import build_model
+    from toolkit.engine.trainer import train
     from toolkit.errors import ToolkitError, UnknownComponentError
     from toolkit.plugins import PluginManager, get_plugin_manager
     from toolkit.registry import Registry
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
 
 _LAZY = {
     "build_model": "toolkit.build",
+    "train": "toolkit.engine.trainer",
     "load_spec": "toolkit.spec",
     "Spec": "toolkit.spec",
     "SpecError": "toolkit.spec",
@@ -44,6 +46,7 @@ __all__ = [
     "hookimpl",
     "load_spec",
     "spec_json_schema",
+    "train",
 ]
 
 

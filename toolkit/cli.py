@@ -78,6 +78,21 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--out", metavar="DIR", help="write metrics.json (and confusion.png) there")
     evaluate.add_argument("--json", action="store_true", help="print metrics as JSON")
 
+    demo = command("demo", _cmd_demo, "the main job offline: train, evaluate and draw CenterNet on shapes")
+    demo.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="overrides of the demo config")
+    demo.add_argument("--out", metavar="DIR", default="runs/demo", help="output folder (default runs/demo)")
+    demo.add_argument(
+        "--config", metavar="SPEC", help="demo spec (default configs/demo_centernet_shapes.yaml)"
+    )
+    demo.add_argument(
+        "--finetune",
+        action="store_true",
+        help="instead: frozen vs unfrozen fine-tuning of a classifier from the detection demo's backbone",
+    )
+    demo.add_argument(
+        "--weights", metavar="FILE", help="--finetune starting weights (default: the demo's best.pt)"
+    )
+
     _add_data_commands(commands)
     return parser
 
@@ -284,6 +299,20 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         print(format_metrics(metrics))
     if out is not None:
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from toolkit.engine.demo import run_detection_demo, run_finetune_demo
+
+    config = Path(args.config) if args.config else None
+    if args.finetune:
+        weights = Path(args.weights) if args.weights else None
+        run_finetune_demo(Path(args.out), weights=weights, config=config, overrides=args.overrides)
+    else:
+        run_detection_demo(Path(args.out), config=config, overrides=args.overrides)
     return 0
 
 

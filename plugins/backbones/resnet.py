@@ -7,7 +7,7 @@ printing the schema and validating specs stay fast.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import AfterValidator, Field
 
@@ -41,24 +41,38 @@ FrozenStages = Annotated[
     ),
 ]
 NormEval = Annotated[bool, Field(description="keep BatchNorm of frozen parts in eval mode")]
+LastStride = Annotated[
+    Literal[1, 2],
+    Field(description="2: features at stride 32 (torchvision); 1: stage 4 keeps stride 16 (finer maps)"),
+]
 
 
 def resnet18(
-    pretrained: Pretrained = "none", frozen_stages: FrozenStages = 0, norm_eval: NormEval = True
+    pretrained: Pretrained = "none",
+    frozen_stages: FrozenStages = 0,
+    norm_eval: NormEval = True,
+    last_stride: LastStride = 2,
 ) -> ResNetBackbone:
     """ResNet-18 (torchvision), features at stride 32 with 512 channels."""
     from toolkit_plugins.backbones.resnet_modules import ResNetBackbone
 
-    return ResNetBackbone(18, pretrained=pretrained, frozen_stages=frozen_stages, norm_eval=norm_eval)
+    return ResNetBackbone(
+        18, pretrained=pretrained, frozen_stages=frozen_stages, norm_eval=norm_eval, last_stride=last_stride
+    )
 
 
 def resnet50(
-    pretrained: Pretrained = "none", frozen_stages: FrozenStages = 0, norm_eval: NormEval = True
+    pretrained: Pretrained = "none",
+    frozen_stages: FrozenStages = 0,
+    norm_eval: NormEval = True,
+    last_stride: LastStride = 2,
 ) -> ResNetBackbone:
     """ResNet-50 (torchvision), features at stride 32 with 2048 channels."""
     from toolkit_plugins.backbones.resnet_modules import ResNetBackbone
 
-    return ResNetBackbone(50, pretrained=pretrained, frozen_stages=frozen_stages, norm_eval=norm_eval)
+    return ResNetBackbone(
+        50, pretrained=pretrained, frozen_stages=frozen_stages, norm_eval=norm_eval, last_stride=last_stride
+    )
 
 
 @toolkit.hookimpl

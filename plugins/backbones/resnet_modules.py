@@ -36,7 +36,7 @@ def _key_list(keys: Iterable[str]) -> str:
 class ResNetBackbone(nn.Module):
     """ResNet-18 or ResNet-50 trunk (torchvision layout, no avgpool/fc).
 
-    `forward(images[N, 3, H, W]) -> features[N, out_channels, H/32, W/32]`.
+    `forward(images[N, 3, H, W]) -> features[N, out_channels, H/stride, W/stride]` (stride 32 or 16).
     Children keep torchvision's names (conv1, bn1, relu, maxpool, layer1..layer4), so a
     torchvision state dict loads as is.
 
@@ -50,6 +50,8 @@ class ResNetBackbone(nn.Module):
         get requires_grad False (see `set_frozen_stages`).
     norm_eval: keep the BatchNorm layers of frozen parts in eval mode in `train()`, so their
         running statistics do not move.
+    last_stride: 2 (torchvision) or 1: stage 4 does not downsample, so features come at stride
+        16 (the re-ID "last stride" trick): finer maps for small inputs, more compute in stage 4.
     """
 
     def __init__(
@@ -59,15 +61,22 @@ class ResNetBackbone(nn.Module):
         pretrained: str = "none",
         frozen_stages: int = 0,
         norm_eval: bool = True,
+        last_stride: int = 2,
     ) -> None:
         super().__init__()
         if depth not in _DEPTHS:
             raise ToolkitError(f"ResNet depth must be one of {sorted(_DEPTHS)}, got {depth}")
         builder, imagenet_weights, self.out_channels = _DEPTHS[depth]
         self.depth = depth
-        self.stride = 32
+        if last_stride not in (1, 2):
+            raise ToolkitError(f"last_stride must be 1 or 2, got {last_stride}")
+        self.stride = 32 if last_stride == 2 else 16
         self.norm_eval = norm_eval
         trunk = builder(weights=None)
+        if last_stride == 1:  # stage 4 keeps stage 3's resolution; weights keep their shapes
+            for module in trunk.layer4[0].modules():
+                if isinstance(module, nn.Conv2d) and module.stride == (2, 2):
+                    module.stride = (1, 1)
         self.conv1 = trunk.conv1
         self.bn1 = trunk.bn1
         self.relu = trunk.relu

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,48 +12,50 @@ from torch.utils.data import DataLoader
 from toolkit.errors import ToolkitError
 
 
-@torch.inference_mode()
+def decoded_batches(
+    model: torch.nn.Module, loader: DataLoader, device: torch.device, *, channels_last: bool = False
+) -> Iterator[tuple[Any, dict[str, Any]]]:
+    """(batch, decoded predictions) for each non-empty batch; skipped samples stay on the batch."""
+    model.eval()
+    with torch.inference_mode():
+        for batch in loader:
+            if not len(batch):
+                yield batch, {}
+                continue
+            images = batch.images.to(device, non_blocking=True)
+            if channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            yield batch, model.decode(model(images))
+
+
 def predict_detections(
     model: torch.nn.Module, loader: DataLoader, device: torch.device, *, channels_last: bool = False
 ) -> tuple[list[dict[str, Any]], int]:
     """COCO-format detections (original image pixels) for every image of the loader, and skipped count."""
     from toolkit.engine.predictions import detections_to_coco
 
-    model.eval()
     results: list[dict[str, Any]] = []
     skipped = 0
     input_size = tuple(model.input_size)
-    for batch in loader:
+    for batch, decoded in decoded_batches(model, loader, device, channels_last=channels_last):
         skipped += len(batch.skipped)
-        if not len(batch):
-            continue
-        images = batch.images.to(device, non_blocking=True)
-        if channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
-        decoded = model.decode(model(images))
-        results.extend(detections_to_coco(decoded, batch.meta, input_size))
+        if decoded:
+            results.extend(detections_to_coco(decoded, batch.meta, input_size))
     return results, skipped
 
 
-@torch.inference_mode()
 def predict_labels(
     model: torch.nn.Module, loader: DataLoader, device: torch.device, *, channels_last: bool = False
 ) -> tuple[list[int], list[int], int]:
     """(true labels, predicted labels, skipped count) over the loader."""
-    model.eval()
     truth: list[int] = []
     predicted: list[int] = []
     skipped = 0
-    for batch in loader:
+    for batch, decoded in decoded_batches(model, loader, device, channels_last=channels_last):
         skipped += len(batch.skipped)
-        if not len(batch):
-            continue
-        images = batch.images.to(device, non_blocking=True)
-        if channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
-        decoded = model.decode(model(images))
-        truth.extend(batch.targets["label"].tolist())
-        predicted.extend(decoded["labels"].cpu().tolist())
+        if decoded:
+            truth.extend(batch.targets["label"].tolist())
+            predicted.extend(decoded["labels"].cpu().tolist())
     return truth, predicted, skipped
 
 
