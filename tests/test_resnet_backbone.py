@@ -301,8 +301,8 @@ def test_last_stride_one_gives_stride_16_with_the_same_weights(depth: int, tv18_
     with torch.no_grad():
         features = backbone(torch.rand(1, 3, 96, 128))
     assert features.shape == (1, backbone.out_channels, 6, 8)
-    reference = ResNetBackbone(depth).state_dict()
-    assert {k: v.shape for k, v in backbone.state_dict().items()} == {k: v.shape for k, v in reference.items()}
+    shapes = {k: v.shape for k, v in backbone.state_dict().items()}
+    assert shapes == {k: v.shape for k, v in ResNetBackbone(depth).state_dict().items()}
     if depth == 18:
         ResNetBackbone(18, pretrained=str(tv18_file), last_stride=1)  # a stride-32 file loads as is
     with pytest.raises(ToolkitError, match="last_stride must be 1 or 2"):
