@@ -40,7 +40,7 @@ def encoding_benchmark(num_classes: int) -> dict[str, float]:
 
     def loop() -> object:
         return encode_reference_loop(
-            boxes, labels, num_classes, 4, (512, 512), max_objects=128, min_overlap=0.7
+            boxes, labels, num_classes=num_classes, output_stride=4, input_size=(512, 512), max_objects=128
         )
 
     vectorized = best_time(lambda: encoder(boxes, labels), repeats=7, inner=50)

@@ -184,6 +184,22 @@ def test_gaussian_radius_hand_values_sanity() -> None:
     assert r1 > 19 and r2 > 36 and gaussian_radius_reference((10, 10), 0.7) < 2.8
 
 
+@pytest.mark.parametrize("min_overlap", [0.05, 0.3, 0.7, 0.9, 0.99])
+def test_numpy_radius_twin_matches_reference_on_integer_sizes(min_overlap: float) -> None:
+    """The encoder's numpy radius (stacked roots) gives the reference's int radius for all sizes."""
+    sizes = torch.arange(1, 161, dtype=torch.float64)
+    height, width = (t.reshape(-1) for t in torch.meshgrid(sizes, sizes, indexing="ij"))
+    twin = centernet_targets._gaussian_radius_np(height.numpy(), width.numpy(), min_overlap)
+    expected = [
+        gaussian_radius_reference((int(h), int(w)), min_overlap)
+        for h, w in zip(height.tolist(), width.tolist(), strict=True)
+    ]
+    expected_t = torch.tensor(expected, dtype=torch.float64)
+    torch.testing.assert_close(torch.from_numpy(twin), expected_t, atol=1e-9, rtol=0)
+    torch.testing.assert_close(gaussian_radius(height, width, min_overlap), expected_t, atol=1e-9, rtol=0)
+    assert torch.equal(torch.from_numpy(twin).long(), expected_t.long())  # int(): what the encoder uses
+
+
 def test_single_box_hand_checked() -> None:
     """Centre at (5.25, 3.75) cells, w x h = 10 x 6 cells: peak at cell (x=5, y=3), radius 2."""
     stride, (height, width) = 4, (64, 96)

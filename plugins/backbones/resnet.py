@@ -41,6 +41,9 @@ FrozenStages = Annotated[
     ),
 ]
 NormEval = Annotated[bool, Field(description="keep BatchNorm of frozen parts in eval mode")]
+ZeroInitResidual = Annotated[
+    bool, Field(description="residual branches start at zero (identity blocks): faster from-scratch training")
+]
 LastStride = Annotated[
     Literal[1, 2],
     Field(description="2: features at stride 32 (torchvision); 1: stage 4 keeps stride 16 (finer maps)"),
@@ -52,12 +55,18 @@ def resnet18(
     frozen_stages: FrozenStages = 0,
     norm_eval: NormEval = True,
     last_stride: LastStride = 2,
+    zero_init_residual: ZeroInitResidual = True,
 ) -> ResNetBackbone:
     """ResNet-18 (torchvision), features at stride 32 with 512 channels."""
     from toolkit_plugins.backbones.resnet_modules import ResNetBackbone
 
     return ResNetBackbone(
-        18, pretrained=pretrained, frozen_stages=frozen_stages, norm_eval=norm_eval, last_stride=last_stride
+        18,
+        pretrained=pretrained,
+        frozen_stages=frozen_stages,
+        norm_eval=norm_eval,
+        last_stride=last_stride,
+        zero_init_residual=zero_init_residual,
     )
 
 
@@ -66,12 +75,18 @@ def resnet50(
     frozen_stages: FrozenStages = 0,
     norm_eval: NormEval = True,
     last_stride: LastStride = 2,
+    zero_init_residual: ZeroInitResidual = True,
 ) -> ResNetBackbone:
     """ResNet-50 (torchvision), features at stride 32 with 2048 channels."""
     from toolkit_plugins.backbones.resnet_modules import ResNetBackbone
 
     return ResNetBackbone(
-        50, pretrained=pretrained, frozen_stages=frozen_stages, norm_eval=norm_eval, last_stride=last_stride
+        50,
+        pretrained=pretrained,
+        frozen_stages=frozen_stages,
+        norm_eval=norm_eval,
+        last_stride=last_stride,
+        zero_init_residual=zero_init_residual,
     )
 
 

@@ -50,6 +50,9 @@ class ResNetBackbone(nn.Module):
         get requires_grad False (see `set_frozen_stages`).
     norm_eval: keep the BatchNorm layers of frozen parts in eval mode in `train()`, so their
         running statistics do not move.
+    zero_init_residual: start each residual branch's last BatchNorm at zero (Goyal et al.), so
+        every block begins as the identity: faster, steadier training from scratch; pretrained
+        weights overwrite it.
     last_stride: 2 (torchvision) or 1: stage 4 does not downsample, so features come at stride
         16 (the re-ID "last stride" trick): finer maps for small inputs, more compute in stage 4.
     """
@@ -62,6 +65,7 @@ class ResNetBackbone(nn.Module):
         frozen_stages: int = 0,
         norm_eval: bool = True,
         last_stride: int = 2,
+        zero_init_residual: bool = True,
     ) -> None:
         super().__init__()
         if depth not in _DEPTHS:
@@ -72,7 +76,7 @@ class ResNetBackbone(nn.Module):
             raise ToolkitError(f"last_stride must be 1 or 2, got {last_stride}")
         self.stride = 32 if last_stride == 2 else 16
         self.norm_eval = norm_eval
-        trunk = builder(weights=None)
+        trunk = builder(weights=None, zero_init_residual=zero_init_residual)
         if last_stride == 1:  # stage 4 keeps stage 3's resolution; weights keep their shapes
             for module in trunk.layer4[0].modules():
                 if isinstance(module, nn.Conv2d) and module.stride == (2, 2):

@@ -90,9 +90,19 @@ def collate(samples: Sequence[Sample | SkippedSample]) -> Batch:
     skipped = [s.reason for s in samples if isinstance(s, SkippedSample)]
     if not good:
         return Batch(torch.empty(0, 3, 0, 0), {}, [], skipped)
-    images = torch.stack([s.image for s in good])
-    targets = {key: torch.stack([s.targets[key] for s in good]) for key in good[0].targets}
+    images = _stack([s.image for s in good])
+    targets = {key: _stack([s.targets[key] for s in good]) for key in good[0].targets}
     return Batch(images, targets, [s.meta for s in good], skipped)
+
+
+def _stack(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """torch.stack; inside a DataLoader worker straight into shared memory (no copy when sent)."""
+    if torch.utils.data.get_worker_info() is None:
+        return torch.stack(tensors)
+    first = tensors[0]
+    storage = first.untyped_storage()._new_shared(len(tensors) * first.numel() * first.element_size())
+    out = first.new_empty(0).set_(storage).view(len(tensors), *first.shape)
+    return torch.stack(tensors, out=out)
 
 
 def data_section(spec: Spec) -> DataSpec:
