@@ -55,7 +55,7 @@ def resnet18(
     frozen_stages: FrozenStages = 0,
     norm_eval: NormEval = True,
     last_stride: LastStride = 2,
-    zero_init_residual: ZeroInitResidual = True,
+    zero_init_residual: ZeroInitResidual = False,
 ) -> ResNetBackbone:
     """ResNet-18 (torchvision), features at stride 32 with 512 channels."""
     from toolkit_plugins.backbones.resnet_modules import ResNetBackbone
@@ -75,7 +75,7 @@ def resnet50(
     frozen_stages: FrozenStages = 0,
     norm_eval: NormEval = True,
     last_stride: LastStride = 2,
-    zero_init_residual: ZeroInitResidual = True,
+    zero_init_residual: ZeroInitResidual = False,
 ) -> ResNetBackbone:
     """ResNet-50 (torchvision), features at stride 32 with 2048 channels."""
     from toolkit_plugins.backbones.resnet_modules import ResNetBackbone

@@ -65,7 +65,7 @@ class ResNetBackbone(nn.Module):
         frozen_stages: int = 0,
         norm_eval: bool = True,
         last_stride: int = 2,
-        zero_init_residual: bool = True,
+        zero_init_residual: bool = False,
     ) -> None:
         super().__init__()
         if depth not in _DEPTHS:
