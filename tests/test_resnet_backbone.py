@@ -311,6 +311,6 @@ def test_last_stride_one_gives_stride_16_with_the_same_weights(depth: int, tv18_
 
 def test_zero_init_residual_starts_blocks_as_identity() -> None:
     plain, zeroed = ResNetBackbone(18), ResNetBackbone(18, zero_init_residual=True)
-    assert all(float(block.bn2.weight.abs().sum()) > 0 for block in plain.layer1)
+    assert all(float(block.bn2.weight.detach().abs().sum()) > 0 for block in plain.layer1)
     for layer in (zeroed.layer1, zeroed.layer2, zeroed.layer3, zeroed.layer4):
-        assert all(float(block.bn2.weight.abs().sum()) == 0 for block in layer)
+        assert all(float(block.bn2.weight.detach().abs().sum()) == 0 for block in layer)
