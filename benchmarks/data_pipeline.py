@@ -117,7 +117,7 @@ def pipeline_benchmark(count: int, passes: int) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--images", type=int, default=96)
+    parser.add_argument("--images", type=int, default=192)
     parser.add_argument("--passes", type=int, default=3)
     args = parser.parse_args()
     torch.set_num_threads(1)
