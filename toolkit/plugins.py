@@ -72,6 +72,8 @@ class PluginManager:
         }
         self.loaded: list[PluginInfo] = []
         self.failed: list[FailedPlugin] = []
+        #: spec models derived from the registries, keyed by their contents (see toolkit.spec)
+        self.spec_model_cache: dict[Any, Any] = {}
         pending: list[PluginInfo] = []
         if use_entry_points:
             pending += self._load_entry_points()

@@ -173,7 +173,7 @@ def spec_model(plugins: PluginManager | None = None) -> type[Spec]:
     """The `Spec` subclass that validates against the plugins' registries (cached per registry state)."""
     manager = plugins or get_plugin_manager()
     key = tuple((kind, tuple(reg.names())) for kind, reg in manager.registries.items())
-    cache: dict[Any, type[Spec]] = manager.__dict__.setdefault("_spec_model_cache", {})
+    cache = manager.spec_model_cache
     if key not in cache:
         model_section = create_model(
             "ModelSpec",

@@ -1,15 +1,17 @@
 """ResNet-18/50 backbones (torchvision), registered without importing torch.
 
-The factories import `resnet_modules` (and torch) only when a model is built, so listing plugins,
-printing the schema and validating specs stay fast.
+Both register with one explicit pydantic params model (`ResNetParams`); the factories import
+`resnet_modules` (and torch) only when a model is built, so listing plugins, printing the schema
+and validating specs stay fast.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 import toolkit
 
@@ -27,70 +29,52 @@ def _check_pretrained(value: str) -> str:
     return value
 
 
-Pretrained = Annotated[
-    str,
-    AfterValidator(_check_pretrained),
-    Field(description="'none', 'imagenet' (torchvision weights, downloaded) or a local state-dict path"),
-]
-FrozenStages = Annotated[
-    int,
-    Field(
-        ge=0,
-        le=4,
-        description="0: nothing frozen; k in 1..4: the stem and stages 1..k (4: everything)",
-    ),
-]
-NormEval = Annotated[bool, Field(description="keep BatchNorm of frozen parts in eval mode")]
-ZeroInitResidual = Annotated[
-    bool, Field(description="residual branches start at zero (identity blocks): faster from-scratch training")
-]
-LastStride = Annotated[
-    Literal[1, 2],
-    Field(description="2: features at stride 32 (torchvision); 1: stage 4 keeps stride 16 (finer maps)"),
-]
+class ResNetParams(BaseModel):
+    """Spec parameters shared by resnet18 and resnet50."""
+
+    model_config = ConfigDict(extra="forbid")
+    pretrained: Annotated[
+        str,
+        AfterValidator(_check_pretrained),
+        Field(description="'none', 'imagenet' (torchvision weights, downloaded) or a local state-dict path"),
+    ] = "none"
+    frozen_stages: Annotated[
+        int, Field(ge=0, le=4, description="0: nothing frozen; k in 1..4: the stem and stages 1..k (4: all)")
+    ] = 0
+    norm_eval: Annotated[bool, Field(description="keep BatchNorm of frozen parts in eval mode")] = True
+    last_stride: Annotated[
+        Literal[1, 2],
+        Field(description="2: features at stride 32 (torchvision); 1: stage 4 keeps stride 16 (finer maps)"),
+    ] = 2
+    zero_init_residual: Annotated[
+        bool,
+        Field(description="residual branches start at zero (identity blocks): faster from-scratch training"),
+    ] = False
 
 
-def resnet18(
-    pretrained: Pretrained = "none",
-    frozen_stages: FrozenStages = 0,
-    norm_eval: NormEval = True,
-    last_stride: LastStride = 2,
-    zero_init_residual: ZeroInitResidual = False,
-) -> ResNetBackbone:
-    """ResNet-18 (torchvision), features at stride 32 with 512 channels."""
-    from toolkit_plugins.backbones.resnet_modules import ResNetBackbone
+def resnet_factory(depth: int) -> Callable[..., ResNetBackbone]:
+    """A factory building the ResNet-`depth` backbone from validated ResNetParams fields."""
 
-    return ResNetBackbone(
-        18,
-        pretrained=pretrained,
-        frozen_stages=frozen_stages,
-        norm_eval=norm_eval,
-        last_stride=last_stride,
-        zero_init_residual=zero_init_residual,
-    )
+    def build(**params: Any) -> ResNetBackbone:
+        from toolkit_plugins.backbones.resnet_modules import ResNetBackbone
 
+        return ResNetBackbone(depth, **params)
 
-def resnet50(
-    pretrained: Pretrained = "none",
-    frozen_stages: FrozenStages = 0,
-    norm_eval: NormEval = True,
-    last_stride: LastStride = 2,
-    zero_init_residual: ZeroInitResidual = False,
-) -> ResNetBackbone:
-    """ResNet-50 (torchvision), features at stride 32 with 2048 channels."""
-    from toolkit_plugins.backbones.resnet_modules import ResNetBackbone
-
-    return ResNetBackbone(
-        50,
-        pretrained=pretrained,
-        frozen_stages=frozen_stages,
-        norm_eval=norm_eval,
-        last_stride=last_stride,
-        zero_init_residual=zero_init_residual,
-    )
+    build.__name__ = build.__qualname__ = f"resnet{depth}"
+    return build
 
 
 @toolkit.hookimpl
 def toolkit_register_backbones(registry: toolkit.Registry) -> None:
-    registry.register("resnet18", resnet18)
-    registry.register("resnet50", resnet50)
+    registry.register(
+        "resnet18",
+        resnet_factory(18),
+        params=ResNetParams,
+        description="ResNet-18 (torchvision), 512-channel features at stride 32 (16 with last_stride: 1).",
+    )
+    registry.register(
+        "resnet50",
+        resnet_factory(50),
+        params=ResNetParams,
+        description="ResNet-50 (torchvision), 2048-channel features at stride 32 (16 with last_stride: 1).",
+    )
