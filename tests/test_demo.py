@@ -1,9 +1,10 @@
-"""`toolkit demo --finetune`: the frozen vs unfrozen fine-tuning comparison."""
+"""`toolkit demo`: the fine-tuning comparison runs; the shortened main job reaches an AP50 floor."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 import torchvision
 from conftest import run_cli
@@ -31,3 +32,19 @@ def test_finetune_demo_needs_starting_weights(tmp_path: Path) -> None:
     result = run_cli("demo", "--finetune", "--out", str(tmp_path))
     assert result.returncode == 2
     assert "run 'toolkit demo' first" in result.stderr and "--weights" in result.stderr
+
+
+@pytest.mark.slow
+def test_shortened_demo_reaches_the_ap50_floor(tmp_path: Path) -> None:
+    """The demo recipe on fewer images; the floor keeps a margin below the measured AP50."""
+    result = run_cli("demo", "--out", str(tmp_path), *SHORT_DEMO, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    ap50 = next(float(line.split()[1]) for line in result.stdout.splitlines() if line.startswith("AP50 "))
+    assert ap50 >= AP50_FLOOR, result.stdout
+    for name in ("best.pt", "curves.png", "predictions.png", "metrics.jsonl"):
+        assert (tmp_path / "detection" / name).is_file(), name
+
+
+# the demo config on 3 x 1200 images: measured AP50 0.271 (349 s on 2 cores); 2 x 1000 images gave 0.179
+SHORT_DEMO = ["data.train.length=1200", "data.val.length=100"]
+AP50_FLOOR = 0.2
