@@ -116,7 +116,7 @@ class Registry:
                 f"{self._current_plugin.describe()}: params of {self.kind} {name!r} must be a "
                 f"pydantic BaseModel subclass, got {params_model!r}"
             )
-        clash = self.injected & set(params_model.model_fields) | {"type"} & set(params_model.model_fields)
+        clash = (self.injected | {"type"}) & set(params_model.model_fields)
         if clash:
             raise PluginError(
                 f"{self._current_plugin.describe()}: params of {self.kind} {name!r} declare "
@@ -197,9 +197,7 @@ def params_from_signature(registry: Registry, name: str, factory: Callable[..., 
     model_name = "".join(
         part.capitalize() for part in f"{name}_{registry.kind}_params".replace("-", "_").split("_")
     )
-    return create_model(
-        model_name, __config__=ConfigDict(extra="forbid", arbitrary_types_allowed=False), **fields
-    )
+    return create_model(model_name, __config__=ConfigDict(extra="forbid"), **fields)
 
 
 def _parameter_hints(factory: Callable[..., Any]) -> dict[str, Any]:
