@@ -88,3 +88,39 @@ def test_frozen_stages_from_the_spec_hold_through_training(manager: PluginManage
     for name, value in stats.items():
         assert torch.equal(value, dict(model.named_buffers())[name]), name
     assert not torch.equal(trained_before, model.backbone.layer4[0].conv1.weight)
+
+
+@pytest.mark.usefixtures("fixture_plugins_on_path")
+def test_a_head_using_levels_needs_a_backbone_with_levels() -> None:
+    """A third-party head that sets `uses_levels` without checking its `levels` argument."""
+    from toolkit.errors import ToolkitError
+
+    manager = PluginManager(modules=["fixture_tiny"])
+
+    def levels_probe(in_channels: int, stride: int, num_classes: int, levels=None) -> torch.nn.Module:
+        head = torch.nn.Identity()
+        head.task, head.uses_levels, head.seen_levels = "detection", True, levels  # type: ignore[assignment]
+        head.decode = lambda outputs: outputs  # type: ignore[assignment]
+        return head
+
+    manager.registry("head").register("levels_probe", levels_probe)
+    spec = {
+        "model": {
+            "backbone": {"type": "tiny"},
+            "head": {"type": "levels_probe"},
+            "input_size": 64,
+            "class_names": ["a"],
+        }
+    }
+    with pytest.raises(ToolkitError, match="backbone 'tiny' offers none"):
+        build_model(spec, plugins=manager)
+    spec["model"]["backbone"] = {"type": "resnet18", "last_stride": 1}
+    model = build_model(spec, plugins=manager)
+    assert model.head.seen_levels == ((64, 4), (128, 8), (256, 16), (512, 16))
+    features = model(torch.zeros(1, 3, 64, 64))
+    assert [tuple(f.shape) for f in features] == [
+        (1, 64, 16, 16),
+        (1, 128, 8, 8),
+        (1, 256, 4, 4),
+        (1, 512, 4, 4),
+    ]

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import REPO, run_cli
+from conftest import FIXTURE_PLUGINS, REPO, run_cli
 
 NO_TORCH = """
 import sys
@@ -114,3 +114,27 @@ def test_build_with_broken_weights_file_exits_2(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert str(weights) in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_build_with_skips_on_a_backbone_without_levels_exits_2() -> None:
+    result = run_cli(
+        "build",
+        "configs/centernet_resnet18.yaml",
+        "model.input_size=64",
+        "plugins=[fixture_tiny]",
+        "model.backbone={type: tiny}",
+        "model.head.skips=true",
+        pythonpath=[FIXTURE_PLUGINS],
+    )
+    assert result.returncode == 2, result.stderr
+    assert "skips need a backbone that provides feature levels" in result.stderr
+    assert "set skips: false" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_build_with_skips_prints_the_levels_model() -> None:
+    result = run_cli(
+        "build", "configs/centernet_resnet18.yaml", "model.input_size=64", "model.head.skips=true"
+    )
+    assert result.returncode == 0, result.stderr
+    assert "heatmap [1, 8, 16, 16]" in result.stdout

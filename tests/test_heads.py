@@ -66,7 +66,7 @@ def test_centernet_initialisation() -> None:
     for branch in (head.size, head.offset):
         assert torch.count_nonzero(branch[-1].bias) == 0
         assert 0.0005 < branch[-1].weight.std().item() < 0.002
-    deconvs = [m for m in head.neck if isinstance(m, torch.nn.ConvTranspose2d)]
+    deconvs = [m for m in head.neck.modules() if isinstance(m, torch.nn.ConvTranspose2d)]
     assert [(m.in_channels, m.out_channels) for m in deconvs] == [(512, 256), (256, 128), (128, 64)]
     assert all(m.bias is None and m.kernel_size == (4, 4) and m.stride == (2, 2) for m in deconvs)
     # Initial heatmap probabilities sit near the sigmoid(-2.19) prior, not at 0.5.
@@ -256,3 +256,54 @@ def test_classification_target_encoder() -> None:
     for bad in (torch.tensor(1.0), torch.tensor([1, 2]), 1.0, True):
         with pytest.raises(ValueError, match="label must be"):
             encoder(bad)
+
+
+# ------------------------------------------------------------------------------ skip connections
+RESNET18_LEVELS = ((64, 4), (128, 8), (256, 16), (512, 32))
+
+
+def _levels(batch: int, height: int, width: int, levels=RESNET18_LEVELS) -> list[torch.Tensor]:
+    gen = torch.Generator().manual_seed(0)
+    return [torch.randn(batch, c, height // s, width // s, generator=gen) for c, s in levels]
+
+
+def test_centernet_skips_pick_the_level_at_each_stage_stride() -> None:
+    head = CenterNetHead(512, 32, 3, skips=True, levels=RESNET18_LEVELS)
+    assert head.uses_levels
+    assert head.skip_levels == (2, 1, 0)  # stride 16, 8, 4
+    stride16 = ((64, 4), (128, 8), (256, 16), (512, 16))  # last_stride 1: the neck starts at 16
+    head16 = CenterNetHead(512, 16, 3, neck_channels=(128, 64), skips=True, levels=stride16)
+    assert head16.skip_levels == (1, 0)
+    assert [lateral[0].in_channels for lateral in head16.laterals] == [128, 64]
+    assert not CenterNetHead(512, 32, 3).uses_levels
+
+
+@pytest.mark.parametrize(("height", "width"), [(64, 64), (96, 128)])
+def test_centernet_skips_forward_shapes_and_use_every_level(height: int, width: int) -> None:
+    torch.manual_seed(0)
+    head = CenterNetHead(512, 32, 4, skips=True, levels=RESNET18_LEVELS).eval()
+    levels = _levels(2, height, width)
+    with torch.no_grad():
+        out = head(levels)
+    assert out["heatmap"].shape == (2, 4, height // 4, width // 4)
+    for index in range(4):  # changing any level changes the heatmap: each one is wired in
+        changed = [level.clone() for level in levels]
+        changed[index] += 1.0
+        with torch.no_grad():
+            assert not torch.allclose(head(changed)["heatmap"], out["heatmap"])
+
+
+def test_centernet_skips_need_levels() -> None:
+    with pytest.raises(ToolkitError, match="skips need a backbone that provides feature levels"):
+        CenterNetHead(512, 32, 3, skips=True, levels=None)
+    with pytest.raises(ToolkitError, match=r"level at stride 4 .* offers strides 8, 16"):
+        CenterNetHead(512, 32, 3, skips=True, levels=((128, 8), (256, 16), (512, 32)))
+
+
+def test_centernet_skips_factory_receives_levels() -> None:
+    registry = Registry("head", injected=("in_channels", "stride", "num_classes", "levels"))
+    registry.register("centernet", centernet_plugin.centernet)
+    entry = registry.get("centernet")
+    assert "levels" not in entry.params.model_fields
+    head = entry.build({"skips": True}, in_channels=512, stride=32, num_classes=2, levels=RESNET18_LEVELS)
+    assert head.uses_levels and len(head.laterals) == 3

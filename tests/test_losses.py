@@ -464,3 +464,36 @@ def test_registration_modules_do_not_import_torch() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "['centernet', 'cross_entropy', 'l1', 'sigmoid_focal'] False"
+
+
+def test_centernet_giou_term_hand_checked() -> None:
+    # one object at cell (x=2, y=1) of a 3x4 map. Target: size (2, 2), offset (1, 0) -> box [0,-1,2,1]
+    # relative to the cell. Prediction: size (2, 2), offset (0, 0) -> box [-1,-1,1,1]. IoU 2/6, the
+    # enclosing box [-1,-1,2,1] has area 6 = the union, so GIoU = 1/3 and the term 2/3 (per object).
+    size = torch.zeros(1, 2, 3, 4)
+    size[0, :, 1, 2] = torch.tensor([2.0, 2.0])
+    outputs = {"heatmap": torch.zeros(1, 1, 3, 4), "size": size, "offset": torch.zeros(1, 2, 3, 4)}
+    targets = {
+        "heatmap": torch.zeros(1, 1, 3, 4),
+        "size": torch.tensor([[[2.0, 2.0], [9.0, 9.0]]]),
+        "offset": torch.tensor([[[1.0, 0.0], [0.5, 0.5]]]),
+        "index": torch.tensor([[1 * 4 + 2, 0]]),
+        "mask": torch.tensor([[1.0, 0.0]]),  # the second slot is empty and must not count
+    }
+    terms = CenterNetLoss(giou_weight=3.0)(outputs, targets)
+    assert terms["giou"].item() == pytest.approx(3.0 * (2 / 3) / (1 + 1e-4), rel=1e-5)
+    total = terms["heatmap"] + terms["size"] + terms["offset"] + terms["giou"]
+    assert terms["loss"].item() == pytest.approx(total.item(), rel=1e-6)
+    # a perfect box costs nothing; the default (giou_weight 0) has no giou term at all
+    outputs["offset"][0, :, 1, 2] = torch.tensor([1.0, 0.0])
+    assert CenterNetLoss(giou_weight=3.0)(outputs, targets)["giou"].item() == pytest.approx(0.0, abs=1e-6)
+    assert "giou" not in CenterNetLoss()(outputs, targets)
+
+
+def test_centernet_giou_term_is_finite_for_negative_and_zero_sizes() -> None:
+    outputs, targets = _random_centernet_case(seed=9)
+    outputs["size"] = (-outputs["size"]).requires_grad_(True)  # an untrained size branch may go negative
+    terms = CenterNetLoss(giou_weight=1.0)(outputs, targets)
+    assert torch.isfinite(terms["giou"]) and 1.0 <= terms["giou"].item() <= 2.0
+    terms["loss"].backward()
+    assert torch.isfinite(outputs["size"].grad).all()

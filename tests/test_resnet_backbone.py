@@ -314,3 +314,25 @@ def test_zero_init_residual_starts_blocks_as_identity() -> None:
     assert all(float(block.bn2.weight.detach().abs().sum()) > 0 for block in plain.layer1)
     for layer in (zeroed.layer1, zeroed.layer2, zeroed.layer3, zeroed.layer4):
         assert all(float(block.bn2.weight.detach().abs().sum()) == 0 for block in layer)
+
+
+@pytest.mark.parametrize(("depth", "last_stride"), [(18, 2), (18, 1), (50, 2)])
+def test_forward_levels_match_the_declared_levels_and_forward(depth: int, last_stride: int) -> None:
+    torch.manual_seed(0)
+    backbone = ResNetBackbone(depth, last_stride=last_stride).eval()
+    expansion = 1 if depth == 18 else 4
+    top_stride = 32 if last_stride == 2 else 16
+    assert backbone.levels == (
+        (64 * expansion, 4),
+        (128 * expansion, 8),
+        (256 * expansion, 16),
+        (512 * expansion, top_stride),
+    )
+    images = torch.randn(2, 3, 64, 96)
+    with torch.no_grad():
+        levels = backbone.forward_levels(images)
+        last = backbone(images)
+    assert [tuple(level.shape) for level in levels] == [
+        (2, channels, 64 // stride, 96 // stride) for channels, stride in backbone.levels
+    ]
+    torch.testing.assert_close(levels[-1], last, rtol=0, atol=0)

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from toolkit.errors import PluginError
+from toolkit.errors import PluginError, ToolkitError
 from toolkit.plugins import PluginManager, get_plugin_manager
 from toolkit.spec import ComponentSpec, ModelSpec, Spec, load_spec
 
@@ -55,9 +55,24 @@ def build_model(
         in_channels=int(backbone.out_channels),
         stride=int(backbone.stride),
         num_classes=model_spec.num_classes,
+        levels=_levels_of(backbone),
     )
     _check_contract(manager, "head", model_spec.head.type, head, nn.Module, ("task", "decode"))
+    if getattr(head, "uses_levels", False) and _levels_of(backbone) is None:
+        raise ToolkitError(
+            f"head {model_spec.head.type!r} needs the backbone's feature levels, but backbone "
+            f"{model_spec.backbone.type!r} offers none (no `levels` / `forward_levels`); choose a backbone "
+            "with levels or configure the head without skip connections"
+        )
     return ToolkitModel(backbone, head, class_names=model_spec.class_names, input_size=model_spec.input_size)
+
+
+def _levels_of(backbone: Any) -> tuple[tuple[int, int], ...] | None:
+    """The backbone's optional feature levels ((channels, stride), finest first), or None."""
+    levels = getattr(backbone, "levels", None)
+    if levels is None or not callable(getattr(backbone, "forward_levels", None)):
+        return None
+    return tuple((int(channels), int(stride)) for channels, stride in levels)
 
 
 def _params_of(ref: ComponentSpec) -> dict[str, Any]:

@@ -30,8 +30,14 @@ class ToolkitModel(nn.Module):
         """ "detection" or "classification", as declared by the head."""
         return str(self.head.task)
 
+    def features(self, images: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
+        """What the head reads: the backbone's map, or all its levels when the head `uses_levels`."""
+        if getattr(self.head, "uses_levels", False):
+            return list(self.backbone.forward_levels(images))
+        return self.backbone(images)
+
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        return self.head(self.backbone(images))
+        return self.head(self.features(images))
 
     def decode(self, outputs: dict[str, torch.Tensor]) -> dict[str, Any]:
         return self.head.decode(outputs)

@@ -26,7 +26,7 @@ ENV_STRICT = "TOOLKIT_STRICT_PLUGINS"
 
 #: Factory arguments that the model builder supplies for each kind (never read from a spec).
 INJECTED_ARGUMENTS: dict[str, tuple[str, ...]] = {
-    "head": ("in_channels", "stride", "num_classes"),
+    "head": ("in_channels", "stride", "num_classes", "levels"),
     "augmentation": ("input_size",),
     "dataset": ("on_bad_sample",),
     "loss": ("num_classes",),

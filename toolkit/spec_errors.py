@@ -96,6 +96,7 @@ def _message(
 INJECTED_FROM = {
     "in_channels": "the backbone's out_channels",
     "stride": "the backbone's stride",
+    "levels": "the backbone's levels",
     "num_classes": "model.class_names",
     "input_size": "model.input_size",
     "on_bad_sample": "data.on_bad_sample",

@@ -40,13 +40,17 @@ def summarize(model: ToolkitModel, backbone_name: str, head_name: str) -> list[P
     model.eval()
     try:
         with torch.inference_mode():
-            features = model.backbone(torch.zeros(1, 3, height, width))
+            features = model.features(torch.zeros(1, 3, height, width))
             outputs = model.head(features)
+        if isinstance(features, torch.Tensor):
+            feature_shapes = {"features": list(features.shape)}
+        else:  # a head reading every level: show each
+            feature_shapes = {f"level {index}": list(level.shape) for index, level in enumerate(features)}
     finally:
         model.train(was_training)
     parts = []
     for part, name, module, shapes in (
-        ("backbone", backbone_name, model.backbone, {"features": list(features.shape)}),
+        ("backbone", backbone_name, model.backbone, feature_shapes),
         ("head", head_name, model.head, {key: list(value.shape) for key, value in outputs.items()}),
     ):
         total, trainable = count_parameters(module)

@@ -37,6 +37,8 @@ class ResNetBackbone(nn.Module):
     """ResNet-18 or ResNet-50 trunk (torchvision layout, no avgpool/fc).
 
     `forward(images[N, 3, H, W]) -> features[N, out_channels, H/stride, W/stride]` (stride 32 or 16).
+    `forward_levels(images)` returns the outputs of the four stages, finest first, with the
+    (channels, stride) of each in `levels`; the last is `forward`'s map (for skip connections).
     Children keep torchvision's names (conv1, bn1, relu, maxpool, layer1..layer4), so a
     torchvision state dict loads as is.
 
@@ -75,6 +77,14 @@ class ResNetBackbone(nn.Module):
         if last_stride not in (1, 2):
             raise ToolkitError(f"last_stride must be 1 or 2, got {last_stride}")
         self.stride = 32 if last_stride == 2 else 16
+        expansion = self.out_channels // 512  # 1 for basic blocks, 4 for bottlenecks
+        #: (channels, stride) of each map `forward_levels` returns, finest first
+        self.levels: tuple[tuple[int, int], ...] = (
+            (64 * expansion, 4),
+            (128 * expansion, 8),
+            (256 * expansion, 16),
+            (self.out_channels, self.stride),
+        )
         self.norm_eval = norm_eval
         trunk = builder(weights=None, zero_init_residual=zero_init_residual)
         if last_stride == 1:  # stage 4 keeps stage 3's resolution; weights keep their shapes
@@ -98,11 +108,16 @@ class ResNetBackbone(nn.Module):
         self.set_frozen_stages(frozen_stages)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.forward_levels(images)[-1]
+
+    def forward_levels(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """Outputs of layer1..layer4 (see `levels` for their channels and strides)."""
         x = self.maxpool(self.relu(self.bn1(self.conv1(images))))
-        x = self.layer1(x)
-        x = self.layer2(x)
-        x = self.layer3(x)
-        return self.layer4(x)
+        outputs = []
+        for stage in (self.layer1, self.layer2, self.layer3, self.layer4):
+            x = stage(x)
+            outputs.append(x)
+        return outputs
 
     # ----------------------------------------------------------------------------- freezing
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Annotated
 
 from pydantic import Field
@@ -16,6 +17,7 @@ def centernet(
     in_channels: int,
     stride: int,
     num_classes: int,
+    levels: Sequence[tuple[int, int]] | None = None,
     neck_channels: Annotated[
         tuple[Annotated[int, Field(ge=1)], ...],
         Field(min_length=1, max_length=5, description="channels of each x2 upsampling stage"),
@@ -28,6 +30,13 @@ def centernet(
     min_overlap: Annotated[
         float, Field(gt=0, lt=1, description="IoU the gaussian radius guarantees (CenterNet: 0.7)")
     ] = 0.7,
+    skips: Annotated[
+        bool,
+        Field(
+            description="add the backbone's feature map of the same stride to each neck stage "
+            "(U-Net style skip connections: sharper small objects; needs a backbone with levels)"
+        ),
+    ] = False,
 ) -> CenterNetHead:
     """CenterNet: upsampling neck, heatmap + size + offset branches, top-K peak decode."""
     from toolkit_plugins.heads.centernet_modules import CenterNetHead
@@ -41,6 +50,8 @@ def centernet(
         max_detections=max_detections,
         max_objects=max_objects,
         min_overlap=min_overlap,
+        skips=skips,
+        levels=levels,
     )
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -10,6 +12,40 @@ from toolkit.errors import ToolkitError
 from toolkit_plugins.heads.centernet_targets import CenterNetTargetEncoder
 
 HEATMAP_PRIOR_BIAS = -2.19  # sigmoid(-2.19) ~ 0.1: the focal-loss prior of the CenterNet paper
+
+
+def _conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int = 3) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=False),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(inplace=True),
+    )
+
+
+def _skip_levels(stride: int, stages: int, levels: Sequence[tuple[int, int]] | None) -> tuple[int, ...]:
+    """For each neck stage, the index of the backbone level at that stage's output stride.
+
+    `levels` are the backbone's (channels, stride) pairs, finest first; the last one (the map the
+    neck starts from) is never a skip source.
+    """
+    if not levels:
+        raise ToolkitError(
+            "centernet: skips need a backbone that provides feature levels (a `levels` attribute and "
+            "`forward_levels`), and this backbone provides none; set skips: false or use a backbone "
+            "with levels (e.g. resnet18)"
+        )
+    by_stride = {level_stride: index for index, (_, level_stride) in enumerate(levels[:-1])}
+    chosen = []
+    for stage in range(1, stages + 1):
+        stage_stride = stride // 2**stage
+        if stage_stride not in by_stride:
+            offered = ", ".join(str(level_stride) for _, level_stride in levels[:-1]) or "none"
+            raise ToolkitError(
+                f"centernet: skips need a backbone level at stride {stage_stride} for neck stage {stage}, "
+                f"but the backbone offers strides {offered}; use fewer neck_channels or set skips: false"
+            )
+        chosen.append(by_stride[stage_stride])
+    return tuple(chosen)
 
 
 def _branch(in_channels: int, head_conv: int, out_channels: int) -> nn.Sequential:
@@ -36,6 +72,13 @@ class CenterNetHead(nn.Module):
     to [0, W_in] x [0, H_in] with W_in = w * output_stride, H_in = h * output_stride. The
     target encoder must use these same conventions.
 
+    Neck: with `skips` false (the paper's), one 4x4 stride-2 deconvolution + BN + ReLU per entry
+    of `neck_channels`, from the backbone's last map. With `skips` true (U-Net / FPN style; needs the
+    backbone's `levels`, and `uses_levels` makes the model pass all of them): a 1x1 conv reduces
+    the last map to `neck_channels[0]`, then each stage upsamples x2 (nearest), adds the backbone
+    level of that stride through a 3x3 conv, and applies a 3x3 conv to `neck_channels[stage]`
+    channels: finer maps reach the branches, which helps small objects and speeds up training.
+
     `decode(outputs)` returns "boxes" float [N, K, 4] (xyxy, input pixels), "scores" [N, K]
     sorted descending and "labels" int64 [N, K], K = min(max_detections, C * h * w); peaks are
     cells equal to the 3x3 max of the sigmoid heatmap. Decode uses only traceable tensor ops.
@@ -58,6 +101,8 @@ class CenterNetHead(nn.Module):
         max_detections: int = 100,
         max_objects: int = 128,
         min_overlap: float = 0.7,
+        skips: bool = False,
+        levels: Sequence[tuple[int, int]] | None = None,
     ) -> None:
         super().__init__()
         upsampling = 2 ** len(neck_channels)
@@ -66,24 +111,37 @@ class CenterNetHead(nn.Module):
                 f"centernet: backbone stride {stride} is not divisible by {upsampling} "
                 f"(2 ** {len(neck_channels)} neck stages); use fewer neck_channels"
             )
+        #: the model feeds `forward` the backbone's levels (finest first) instead of its last map
+        self.uses_levels = skips
+        self.skip_levels = _skip_levels(stride, len(neck_channels), levels) if skips else ()
         self.in_channels = in_channels
         self.num_classes = num_classes
         self.max_detections = max_detections
         self.max_objects = max_objects
         self.min_overlap = min_overlap
         self.output_stride = stride // upsampling
-        neck: list[nn.Module] = []
+        self.neck = nn.ModuleList()
+        self.laterals = nn.ModuleList()
         channels = in_channels
-        for out in neck_channels:
-            neck += [
-                nn.ConvTranspose2d(
-                    channels, out, kernel_size=4, stride=2, padding=1, output_padding=0, bias=False
-                ),
-                nn.BatchNorm2d(out),
-                nn.ReLU(inplace=True),
-            ]
+        if skips:  # FPN-style: reduce, then (upsample + lateral, 3x3 conv) per stage
+            self.reduce = _conv_bn_relu(in_channels, neck_channels[0], kernel_size=1)
+            channels = neck_channels[0]
+        for stage, out in enumerate(neck_channels):
+            if skips:
+                level_channels = levels[self.skip_levels[stage]][0]  # type: ignore[index]
+                self.laterals.append(_conv_bn_relu(level_channels, channels))
+                self.neck.append(_conv_bn_relu(channels, out))
+            else:
+                self.neck.append(
+                    nn.Sequential(
+                        nn.ConvTranspose2d(
+                            channels, out, kernel_size=4, stride=2, padding=1, output_padding=0, bias=False
+                        ),
+                        nn.BatchNorm2d(out),
+                        nn.ReLU(inplace=True),
+                    )
+                )
             channels = out
-        self.neck = nn.Sequential(*neck)
         self.out_channels = channels  # channels of the neck output the branches read
         self.heatmap = _branch(channels, head_conv, num_classes)
         self.size = _branch(channels, head_conv, 2)
@@ -103,8 +161,18 @@ class CenterNetHead(nn.Module):
             min_overlap=self.min_overlap,
         )
 
-    def forward(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
-        x = self.neck(features)
+    def forward(self, features: torch.Tensor | Sequence[torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Raw outputs from the backbone's last map, or from all its levels when `uses_levels`."""
+        if self.uses_levels:
+            levels = list(features)  # type: ignore[arg-type]
+            x = self.reduce(levels[-1])
+            for merge, lateral, level in zip(self.neck, self.laterals, self.skip_levels, strict=True):
+                x = F.interpolate(x, scale_factor=2.0, mode="nearest")
+                x = merge(x + lateral(levels[level]))
+        else:
+            x = features  # type: ignore[assignment]
+            for upsample in self.neck:
+                x = upsample(x)
         return {"heatmap": self.heatmap(x), "size": self.size(x), "offset": self.offset(x)}
 
     def decode(self, outputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -18,6 +18,14 @@ def centernet(
     heatmap_weight: Weight = 1.0,
     size_weight: Weight = 0.1,
     offset_weight: Weight = 1.0,
+    giou_weight: Annotated[
+        float,
+        Field(
+            ge=0,
+            allow_inf_nan=False,
+            description="weight of an extra 1 - GIoU term on the box at each centre (0: off, as the paper)",
+        ),
+    ] = 0.0,
     alpha: Annotated[
         float, Field(ge=0, allow_inf_nan=False, description="focal exponent on (1 - p) and p")
     ] = 2.0,
@@ -33,6 +41,7 @@ def centernet(
         heatmap_weight=heatmap_weight,
         size_weight=size_weight,
         offset_weight=offset_weight,
+        giou_weight=giou_weight,
         alpha=alpha,
         beta=beta,
     )

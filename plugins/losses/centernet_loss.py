@@ -68,11 +68,35 @@ def masked_l1(pred: Tensor, target: Tensor, mask: Tensor) -> Tensor:
     return total / (mask.sum() + 1e-4)
 
 
+def centre_boxes(size: Tensor, offset: Tensor) -> Tensor:
+    """Boxes [N,M,4] (x1, y1, x2, y2 in cells, relative to the peak cell) from (w, h) and (dx, dy) [N,M,2].
+
+    Negative predicted sizes are clamped to 0, so a box is never inverted.
+    """
+    half = size.clamp(min=0) / 2
+    return torch.cat([offset - half, offset + half], dim=-1)
+
+
+def masked_giou(pred_size: Tensor, pred_offset: Tensor, size: Tensor, offset: Tensor, mask: Tensor) -> Tensor:
+    """Mean over objects (`mask` [N,M]) of 1 - GIoU between the boxes the predicted and the target
+    size/offset describe at each object's peak cell (torchvision.ops.generalized_box_iou_loss)."""
+    from torchvision.ops import generalized_box_iou_loss
+
+    pred = centre_boxes(pred_size, pred_offset)
+    goal = centre_boxes(size.to(pred.dtype), offset.to(pred.dtype))
+    losses = generalized_box_iou_loss(pred, goal, reduction="none", eps=1e-7)
+    weights = mask.to(pred.dtype)
+    return (losses * weights).sum() / (weights.sum() + 1e-4)
+
+
 class CenterNetLoss(nn.Module):
     """CenterNet loss on head outputs {"heatmap", "size", "offset"} and encoder targets.
 
     `forward` returns {"heatmap", "size", "offset"} each multiplied by its weight, and "loss", their
     sum; all scalar tensors. Size and offset are compared only at object centres (`index`, `mask`).
+    With `giou_weight` > 0 a "giou" term is added: 1 - GIoU of the box the predicted size and offset
+    make at each centre against the target box, averaged over objects (TTFNet-style box loss, which
+    scores the box as a whole instead of its four numbers separately).
     """
 
     def __init__(
@@ -81,10 +105,12 @@ class CenterNetLoss(nn.Module):
         heatmap_weight: float = 1.0,
         size_weight: float = 0.1,
         offset_weight: float = 1.0,
+        giou_weight: float = 0.0,
         alpha: float = 2.0,
         beta: float = 4.0,
     ) -> None:
         super().__init__()
+        self.giou_weight = giou_weight
         self.heatmap_weight = heatmap_weight
         self.size_weight = size_weight
         self.offset_weight = offset_weight
@@ -94,7 +120,8 @@ class CenterNetLoss(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"heatmap_weight={self.heatmap_weight}, size_weight={self.size_weight}, "
-            f"offset_weight={self.offset_weight}, alpha={self.alpha}, beta={self.beta}"
+            f"offset_weight={self.offset_weight}, giou_weight={self.giou_weight}, alpha={self.alpha}, "
+            f"beta={self.beta}"
         )
 
     def forward(self, outputs: dict[str, Tensor], targets: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -112,6 +139,7 @@ class CenterNetLoss(nn.Module):
             )
         index, mask = target("index"), target("mask")
         terms = {"heatmap": self.heatmap_weight * heatmap_focal_loss(logits, heatmap, self.alpha, self.beta)}
+        gathered: dict[str, tuple[Tensor, Tensor]] = {}
         for key, weight in (("size", self.size_weight), ("offset", self.offset_weight)):
             pred = gather_at(output(key), index)
             goal = target(key)
@@ -121,5 +149,9 @@ class CenterNetLoss(nn.Module):
                     f"shape {tuple(pred.shape)} but the {key} target {tuple(goal.shape)}"
                 )
             terms[key] = weight * masked_l1(pred, goal, mask)
-        terms["loss"] = terms["heatmap"] + terms["size"] + terms["offset"]
+            gathered[key] = (pred, goal)
+        if self.giou_weight > 0:
+            (pred_size, size), (pred_offset, offset) = gathered["size"], gathered["offset"]
+            terms["giou"] = self.giou_weight * masked_giou(pred_size, pred_offset, size, offset, mask)
+        terms["loss"] = sum(terms.values())  # type: ignore[assignment]
         return terms
