@@ -22,6 +22,15 @@ def _conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int = 3) -> 
     )
 
 
+def _deconv_bn_relu(in_channels: int, out_channels: int) -> nn.Sequential:
+    """x2 upsampling of the paper's neck: 4x4 stride-2 transposed conv, BN, ReLU."""
+    return nn.Sequential(
+        nn.ConvTranspose2d(in_channels, out_channels, kernel_size=4, stride=2, padding=1, bias=False),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(inplace=True),
+    )
+
+
 def _skip_levels(stride: int, stages: int, levels: Sequence[tuple[int, int]] | None) -> tuple[int, ...]:
     """For each neck stage, the index of the backbone level at that stage's output stride.
 
@@ -132,15 +141,7 @@ class CenterNetHead(nn.Module):
                 self.laterals.append(_conv_bn_relu(level_channels, channels))
                 self.neck.append(_conv_bn_relu(channels, out))
             else:
-                self.neck.append(
-                    nn.Sequential(
-                        nn.ConvTranspose2d(
-                            channels, out, kernel_size=4, stride=2, padding=1, output_padding=0, bias=False
-                        ),
-                        nn.BatchNorm2d(out),
-                        nn.ReLU(inplace=True),
-                    )
-                )
+                self.neck.append(_deconv_bn_relu(channels, out))
             channels = out
         self.out_channels = channels  # channels of the neck output the branches read
         self.heatmap = _branch(channels, head_conv, num_classes)
