@@ -23,14 +23,18 @@ hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 def toolkit_register_backbones(registry: Registry) -> None:
     """Register backbones: `nn.Module`s mapping images [N,3,H,W] to features [N,C,H/s,W/s].
 
-    The module has attributes `out_channels` (C) and `stride` (s).
+    The module has attributes `out_channels` (C) and `stride` (s). Optional, for heads with skip
+    connections: `levels`, the (channels, stride) of each intermediate map, finest first, and
+    `forward_levels(images)` returning those maps (the last is `forward`'s).
     """
 
 
 @hookspec
 def toolkit_register_heads(registry: Registry) -> None:
-    """Register heads. The factory receives `in_channels`, `stride` and `num_classes` from the builder.
+    """Register heads. The factory receives `in_channels`, `stride`, `num_classes` and `levels`
+    (the backbone's, or None) from the builder, those it declares.
 
+    A head with `uses_levels` True gets the list of the backbone's levels instead of its last map.
     The module's `forward(features)` returns a dict of raw outputs and `decode(outputs)` turns them
     into predictions in a way that traces to ONNX. Attribute `task`: "detection" or "classification".
     """
