@@ -307,3 +307,22 @@ def test_centernet_skips_factory_receives_levels() -> None:
     assert "levels" not in entry.params.model_fields
     head = entry.build({"skips": True}, in_channels=512, stride=32, num_classes=2, levels=RESNET18_LEVELS)
     assert head.uses_levels and len(head.laterals) == 3
+
+
+def test_classification_max_pooling_reads_the_strongest_cell() -> None:
+    head = ClassificationHead(2, 32, 2, pooling="max").eval()
+    with torch.no_grad():
+        head.fc.weight.copy_(torch.eye(2))
+        head.fc.bias.zero_()
+        features = torch.zeros(1, 2, 4, 4)
+        features[0, 0, 3, 1] = 5.0  # one strong cell: max pooling keeps it, average would give 5/16
+        features[0, 1] = 1.0
+        logits = head(features)["logits"]
+    torch.testing.assert_close(logits, torch.tensor([[5.0, 1.0]]))
+    avg = ClassificationHead(2, 32, 2).eval()
+    with torch.no_grad():
+        avg.fc.weight.copy_(torch.eye(2))
+        avg.fc.bias.zero_()
+        torch.testing.assert_close(avg(features)["logits"], torch.tensor([[5.0 / 16, 1.0]]))
+    with pytest.raises(ToolkitError, match="pooling must be 'avg' or 'max'"):
+        ClassificationHead(2, 32, 2, pooling="mean")

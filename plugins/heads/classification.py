@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -17,11 +17,15 @@ def classification(
     stride: int,
     num_classes: int,
     dropout: Annotated[float, Field(ge=0.0, lt=1.0, description="dropout before the linear layer")] = 0.0,
+    pooling: Annotated[
+        Literal["avg", "max"],
+        Field(description="global pooling: avg (ResNet's) or max (presence of a small object anywhere)"),
+    ] = "avg",
 ) -> ClassificationHead:
-    """Image classification: global average pooling -> dropout -> linear."""
+    """Image classification: global average (or max) pooling -> dropout -> linear."""
     from toolkit_plugins.heads.classification_modules import ClassificationHead
 
-    return ClassificationHead(in_channels, stride, num_classes, dropout=dropout)
+    return ClassificationHead(in_channels, stride, num_classes, dropout=dropout, pooling=pooling)
 
 
 @toolkit.hookimpl

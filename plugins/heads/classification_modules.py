@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from toolkit.errors import ToolkitError
+
 
 class ClassificationTargetEncoder:
     """`encoder(label) -> {"label": int64 scalar tensor}`; label must be in [0, num_classes).
@@ -42,20 +44,27 @@ class ClassificationHead(nn.Module):
     """`forward(features[N, in_channels, h, w]) -> {"logits": [N, num_classes]}`.
 
     `decode(outputs) -> {"scores": softmax [N, num_classes], "labels": argmax int64 [N]}`.
-    `stride` is accepted for the head interface and unused (the pooling is global).
+    `stride` is accepted for the head interface and unused (the pooling is global). `pooling`:
+    "avg" (global average, the ResNet classifier) or "max" (global max: suits presence of a small
+    object anywhere in the image, as in the hornet example).
     `target_encoder(input_size)` returns a `ClassificationTargetEncoder` for this head.
     """
 
     task = "classification"
     default_loss: dict = {"type": "cross_entropy"}  # train.loss when the spec sets none
 
-    def __init__(self, in_channels: int, stride: int, num_classes: int, *, dropout: float = 0.0) -> None:
+    def __init__(
+        self, in_channels: int, stride: int, num_classes: int, *, dropout: float = 0.0, pooling: str = "avg"
+    ) -> None:
         super().__init__()
         self.in_channels = in_channels
         self.stride = stride
         self.num_classes = num_classes
         self.out_channels = num_classes
-        self.pool = nn.AdaptiveAvgPool2d(1)
+        if pooling not in ("avg", "max"):
+            raise ToolkitError(f"classification head: pooling must be 'avg' or 'max', got {pooling!r}")
+        self.pooling = pooling
+        self.pool = nn.AdaptiveAvgPool2d(1) if pooling == "avg" else nn.AdaptiveMaxPool2d(1)
         self.flatten = nn.Flatten(1)
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(in_channels, num_classes)
