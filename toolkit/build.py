@@ -47,6 +47,7 @@ def build_model(
     _check_contract(
         manager, "backbone", model_spec.backbone.type, backbone, nn.Module, ("out_channels", "stride")
     )
+    levels = _levels_of(backbone)
     head = build_component(
         "head",
         model_spec.head,
@@ -55,10 +56,10 @@ def build_model(
         in_channels=int(backbone.out_channels),
         stride=int(backbone.stride),
         num_classes=model_spec.num_classes,
-        levels=_levels_of(backbone),
+        levels=levels,
     )
     _check_contract(manager, "head", model_spec.head.type, head, nn.Module, ("task", "decode"))
-    if getattr(head, "uses_levels", False) and _levels_of(backbone) is None:
+    if getattr(head, "uses_levels", False) and levels is None:
         raise ToolkitError(
             f"head {model_spec.head.type!r} needs the backbone's feature levels, but backbone "
             f"{model_spec.backbone.type!r} offers none (no `levels` / `forward_levels`); choose a backbone "
