@@ -188,18 +188,29 @@ def test_size_offset_match_reg_l1_reference() -> None:
         assert terms[key].item() == pytest.approx(expected, rel=1e-5), key
 
 
-def test_size_l1_hand_checked_is_divided_by_two_per_object() -> None:
-    # one object at cell (x=2, y=1) of a 3x4 map: prediction (3, 5), target (2, 7): (1 + 2) / (2 + 1e-4)
+def _one_object_case(
+    predicted_size: list[float], target_size: list[float], target_offset: list[float]
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """One object at cell (x=2, y=1) of a 3x4 map (slot 0); slot 1 is masked out with junk values.
+
+    The predicted offset is 0 everywhere; the predicted size is `predicted_size` at the object's cell.
+    """
     size = torch.zeros(1, 2, 3, 4)
-    size[0, :, 1, 2] = torch.tensor([3.0, 5.0])
+    size[0, :, 1, 2] = torch.tensor(predicted_size)
     outputs = {"heatmap": torch.zeros(1, 1, 3, 4), "size": size, "offset": torch.zeros(1, 2, 3, 4)}
     targets = {
         "heatmap": torch.zeros(1, 1, 3, 4),
-        "size": torch.tensor([[[2.0, 7.0], [9.0, 9.0]]]),
-        "offset": torch.zeros(1, 2, 2),
+        "size": torch.tensor([[target_size, [9.0, 9.0]]]),
+        "offset": torch.tensor([[target_offset, [0.5, 0.5]]]),
         "index": torch.tensor([[1 * 4 + 2, 0]]),
-        "mask": torch.tensor([[1.0, 0.0]]),
+        "mask": torch.tensor([[1.0, 0.0]]),  # the second slot is empty and must not count
     }
+    return outputs, targets
+
+
+def test_size_l1_hand_checked_is_divided_by_two_per_object() -> None:
+    # one object at cell (x=2, y=1) of a 3x4 map: prediction (3, 5), target (2, 7): (1 + 2) / (2 + 1e-4)
+    outputs, targets = _one_object_case([3.0, 5.0], [2.0, 7.0], [0.0, 0.0])
     terms = CenterNetLoss(size_weight=1.0)(outputs, targets)
     assert terms["size"].item() == pytest.approx(3.0 / (2 + 1e-4), rel=1e-6)
     assert terms["offset"].item() == 0.0
@@ -470,16 +481,7 @@ def test_centernet_giou_term_hand_checked() -> None:
     # one object at cell (x=2, y=1) of a 3x4 map. Target: size (2, 2), offset (1, 0) -> box [0,-1,2,1]
     # relative to the cell. Prediction: size (2, 2), offset (0, 0) -> box [-1,-1,1,1]. IoU 2/6, the
     # enclosing box [-1,-1,2,1] has area 6 = the union, so GIoU = 1/3 and the term 2/3 (per object).
-    size = torch.zeros(1, 2, 3, 4)
-    size[0, :, 1, 2] = torch.tensor([2.0, 2.0])
-    outputs = {"heatmap": torch.zeros(1, 1, 3, 4), "size": size, "offset": torch.zeros(1, 2, 3, 4)}
-    targets = {
-        "heatmap": torch.zeros(1, 1, 3, 4),
-        "size": torch.tensor([[[2.0, 2.0], [9.0, 9.0]]]),
-        "offset": torch.tensor([[[1.0, 0.0], [0.5, 0.5]]]),
-        "index": torch.tensor([[1 * 4 + 2, 0]]),
-        "mask": torch.tensor([[1.0, 0.0]]),  # the second slot is empty and must not count
-    }
+    outputs, targets = _one_object_case([2.0, 2.0], [2.0, 2.0], [1.0, 0.0])
     terms = CenterNetLoss(giou_weight=3.0)(outputs, targets)
     assert terms["giou"].item() == pytest.approx(3.0 * (2 / 3) / (1 + 1e-4), rel=1e-5)
     total = terms["heatmap"] + terms["size"] + terms["offset"] + terms["giou"]

@@ -12,6 +12,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torchvision.ops import generalized_box_iou_loss
 
 from toolkit.errors import ToolkitError
 from toolkit_plugins.losses._keys import lookup
@@ -80,8 +81,6 @@ def centre_boxes(size: Tensor, offset: Tensor) -> Tensor:
 def masked_giou(pred_size: Tensor, pred_offset: Tensor, size: Tensor, offset: Tensor, mask: Tensor) -> Tensor:
     """Mean over objects (`mask` [N,M]) of 1 - GIoU between the boxes the predicted and the target
     size/offset describe at each object's peak cell (torchvision.ops.generalized_box_iou_loss)."""
-    from torchvision.ops import generalized_box_iou_loss
-
     pred = centre_boxes(pred_size, pred_offset)
     goal = centre_boxes(size.to(pred.dtype), offset.to(pred.dtype))
     losses = generalized_box_iou_loss(pred, goal, reduction="none", eps=1e-7)
