@@ -14,10 +14,11 @@ from pathlib import Path
 
 import torch
 
-from toolkit.build import build_component, build_model
-from toolkit.data.loader import build_processed_dataset, make_loader
+from toolkit.build import build_component, build_model, build_processed_dataset
+from toolkit.data.loader import make_loader
 from toolkit.engine.optim import build_optimizer, build_scheduler
 from toolkit.engine.trainer import Trainer
+from toolkit.plugins import PluginManager
 from toolkit.spec import load_spec
 
 REPO = Path(__file__).resolve().parents[1]
@@ -26,10 +27,14 @@ REPO = Path(__file__).resolve().parents[1]
 def hand_loop(spec, steps: int) -> float:  # type: ignore[no-untyped-def]
     """The baseline: iterate the loader, forward, loss, backward, step. Returns images/s."""
     torch.manual_seed(0)
-    model = build_model(spec)
-    loss_fn = build_component("loss", spec.train.loss, path="train.loss", num_classes=spec.model.num_classes)
+    plugins = PluginManager()
+    model = build_model(spec, plugins=plugins)
+    loss_fn = build_component(
+        "loss", spec.train.loss, path="train.loss", plugins=plugins, num_classes=spec.model.num_classes
+    )
     optimizer = build_optimizer(model, spec.train)
-    loader = make_loader(build_processed_dataset(spec, model, "train"), spec.data, shuffle=True)
+    dataset = build_processed_dataset(spec, model, "train", plugins=plugins)
+    loader = make_loader(dataset, spec.data, shuffle=True)
     scheduler = build_scheduler(optimizer, spec.train, len(loader))
     model.train()
     start, seen = time.perf_counter(), 0

@@ -18,9 +18,9 @@ from pydantic import ValidationError
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
+from toolkit.data.letterbox import Letterbox, unletterbox_boxes
 from toolkit.plugins import PluginManager
 from toolkit_plugins.augmentations import geometric, photometric
-from toolkit_plugins.augmentations.letterbox import Letterbox, unletterbox_boxes
 
 MODULES = ["toolkit_plugins.augmentations.geometric", "toolkit_plugins.augmentations.photometric"]
 BACKGROUND = (40, 40, 40)
@@ -332,46 +332,32 @@ def test_gaussian_noise_output_clipped() -> None:
     assert unclipped[0].min() < 0.0 and unclipped[0].max() > 1.0
 
 
-def test_normalize_is_per_channel_affine() -> None:
-    image = tv_tensors.Image(torch.rand(3, 120, 160))
-    mean, std = (0.1, 0.5, 0.9), (0.2, 0.25, 0.5)
-    out = _boxes_unchanged(photometric.normalize(mean=mean, std=std), image)[0]
-    expected = (image - torch.tensor(mean)[:, None, None]) / torch.tensor(std)[:, None, None]
-    assert torch.allclose(out, expected, atol=1e-6)
-    default = photometric.normalize()(image)
-    imagenet = (image - torch.tensor([0.485, 0.456, 0.406])[:, None, None]) / torch.tensor(
-        [0.229, 0.224, 0.225]
-    )[:, None, None]
-    assert torch.allclose(default, imagenet, atol=1e-6)
-
-
 # -- registration, flags, params ---------------------------------------------------------------
-FLAGS = {  # name -> (deterministic, needs_float)
-    "hflip": (False, False),
-    "affine": (False, False),
-    "random_resized_crop": (False, False),
-    "iou_crop": (False, False),
-    "zoom_out": (False, False),
-    "scale_jitter": (False, False),
-    "resize": (True, False),
-    "color_jitter": (False, False),
-    "erasing": (False, False),
-    "gaussian_noise": (False, True),
-    "normalize": (True, True),
+FLAGS = {  # name -> needs_float
+    "hflip": False,
+    "affine": False,
+    "random_resized_crop": False,
+    "iou_crop": False,
+    "zoom_out": False,
+    "scale_jitter": False,
+    "resize": False,
+    "color_jitter": False,
+    "erasing": False,
+    "gaussian_noise": True,
 }
 
 
 def test_registered_components_and_flags(registry: Any) -> None:
     assert registry.names() == sorted(FLAGS)
-    for name, (deterministic, needs_float) in FLAGS.items():
+    for name, needs_float in FLAGS.items():
         entry = registry.get(name)
         assert "input_size" not in entry.params.model_fields
         for params in ({}, {"p": 0.3} if "p" in entry.params.model_fields else {}):
             transform = entry.build(params, input_size=(64, 96))
             assert isinstance(transform, v2.Transform), name
-            assert (transform.deterministic, transform.needs_float) == (deterministic, needs_float), name
+            assert transform.needs_float == needs_float, name
             copy = pickle.loads(pickle.dumps(transform))  # DataLoader workers may be spawned
-            assert (copy.deterministic, copy.needs_float) == (deterministic, needs_float), name
+            assert copy.needs_float == needs_float, name
 
 
 def test_registration_modules_do_not_import_torch() -> None:
@@ -394,7 +380,6 @@ def test_registration_modules_do_not_import_torch() -> None:
         ("zoom_out", {"side_range": [0.5, 2.0]}, "side_range"),
         ("iou_crop", {"sampler_options": [0.3, 0.5]}, "sampler_options"),
         ("iou_crop", {"scale": [0.8, 0.3]}, "scale"),
-        ("normalize", {"std": [0.2, 0.0, 0.2]}, "std"),
         ("random_resized_crop", {"scale": [0.0, 1.0]}, "scale"),
         ("random_resized_crop", {"size": [0, 64]}, "size"),
         ("color_jitter", {"hue": 0.7}, "hue"),

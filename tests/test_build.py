@@ -54,10 +54,16 @@ def test_centernet_forward_and_decode(centernet: torch.nn.Module, batch: int, si
 @pytest.mark.parametrize("size", SIZES, ids=[f"{h}x{w}" for h, w in SIZES])
 def test_classifier_forward_and_decode(manager: PluginManager, batch: int, size: tuple[int, int]) -> None:
     model = build_model(REPO / "configs/classifier_resnet18.yaml", plugins=manager).eval()
-    predictions = model.predict(torch.rand(batch, 3, *size))
-    assert predictions["scores"].shape == (batch, 2)
-    torch.testing.assert_close(predictions["scores"].sum(1), torch.ones(batch))
-    assert torch.equal(predictions["labels"], predictions["scores"].argmax(1))
+    images = torch.rand(batch, 3, *size)
+    results = model.predict(images)
+    assert len(results) == batch
+    probs = torch.stack([r["probs"] for r in results])
+    assert probs.shape == (batch, 2)
+    torch.testing.assert_close(probs.sum(1), torch.ones(batch))
+    assert [r["label"] for r in results] == probs.argmax(1).tolist()
+    assert [r["class_name"] for r in results] == [model.class_names[r["label"]] for r in results]
+    decoded = model.decode(model(torch.nn.functional.interpolate(images, size=(224, 224), mode="bilinear")))
+    assert decoded["scores"].shape == (batch, 2)
 
 
 def test_frozen_stages_from_the_spec_hold_through_training(manager: PluginManager) -> None:

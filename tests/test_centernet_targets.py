@@ -9,16 +9,12 @@ import warnings
 
 import pytest
 import torch
+from centernet_reference import encode_reference_loop, gaussian_radius, gaussian_radius_reference
 from torchvision import tv_tensors
 
 from toolkit_plugins.heads import centernet_targets
 from toolkit_plugins.heads.centernet_modules import CenterNetHead
-from toolkit_plugins.heads.centernet_targets import (
-    CenterNetTargetEncoder,
-    encode_reference_loop,
-    gaussian_radius,
-    gaussian_radius_reference,
-)
+from toolkit_plugins.heads.centernet_targets import CenterNetTargetEncoder
 
 KEYS = ("heatmap", "size", "offset", "index", "mask")
 

@@ -82,7 +82,7 @@ def test_schema_to_file(tmp_path: Path) -> None:
 def test_validate_prints_a_summary() -> None:
     result = run_cli("validate", "configs/centernet_resnet18.yaml", "model.input_size=[256, 320]")
     assert result.returncode == 0, result.stderr
-    assert "valid (resnet18 + centernet, 8 classes, input 256x320)" in result.stdout
+    assert "valid (resnet18 + centernet, 8 classes, input 256x320, multiple of 32)" in result.stdout
 
 
 def test_build_prints_parameters_and_shapes() -> None:

@@ -24,7 +24,7 @@ SPEC = {
     "data": {
         "train": {"type": "shapes", "task": "classification", "length": 16, "image_size": 64, "seed": 0},
         "val": {"type": "shapes", "task": "classification", "length": 8, "image_size": 64, "seed": 1},
-        "augment": [{"type": "hflip"}, {"type": "resize"}, {"type": "normalize"}],
+        "augment": [{"type": "hflip"}, {"type": "resize"}],
         "batch_size": 8,
         "num_workers": 1,
     },

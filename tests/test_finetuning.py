@@ -32,7 +32,7 @@ def spec_for(weights: Path, **train: object):  # type: ignore[no-untyped-def]
             },
             "data": {
                 "train": {"type": "shapes", "task": "classification", "length": 8, "image_size": 64},
-                "augment": [{"type": "resize"}, {"type": "normalize"}],
+                "augment": [{"type": "resize"}],
                 "batch_size": 4,
                 "num_workers": 0,
             },

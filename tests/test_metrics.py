@@ -10,14 +10,14 @@ import pytest
 import torch
 from torchvision import tv_tensors
 
-from toolkit.engine.classification_metrics import (
+from toolkit.data.letterbox import Letterbox
+from toolkit_plugins.tasks.classification_metrics import (
     classification_metrics,
     confusion_matrix_figure,
     plot_confusion_matrix,
 )
-from toolkit.engine.metrics import COCO_METRIC_NAMES, coco_metrics, voc_map
-from toolkit.engine.predictions import detections_to_coco
-from toolkit_plugins.augmentations.letterbox import Letterbox
+from toolkit_plugins.tasks.detection_metrics import COCO_METRIC_NAMES, coco_metrics, voc_map
+from toolkit_plugins.tasks.detection_results import detections_to_coco
 
 # (image_id, label, [x, y, w, h]) on 400x300 images; every width divisible by 4 (see _shifted).
 OBJECTS = [

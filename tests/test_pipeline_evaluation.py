@@ -6,12 +6,12 @@ from __future__ import annotations
 import torch
 from conftest import REPO
 
-from toolkit.build import build_model
-from toolkit.data.loader import build_processed_dataset, make_loader
-from toolkit.engine.metrics import coco_metrics
-from toolkit.engine.predictions import detections_to_coco
+from toolkit.build import build_model, build_processed_dataset
+from toolkit.data.loader import make_loader
 from toolkit.plugins import PluginManager
 from toolkit.spec import load_spec
+from toolkit_plugins.tasks.detection_metrics import coco_metrics
+from toolkit_plugins.tasks.detection_results import detections_to_coco
 
 
 def perfect_outputs(targets: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -42,9 +42,14 @@ def test_encoded_ground_truth_decodes_to_ap_close_to_one() -> None:
     model = build_model(spec, plugins=manager)
     dataset = build_processed_dataset(spec, model, "val", plugins=manager)
     detections = []
+    evaluator = model.task.evaluator(dataset.dataset, model.class_names)  # the path `toolkit eval` takes
     for batch in make_loader(dataset, spec.data, shuffle=False, batch_size=8):
         decoded = model.head.decode(perfect_outputs(batch.targets))
         detections += detections_to_coco(decoded, batch.meta, spec.model.input_size, score_threshold=0.5)
+        results = model.task.results(decoded, batch.meta, model.input_size, model.class_names, 0.5)
+        evaluator.update(results, batch.targets, batch.meta)
     metrics = coco_metrics(dataset.dataset.ground_truth(), detections)
     assert metrics["AP50"] > 0.97, metrics
     assert metrics["AP"] > 0.9, metrics
+    through_the_task = evaluator.compute()
+    assert through_the_task["AP"] == metrics["AP"] and through_the_task["AP50"] == metrics["AP50"]

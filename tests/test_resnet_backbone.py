@@ -1,4 +1,4 @@
-"""ResNetBackbone: shapes, freezing, norm_eval and loading local state-dict files."""
+"""ResNetBackbone: shapes, freezing, norm_eval, ImageNet weights and local files via toolkit.weights."""
 
 from __future__ import annotations
 
@@ -8,9 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 import torchvision
+from pydantic import ValidationError
 from torch import nn
 
+from toolkit.contracts import IMAGENET_NORMALIZATION, FeatureInfo, FeatureLevel
 from toolkit.errors import ToolkitError
+from toolkit.weights import load_pretrained
+from toolkit_plugins.backbones.resnet import ResNetParams, _input_multiple
 from toolkit_plugins.backbones.resnet_modules import ResNetBackbone
 
 
@@ -59,6 +63,17 @@ def tv18_file(tmp_path_factory: pytest.TempPathFactory, tv18: nn.Module) -> Path
     path = tmp_path_factory.mktemp("weights") / "resnet18.pth"
     torch.save(tv18.state_dict(), path)
     return path
+
+
+def _load(backbone: ResNetBackbone, path: Path) -> ResNetBackbone:
+    """Load a local file as the builder does for `pretrained: PATH`."""
+    load_pretrained(
+        backbone,
+        path,
+        component=f"resnet{backbone.depth}",
+        ignore_prefixes=ResNetBackbone.ignored_weight_prefixes,
+    )
+    return backbone
 
 
 def _trunk(model: nn.Module) -> nn.Module:
@@ -188,7 +203,7 @@ def test_frozen_stages_property_is_read_only() -> None:
 def test_loading_torchvision_state_dict_reproduces_features(tv18: nn.Module, tv18_file: Path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # fc.* is ignored silently, nothing else is missing
-        backbone = ResNetBackbone(18, pretrained=str(tv18_file)).eval()
+        backbone = _load(ResNetBackbone(18), tv18_file).eval()
     images = torch.randn(2, 3, 96, 128)
     with torch.no_grad():
         expected = _trunk(tv18)(images)
@@ -222,7 +237,7 @@ def test_checkpoint_layouts_load(tmp_path: Path, tv18: nn.Module, wrap) -> None:
     torch.save(wrap(state), path)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        backbone = ResNetBackbone(18, pretrained=str(path))
+        backbone = _load(ResNetBackbone(18), path)
     loaded = backbone.state_dict()
     assert loaded.keys() == state.keys()
     assert all(torch.equal(loaded[k], v) for k, v in state.items())
@@ -232,7 +247,7 @@ def test_wrong_architecture_raises_naming_file(tmp_path: Path) -> None:
     path = tmp_path / "resnet50.pth"
     torch.save(torchvision.models.resnet50().state_dict(), path)
     with pytest.raises(ToolkitError, match=r"resnet50\.pth") as info:
-        ResNetBackbone(18, pretrained=str(path))
+        _load(ResNetBackbone(18), path)
     message = str(info.value)
     assert "shape mismatch" in message
     assert "is this a resnet18 state dict?" in message
@@ -241,28 +256,28 @@ def test_wrong_architecture_raises_naming_file(tmp_path: Path) -> None:
 
 def test_resnet18_file_into_resnet50_raises(tv18_file: Path) -> None:
     with pytest.raises(ToolkitError, match="is this a resnet50 state dict"):
-        ResNetBackbone(50, pretrained=str(tv18_file))
+        _load(ResNetBackbone(50), tv18_file)
 
 
 def test_no_matching_key_raises(tmp_path: Path) -> None:
     path = tmp_path / "other.pth"
     torch.save({"encoder.weight": torch.zeros(2, 2)}, path)
     with pytest.raises(ToolkitError, match=r"other\.pth.*no key matches.*'encoder\.weight'"):
-        ResNetBackbone(18, pretrained=str(path))
+        _load(ResNetBackbone(18), path)
 
 
 def test_corrupt_file_raises_naming_file(tmp_path: Path) -> None:
     path = tmp_path / "corrupt.pth"
     path.write_bytes(b"this is not a pytorch file")
     with pytest.raises(ToolkitError, match=r"corrupt\.pth"):
-        ResNetBackbone(18, pretrained=str(path))
+        _load(ResNetBackbone(18), path)
 
 
 def test_non_dict_file_raises(tmp_path: Path) -> None:
     path = tmp_path / "tensor.pth"
     torch.save(torch.zeros(3), path)
     with pytest.raises(ToolkitError, match=r"tensor\.pth.*not a state dict"):
-        ResNetBackbone(18, pretrained=str(path))
+        _load(ResNetBackbone(18), path)
 
 
 def test_missing_keys_warn_and_keep_loaded_values(tmp_path: Path, tv18: nn.Module) -> None:
@@ -270,7 +285,7 @@ def test_missing_keys_warn_and_keep_loaded_values(tmp_path: Path, tv18: nn.Modul
     path = tmp_path / "partial.pth"
     torch.save(state, path)
     with pytest.warns(UserWarning, match=r"partial\.pth.*missing.*'layer4\.0\.bn1\.bias'") as record:
-        backbone = ResNetBackbone(18, pretrained=str(path))
+        backbone = _load(ResNetBackbone(18), path)
     assert len(record) == 1
     # BatchNorm fills a missing num_batches_tracked itself: those keys are not reported.
     n_missing = sum(
@@ -286,12 +301,13 @@ def test_unexpected_keys_warn(tmp_path: Path, tv18: nn.Module) -> None:
     path = tmp_path / "extra.pth"
     torch.save(state, path)
     with pytest.warns(UserWarning, match=r"extra\.pth.*1 unexpected key.*'extra\.weight'"):
-        ResNetBackbone(18, pretrained=str(path))
+        _load(ResNetBackbone(18), path)
 
 
-def test_pretrained_then_frozen(tv18_file: Path) -> None:
-    backbone = ResNetBackbone(18, pretrained=str(tv18_file), frozen_stages=4)
+def test_pretrained_then_frozen(tv18: nn.Module, tv18_file: Path) -> None:
+    backbone = _load(ResNetBackbone(18, frozen_stages=4), tv18_file)
     assert not any(p.requires_grad for p in backbone.parameters())
+    assert torch.equal(backbone.conv1.weight, tv18.conv1.weight)
 
 
 @pytest.mark.parametrize("depth", [18, 50])
@@ -304,7 +320,7 @@ def test_last_stride_one_gives_stride_16_with_the_same_weights(depth: int, tv18_
     shapes = {k: v.shape for k, v in backbone.state_dict().items()}
     assert shapes == {k: v.shape for k, v in ResNetBackbone(depth).state_dict().items()}
     if depth == 18:
-        ResNetBackbone(18, pretrained=str(tv18_file), last_stride=1)  # a stride-32 file loads as is
+        _load(ResNetBackbone(18, last_stride=1), tv18_file)  # a stride-32 file loads as is
     with pytest.raises(ToolkitError, match="last_stride must be 1 or 2"):
         ResNetBackbone(depth, last_stride=4)
 
@@ -336,3 +352,43 @@ def test_forward_levels_match_the_declared_levels_and_forward(depth: int, last_s
         (2, channels, 64 // stride, 96 // stride) for channels, stride in backbone.levels
     ]
     torch.testing.assert_close(levels[-1], last, rtol=0, atol=0)
+
+
+def test_path_in_the_constructor_points_to_the_core(tv18_file: Path) -> None:
+    with pytest.raises(ToolkitError, match=r"'none' or 'imagenet'.*toolkit\.weights\.load_pretrained"):
+        ResNetBackbone(18, pretrained=str(tv18_file))  # type: ignore[arg-type]
+
+
+def test_params_accept_none_and_imagenet_only(tv18_file: Path) -> None:
+    assert ResNetParams().pretrained == "none"
+    assert ResNetParams(pretrained="imagenet").pretrained == "imagenet"
+    with pytest.raises(ValidationError):
+        ResNetParams(pretrained=str(tv18_file))  # a file is the core's `pretrained`, not the plugin's
+
+
+@pytest.mark.parametrize(("last_stride", "multiple"), [(2, 32), (1, 16)])
+def test_declared_contract_attributes(last_stride: int, multiple: int) -> None:
+    backbone = ResNetBackbone(18, last_stride=last_stride)
+    assert backbone.input_multiple == multiple == _input_multiple(ResNetParams(last_stride=last_stride))
+    assert backbone.normalization == IMAGENET_NORMALIZATION
+    assert backbone.ignored_weight_prefixes == ResNetBackbone.ignored_weight_prefixes == ("fc.",)
+    assert isinstance(backbone.levels, FeatureInfo)
+    assert backbone.levels[-1] == FeatureLevel(512, multiple)
+    assert backbone.levels.channels() == [64, 128, 256, 512]
+
+
+def test_imagenet_weights_load_through_toolkit_weights(
+    monkeypatch: pytest.MonkeyPatch, tv18: nn.Module
+) -> None:
+    """`pretrained="imagenet"` loads torchvision's state dict (fc.* dropped silently); no download here."""
+    state = dict(tv18.state_dict())
+    monkeypatch.setattr(torchvision.models.ResNet18_Weights, "get_state_dict", lambda self, progress: state)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        backbone = ResNetBackbone(18, pretrained="imagenet").eval()
+    images = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(backbone(images), _trunk(tv18)(images))
+    del state["conv1.weight"]
+    with pytest.warns(UserWarning, match=r"torchvision ResNet18_Weights\.IMAGENET1K_V1.*'conv1\.weight'"):
+        ResNetBackbone(18, pretrained="imagenet")

@@ -13,7 +13,7 @@ from conftest import REPO
 import toolkit
 from toolkit.plugins import PluginManager
 from toolkit.spec import SpecError, load_spec, spec_json_schema
-from toolkit.specfile import apply_overrides, parse_override
+from toolkit.spec.files import apply_overrides, parse_override
 
 CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
 
@@ -97,5 +97,5 @@ def test_python_api(manager: PluginManager) -> None:
     )
     assert isinstance(spec, toolkit.Spec)
     model = toolkit.build_model(spec, plugins=manager)
-    assert model.task == "classification"
+    assert model.task.name == "classification"
     assert model.class_names == ["absent", "present"]

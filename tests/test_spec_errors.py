@@ -115,7 +115,7 @@ BAD_SPECS: list[tuple[str, str, list[str]]] = [
     (
         "input-negative",
         model_spec(input_size="input_size: [-32, 64]"),
-        ["model.input_size.0: Input should be greater than or equal to 32"],
+        ["model.input_size.0: Input should be greater than or equal to 8"],
     ),
     (
         "no-classes",

@@ -26,7 +26,7 @@ DETECTION = {
     "data": {
         "train": {"type": "shapes", "length": 32, "image_size": 64, "seed": 0},
         "val": {"type": "shapes", "length": 8, "image_size": 64, "seed": 1},
-        "augment": [{"type": "hflip"}, {"type": "resize"}, {"type": "normalize"}],
+        "augment": [{"type": "hflip"}, {"type": "resize"}],
         "batch_size": 4,
         "num_workers": 2,
     },
@@ -144,7 +144,7 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(
         },
         "data": {
             "train": {"type": "shapes", "task": "classification", "length": 8, "image_size": 64},
-            "augment": [{"type": "resize"}, {"type": "normalize"}],
+            "augment": [{"type": "resize"}],
             "batch_size": 4,
             "num_workers": 0,
         },

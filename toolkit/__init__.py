@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from toolkit.build import build_model
     from toolkit.engine.trainer import train
     from toolkit.errors import ToolkitError, UnknownComponentError
+    from toolkit.loading import load_model
     from toolkit.plugins import PluginManager, get_plugin_manager
     from toolkit.registry import Registry
     from toolkit.spec import Spec, SpecError, load_spec, spec_json_schema
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
 _LAZY = {
     "build_model": "toolkit.build",
     "train": "toolkit.engine.trainer",
+    "load_model": "toolkit.loading",
     "load_spec": "toolkit.spec",
     "Spec": "toolkit.spec",
     "SpecError": "toolkit.spec",
@@ -44,6 +46,7 @@ __all__ = [
     "build_model",
     "get_plugin_manager",
     "hookimpl",
+    "load_model",
     "load_spec",
     "spec_json_schema",
     "train",

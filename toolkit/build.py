@@ -1,53 +1,105 @@
-"""Spec -> objects: components from the registries, the backbone + head model."""
+"""The one builder: spec sections -> objects (model, task, loss, datasets, transforms, evaluator).
+
+Every built component is checked against its protocol (`toolkit.contracts`); errors name the
+member, the component and the plugin. The plugin manager is passed in; `build_model` (a public
+entry point) makes the default one when none is given.
+"""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from toolkit.errors import PluginError, ToolkitError
+from toolkit.contracts import (
+    IMAGENET_NORMALIZATION,
+    FeatureInfo,
+    HasDefaultLoss,
+    HasInputMultiple,
+    HasLevels,
+    HasNormalization,
+    HasTargetEncoder,
+    IgnoresWeightKeys,
+    Normalization,
+    Task,
+    UsesLevels,
+    check_component,
+)
+from toolkit.errors import ToolkitError
 from toolkit.plugins import PluginManager, get_plugin_manager
-from toolkit.spec import ComponentSpec, ModelSpec, Spec, load_spec
+from toolkit.spec import ComponentSpec, DataSpec, ModelSpec, Spec, load_spec
+from toolkit.spec.derived import NO_WEIGHTS, PRETRAINED, plugin_accepts
+from toolkit.spec.load import input_size_problem
 
 if TYPE_CHECKING:
+    from torch import nn
+
+    from toolkit.data.pipeline import ProcessedDataset
     from toolkit.model import ToolkitModel
 
 
+# -- components ---------------------------------------------------------------------------------
 def build_component(
-    kind: str,
-    ref: ComponentSpec,
-    *,
-    path: str,
-    plugins: PluginManager | None = None,
-    **injected: Any,
+    kind: str, ref: ComponentSpec, *, path: str, plugins: PluginManager, **injected: Any
 ) -> Any:
-    """Build the registered component `ref.type` of `kind` with its validated parameters."""
-    manager = plugins or get_plugin_manager()
-    entry = manager.registry(kind).get(ref.type, path=f"{path}.type")
+    """Build the registered component `ref.type` of `kind` with its validated parameters; check it."""
+    entry = plugins.registry(kind).get(ref.type, path=f"{path}.type")
     params = ref if isinstance(ref, entry.params) else entry.params.model_validate(_params_of(ref))
-    return entry.build(params, **injected)
+    component = entry.build(params, **injected)
+    check_component(kind, ref.type, component, entry.plugin)
+    return component
+
+
+def build_task(name: str, *, plugins: PluginManager, named_by: str) -> Task:
+    """The registered task `name` (as a head names it)."""
+    registry = plugins.registry("task")
+    if name not in registry:
+        raise ToolkitError(
+            f"{named_by} names task {name!r}, which no plugin registers; registered tasks: "
+            f"{', '.join(registry.names()) or 'none'} (list them with 'toolkit plugins')"
+        )
+    entry = registry.get(name)
+    task = entry.build({})
+    check_component("task", name, task, entry.plugin)
+    return task
+
+
+def build_backbone(ref: ComponentSpec, *, plugins: PluginManager) -> nn.Module:
+    """The backbone, with `pretrained: PATH` loaded by the core for any backbone (toolkit.weights)."""
+    entry = plugins.registry("backbone").get(ref.type, path="model.backbone.type")
+    data = _params_of(ref)
+    value = data.get(PRETRAINED, NO_WEIGHTS)
+    weights_file: str | None = None
+    if PRETRAINED in entry.params.model_fields:
+        if not plugin_accepts(entry, PRETRAINED, value):
+            weights_file = str(value)
+            data[PRETRAINED] = entry.params.model_fields[PRETRAINED].default
+    else:
+        data.pop(PRETRAINED, None)
+        weights_file = None if value == NO_WEIGHTS else str(value)
+    backbone = entry.build(entry.params.model_validate(data))
+    check_component("backbone", ref.type, backbone, entry.plugin)
+    if weights_file is not None:
+        from toolkit.weights import load_pretrained
+
+        ignored = backbone.ignored_weight_prefixes if isinstance(backbone, IgnoresWeightKeys) else ()
+        load_pretrained(backbone, weights_file, component=ref.type, ignore_prefixes=tuple(ignored))
+    return backbone
 
 
 def build_model(
-    spec: Spec | ModelSpec | Mapping[str, Any] | str | Path,
-    *,
-    plugins: PluginManager | None = None,
+    spec: Spec | ModelSpec | Mapping[str, Any] | str | Path, *, plugins: PluginManager | None = None
 ) -> ToolkitModel:
-    """Build backbone + head from a spec (object, mapping or file path) and check their contracts."""
-    from torch import nn
-
+    """Build backbone + head + task from a spec (object, mapping or file path), contracts checked."""
     from toolkit.model import ToolkitModel
 
     manager = plugins or get_plugin_manager()
     if not isinstance(spec, (Spec, ModelSpec)):
         spec = load_spec(spec, plugins=manager)
     model_spec = spec.model if isinstance(spec, Spec) else spec
-    backbone = build_component("backbone", model_spec.backbone, path="model.backbone", plugins=manager)
-    _check_contract(
-        manager, "backbone", model_spec.backbone.type, backbone, nn.Module, ("out_channels", "stride")
-    )
-    levels = _levels_of(backbone)
+    backbone = build_backbone(model_spec.backbone, plugins=manager)
+    levels = FeatureInfo(backbone.levels) if isinstance(backbone, HasLevels) else None
     head = build_component(
         "head",
         model_spec.head,
@@ -58,40 +110,144 @@ def build_model(
         num_classes=model_spec.num_classes,
         levels=levels,
     )
-    _check_contract(manager, "head", model_spec.head.type, head, nn.Module, ("task", "decode"))
-    if getattr(head, "uses_levels", False) and levels is None:
+    if isinstance(head, UsesLevels) and head.uses_levels and levels is None:
         raise ToolkitError(
             f"head {model_spec.head.type!r} needs the backbone's feature levels, but backbone "
             f"{model_spec.backbone.type!r} offers none (no `levels` / `forward_levels`); choose a backbone "
             "with levels or configure the head without skip connections"
         )
-    return ToolkitModel(backbone, head, class_names=model_spec.class_names, input_size=model_spec.input_size)
+    task = build_task(str(head.task), plugins=manager, named_by=f"head {model_spec.head.type!r}")
+    multiple = input_multiple(backbone, head, levels)
+    who = f"backbone {model_spec.backbone.type!r} and head {model_spec.head.type!r}"
+    problem = input_size_problem(model_spec.input_size, multiple, who)
+    if problem:
+        raise ToolkitError(f"model.input_size {list(model_spec.input_size)}: {problem}")
+    return ToolkitModel(
+        backbone,
+        head,
+        task,
+        class_names=model_spec.class_names,
+        input_size=model_spec.input_size,
+        normalization=normalization_of(model_spec, backbone),
+        input_multiple=multiple,
+    )
 
 
-def _levels_of(backbone: Any) -> tuple[tuple[int, int], ...] | None:
-    """The backbone's optional feature levels ((channels, stride), finest first), or None."""
-    levels = getattr(backbone, "levels", None)
-    if levels is None or not callable(getattr(backbone, "forward_levels", None)):
-        return None
-    return tuple((int(channels), int(stride)) for channels, stride in levels)
+def input_multiple(backbone: Any, head: Any, levels: FeatureInfo | None) -> int:
+    """What input sides must be multiples of: the largest stride the backbone and head use."""
+    values = [int(backbone.stride), *(levels.strides() if levels else [])]
+    values += [int(part.input_multiple) for part in (backbone, head) if isinstance(part, HasInputMultiple)]
+    return math.lcm(*values)
+
+
+def normalization_of(model_spec: ModelSpec, backbone: Any) -> Normalization:
+    """model.normalize, else the backbone's declared statistics, else ImageNet's."""
+    if model_spec.normalize is not None:
+        return Normalization(tuple(model_spec.normalize.mean), tuple(model_spec.normalize.std))
+    if isinstance(backbone, HasNormalization):
+        return backbone.normalization
+    return IMAGENET_NORMALIZATION
+
+
+def build_loss(spec: Spec, model: ToolkitModel, *, plugins: PluginManager) -> nn.Module:
+    """train.loss, or the head's `default_loss` ({type, ...params})."""
+    num_classes = spec.model.num_classes
+    if spec.train is not None and spec.train.loss is not None:
+        return build_component(
+            "loss", spec.train.loss, path="train.loss", plugins=plugins, num_classes=num_classes
+        )
+    if not isinstance(model.head, HasDefaultLoss):
+        raise ToolkitError(f"head {spec.model.head.type!r} has no default loss: set train.loss")
+    default = dict(model.head.default_loss)
+    name = default.pop("type", None)
+    if name is None:
+        raise ToolkitError(f"head {spec.model.head.type!r} has a default_loss without 'type': set train.loss")
+    entry = plugins.registry("loss").get(name, path="train.loss.type")
+    loss = entry.build(default, num_classes=num_classes)
+    check_component("loss", name, loss, entry.plugin)
+    return loss
+
+
+# -- data ---------------------------------------------------------------------------------------
+def data_section(spec: Spec) -> DataSpec:
+    if spec.data is None:
+        raise ToolkitError(
+            f"{spec.source}: the spec has no 'data' section; add data.train (e.g. {{type: shapes}})"
+        )
+    return spec.data
+
+
+def build_dataset(spec: Spec, split: str, *, plugins: PluginManager) -> Any:
+    """The dataset of `data.<split>` ('train' or 'val'), checked against model.class_names."""
+    data = data_section(spec)
+    ref = getattr(data, split, None)
+    if ref is None:
+        raise ToolkitError(
+            f"{spec.source}: data.{split} is not set; add a dataset there (e.g. {{type: shapes}})"
+        )
+    dataset = build_component(
+        "dataset", ref, path=f"data.{split}", plugins=plugins, on_bad_sample=data.on_bad_sample
+    )
+    names = list(dataset.class_names)
+    if names != list(spec.model.class_names):
+        raise ToolkitError(
+            f"data.{split}: the dataset's classes {names} differ from model.class_names "
+            f"{list(spec.model.class_names)}; make model.class_names list the same names in the same order"
+        )
+    return dataset
+
+
+def build_transforms(spec: Spec, task: Task, *, train: bool, plugins: PluginManager) -> Any:
+    """Training: data.augment (ending with a resize); evaluation: the model's own preprocessing.
+    Then the task's own steps (e.g. box sanitizing)."""
+    from torchvision.transforms import v2
+
+    from toolkit.data.pipeline import compose
+    from toolkit.inference import model_preprocessing
+
+    if not train:  # already ends in float [0, 1]
+        return v2.Compose([*model_preprocessing(spec.model.input_size), *task.transforms_after()])
+    transforms = [
+        build_component(
+            "augmentation", ref, path=f"data.augment.{i}", plugins=plugins, input_size=spec.model.input_size
+        )
+        for i, ref in enumerate(data_section(spec).augment)
+    ]
+    return compose(transforms, after=task.transforms_after())
+
+
+def build_processed_dataset(
+    spec: Spec, model: ToolkitModel, split: str, *, train: bool | None = None, plugins: PluginManager
+) -> ProcessedDataset:
+    """`data.<split>` with its transforms and the model's task and target encoder."""
+    from toolkit.data.pipeline import ProcessedDataset
+
+    dataset = build_dataset(spec, split, plugins=plugins)
+    task = model.task
+    if dataset.task not in task.dataset_tasks:
+        raise ToolkitError(
+            f"data.{split} is a {dataset.task} dataset but model.head ({spec.model.head.type}) is a "
+            f"{task.name} head, which trains on {' or '.join(task.dataset_tasks)} datasets; pick a "
+            "matching dataset or head"
+        )
+    if not isinstance(model.head, HasTargetEncoder):
+        raise ToolkitError(
+            f"head {spec.model.head.type!r} has no target_encoder(input_size): it cannot be trained or "
+            "evaluated on data; see docs/plugins.md (heads)"
+        )
+    data = data_section(spec)
+    return ProcessedDataset(
+        dataset,
+        build_transforms(spec, task, train=split == "train" if train is None else train, plugins=plugins),
+        model.head.target_encoder(spec.model.input_size),
+        task,
+        input_size=spec.model.input_size,
+        seed=data.seed,
+        skip_bad=data.on_bad_sample == "skip",
+    )
 
 
 def _params_of(ref: ComponentSpec) -> dict[str, Any]:
     data = ref.model_dump()
     data.pop("type", None)
     return data
-
-
-def _check_contract(
-    manager: PluginManager, kind: str, name: str, obj: Any, base: type, attributes: tuple[str, ...]
-) -> None:
-    entry = manager.registry(kind).get(name)
-    missing = [attr for attr in attributes if not hasattr(obj, attr)]
-    if not isinstance(obj, base) or missing:
-        problem = (
-            f"lacks {', '.join(missing)}" if missing else f"is a {type(obj).__name__}, not {base.__name__}"
-        )
-        raise PluginError(
-            f"{kind} {name!r} from {entry.plugin.describe()} breaks the {kind} contract: "
-            f"the object it built {problem}"
-        )

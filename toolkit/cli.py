@@ -78,6 +78,22 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--out", metavar="DIR", help="write metrics.json (and confusion.png) there")
     evaluate.add_argument("--json", action="store_true", help="print metrics as JSON")
 
+    predict = command("predict", _cmd_predict, "run a trained checkpoint on image files")
+    predict.add_argument(
+        "checkpoint", metavar="CKPT", help="best.pt or last.pt of a run (it carries its spec)"
+    )
+    predict.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
+    predict.add_argument("--out", metavar="DIR", help="write predictions.json and one drawn PNG per image")
+    predict.add_argument(
+        "--score-threshold",
+        type=float,
+        default=0.3,
+        metavar="S",
+        help="drop detections below S (default 0.3)",
+    )
+    predict.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N]")
+    predict.add_argument("--json", action="store_true", help="print the results as JSON")
+
     demo = command("demo", _cmd_demo, "the main job offline: train, evaluate and draw CenterNet on shapes")
     demo.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="overrides of the demo config")
     demo.add_argument("--out", metavar="DIR", default="runs/demo", help="output folder (default runs/demo)")
@@ -141,7 +157,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             from toolkit import plugins
 
-            plugins.configure(modules=[*args.plugins, *args.command_plugins])
+            # the one default plugin manager of this process; handlers pass it on explicitly
+            args.manager = plugins.configure(modules=[*args.plugins, *args.command_plugins])
             return int(args.handler(args))
         except ToolkitError as exc:
             print(f"toolkit: error: {exc}", file=sys.stderr)
@@ -163,10 +180,9 @@ def _count(n: int, singular: str, plural: str) -> str:
 
 # -- commands ---------------------------------------------------------------------------------
 def _cmd_plugins(args: argparse.Namespace) -> int:
-    from toolkit.plugins import get_plugin_manager
     from toolkit.table import format_table
 
-    manager = get_plugin_manager()
+    manager = args.manager
     plugins = [
         {
             "name": info.name,
@@ -234,7 +250,7 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
 def _cmd_schema(args: argparse.Namespace) -> int:
     from toolkit.spec import spec_json_schema
 
-    text = json.dumps(spec_json_schema(), indent=2)
+    text = json.dumps(spec_json_schema(args.manager), indent=2)
     if args.output:
         from pathlib import Path
 
@@ -247,13 +263,21 @@ def _cmd_schema(args: argparse.Namespace) -> int:
 
 def _cmd_validate(args: argparse.Namespace) -> int:
     from toolkit.spec import load_spec
+    from toolkit.spec.load import declared_input_multiple
 
-    spec = load_spec(args.spec, args.overrides)
+    spec = load_spec(args.spec, args.overrides, plugins=args.manager)
     model = spec.model
+    backbone = args.manager.registry("backbone").get(model.backbone.type)
+    if backbone.static_input_multiple(model.backbone) is None:  # not declared: build to read it
+        from toolkit.build import build_model
+
+        multiple = build_model(spec, plugins=args.manager).input_multiple
+    else:
+        multiple = declared_input_multiple(spec, args.manager)[0]  # type: ignore[index]
     height, width = model.input_size
     print(
         f"{args.spec}: valid ({model.backbone.type} + {model.head.type}, "
-        f"{_count(model.num_classes, 'class', 'classes')}, input {height}x{width})"
+        f"{_count(model.num_classes, 'class', 'classes')}, input {height}x{width}, multiple of {multiple})"
     )
     return 0
 
@@ -263,10 +287,10 @@ def _cmd_build(args: argparse.Namespace) -> int:
     from toolkit.spec import load_spec
     from toolkit.summary import format_summary, summarize
 
-    spec = load_spec(args.spec, args.overrides)
-    model = build_model(spec)
+    spec = load_spec(args.spec, args.overrides, plugins=args.manager)
+    model = build_model(spec, plugins=args.manager)
     parts = summarize(model, spec.model.backbone.type, spec.model.head.type)
-    print(f"{args.spec}: {model.task} model, {_count(len(model.class_names), 'class', 'classes')}")
+    print(f"{args.spec}: {model.task.name} model, {_count(len(model.class_names), 'class', 'classes')}")
     print(format_summary(parts, spec.model.input_size))
     return 0
 
@@ -276,8 +300,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from toolkit.engine.trainer import train
     from toolkit.spec import load_spec
 
-    spec = load_spec(args.spec, args.overrides)
-    summary = train(spec, out_dir=args.out, resume=args.resume, show_progress=not args.no_progress)
+    spec = load_spec(args.spec, args.overrides, plugins=args.manager)
+    summary = train(
+        spec, out_dir=args.out, resume=args.resume, plugins=args.manager, show_progress=not args.no_progress
+    )
     if summary.files:  # rank 0 under torchrun
         print(format_summary(summary))
     return 0
@@ -290,13 +316,15 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from toolkit.engine.report import format_metrics
     from toolkit.spec import load_spec
 
-    spec = load_spec(args.spec, args.overrides)
+    spec = load_spec(args.spec, args.overrides, plugins=args.manager)
     out = Path(args.out) if args.out else None
-    metrics = evaluate_checkpoint(spec, args.checkpoint, split=args.split, out_dir=out)
+    metrics, names = evaluate_checkpoint(
+        spec, args.checkpoint, split=args.split, out_dir=out, plugins=args.manager
+    )
     if args.json:
         print(json.dumps(metrics, indent=2, default=float))
     else:
-        print(format_metrics(metrics))
+        print(format_metrics(metrics, names))
     if out is not None:
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
     return 0
@@ -310,33 +338,40 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     config = Path(args.config) if args.config else None
     if args.finetune:
         weights = Path(args.weights) if args.weights else None
-        run_finetune_demo(Path(args.out), weights=weights, config=config, overrides=args.overrides)
+        run_finetune_demo(
+            Path(args.out), plugins=args.manager, weights=weights, config=config, overrides=args.overrides
+        )
     else:
-        run_detection_demo(Path(args.out), config=config, overrides=args.overrides)
+        run_detection_demo(Path(args.out), plugins=args.manager, config=config, overrides=args.overrides)
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from toolkit.predict_files import predict_files
+
+    for line in predict_files(
+        args.checkpoint,
+        args.images,
+        plugins=args.manager,
+        out_dir=args.out,
+        score_threshold=args.score_threshold,
+        device=args.device,
+        as_json=args.json,
+    ):
+        print(line)
     return 0
 
 
 def _cmd_data_export(args: argparse.Namespace) -> int:
+    from toolkit.build import build_dataset
     from toolkit.data import writers
-    from toolkit.data.loader import build_dataset
     from toolkit.spec import load_spec
 
-    spec = load_spec(args.spec, args.overrides)
-    dataset = build_dataset(spec, args.split)
-    expected = "classification" if args.format == "folder" else "detection"
-    if dataset.task != expected:
-        from toolkit.errors import ToolkitError
-
-        raise ToolkitError(
-            f"--format {args.format} needs a {expected} dataset, data.{args.split} is {dataset.task}; "
-            f"use {'--format folder' if dataset.task == 'classification' else '--format coco or voc'}"
-        )
-    if args.format == "coco":
-        where = writers.write_coco(dataset, args.out)
-    elif args.format == "voc":
-        where = writers.write_voc(dataset, args.out, split=args.split)
-    else:
-        where = writers.write_image_folder(dataset, args.out)
+    spec = load_spec(args.spec, args.overrides, plugins=args.manager)
+    dataset = build_dataset(spec, args.split, plugins=args.manager)
+    write = {"coco": writers.write_coco, "voc": writers.write_voc, "folder": writers.write_image_folder}
+    options = {"split": args.split} if args.format == "voc" else {}
+    where = write[args.format](dataset, args.out, **options)
     print(f"wrote {len(dataset)} images of data.{args.split} as {args.format} to {where}")
     return 0
 
@@ -349,19 +384,20 @@ def _cmd_data_preview(args: argparse.Namespace) -> int:
         from toolkit.errors import ToolkitError
 
         raise ToolkitError(f"-n must be at least 1, got {args.count}")
-    spec = load_spec(args.spec, args.overrides)
-    path = write_preview(preview_grid(spec, split=args.split, count=args.count), args.output)
+    spec = load_spec(args.spec, args.overrides, plugins=args.manager)
+    grid = preview_grid(spec, split=args.split, count=args.count, plugins=args.manager)
+    path = write_preview(grid, args.output)
     print(f"wrote {path}")
     return 0
 
 
 def _cmd_data_stats(args: argparse.Namespace) -> int:
-    from toolkit.data.loader import build_dataset
+    from toolkit.build import build_dataset
     from toolkit.data.stats import compute_stats, plot_stats
     from toolkit.spec import load_spec
 
-    spec = load_spec(args.spec, args.overrides)
-    stats = compute_stats(build_dataset(spec, args.split))
+    spec = load_spec(args.spec, args.overrides, plugins=args.manager)
+    stats = compute_stats(build_dataset(spec, args.split, plugins=args.manager))
     if args.json:
         print(json.dumps(stats.to_dict(), indent=2))
     else:

@@ -2,6 +2,7 @@
 
 A plugin is a module (or object) with functions marked `@toolkit.hookimpl` whose names are
 these hooks. Every hook is optional; a misspelled hook name is an error naming the plugin.
+What each kind's factory must return is stated once, as typing.Protocols, in `toolkit.contracts`.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import pluggy
+
+from toolkit.kinds import HOOK_FOR_KIND
 
 if TYPE_CHECKING:
     from toolkit.registry import Registry
@@ -18,54 +21,55 @@ PROJECT_NAME = "toolkit"
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)
 hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 
+__all__ = ["HOOK_FOR_KIND", "PROJECT_NAME", "hookimpl", "hookspec"]
+
+
+@hookspec
+def toolkit_register_tasks(registry: Registry) -> None:
+    """Register tasks (`contracts.Task`): what differs between detection, classification, ...
+
+    A head names its task by the `task` attribute; the task packs targets for the head, scores
+    predictions (its evaluator and metrics), turns decoded outputs into per-image results in
+    original image pixels, draws them and names the outputs an export carries.
+    """
+
 
 @hookspec
 def toolkit_register_backbones(registry: Registry) -> None:
-    """Register backbones: `nn.Module`s mapping images [N,3,H,W] to features [N,C,H/s,W/s].
+    """Register backbones (`contracts.Backbone`): images [N,3,H,W] -> features [N,C,H/s,W/s].
 
-    The module has attributes `out_channels` (C) and `stride` (s). Optional, for heads with skip
-    connections: `levels`, the (channels, stride) of each intermediate map, finest first, and
-    `forward_levels(images)` returning those maps (the last is `forward`'s).
+    The module has `out_channels` (C) and `stride` (s). Optional: `levels` (a FeatureInfo, finest
+    first) with `forward_levels(images)`, `set_frozen_stages(k)`, and `normalization` (the
+    mean and std its weights expect).
     """
 
 
 @hookspec
 def toolkit_register_heads(registry: Registry) -> None:
-    """Register heads. The factory receives `in_channels`, `stride`, `num_classes` and `levels`
-    (the backbone's, or None) from the builder, those it declares.
+    """Register heads (`contracts.Head`). The factory receives `in_channels`, `stride`,
+    `num_classes` and `levels` (the backbone's, or None) from the builder, those it declares.
 
-    A head with `uses_levels` True gets the list of the backbone's levels instead of its last map.
-    The module's `forward(features)` returns a dict of raw outputs and `decode(outputs)` turns them
-    into predictions in a way that traces to ONNX. Attribute `task`: "detection" or "classification".
+    `forward(features)` returns a dict of raw outputs, `decode(outputs)` turns them into
+    predictions in a way that traces to ONNX, `task` names a registered task, `default_loss` is
+    the loss used when the spec sets none and `target_encoder(input_size)` packs training targets.
     """
 
 
 @hookspec
 def toolkit_register_losses(registry: Registry) -> None:
-    """Register losses: `forward(outputs, targets)` returns a dict of named terms plus the total `loss`."""
+    """Register losses (`contracts.Loss`): `forward(outputs, targets)` returns named terms plus `loss`."""
 
 
 @hookspec
 def toolkit_register_augmentations(registry: Registry) -> None:
-    """Register augmentations: box-aware `torchvision.transforms.v2` transforms."""
+    """Register augmentations (`contracts.Augmentation`): box-aware `torchvision.transforms.v2` transforms."""
 
 
 @hookspec
 def toolkit_register_attacks(registry: Registry) -> None:
-    """Register attacks: `(model, images in [0,1], targets)` -> adversarial images in [0,1]."""
+    """Register attacks (`contracts.Attack`): `(model, images in [0,1], targets)` -> images in [0,1]."""
 
 
 @hookspec
 def toolkit_register_datasets(registry: Registry) -> None:
-    """Register datasets yielding `(uint8 image [3,H,W], target)` samples."""
-
-
-#: kind -> hook name, in the order hooks are called.
-HOOK_FOR_KIND: dict[str, str] = {
-    "backbone": "toolkit_register_backbones",
-    "head": "toolkit_register_heads",
-    "loss": "toolkit_register_losses",
-    "augmentation": "toolkit_register_augmentations",
-    "attack": "toolkit_register_attacks",
-    "dataset": "toolkit_register_datasets",
-}
+    """Register datasets (`contracts.Dataset`) yielding `(uint8 image [3,H,W], target)` samples."""

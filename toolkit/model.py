@@ -1,48 +1,77 @@
-"""The model a spec describes: a backbone feeding a head."""
+"""The model a spec describes: [0, 1] RGB images in, a backbone feeding a head, predictions out."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
+from toolkit.contracts import Normalization, Task, UsesLevels
+
 
 class ToolkitModel(nn.Module):
-    """Backbone + head. `forward(images)` returns the head's raw outputs, `decode` its predictions."""
+    """Backbone + head that owns its input contract.
+
+    `forward(images)` takes float RGB images in [0, 1], [N,3,H,W] (H, W multiples of
+    `input_multiple`), normalizes them (`normalization`, inside the model, so training, `predict`,
+    export and attacks share one input) and returns the head's raw outputs; `decode` gives the
+    head's predictions in model-input pixels; `predict` gives per-image results in original
+    image pixels (see `toolkit.inference.predict`). `task` is the task object the head names.
+    """
 
     def __init__(
         self,
         backbone: nn.Module,
         head: nn.Module,
+        task: Task,
         *,
-        class_names: list[str],
+        class_names: Sequence[str],
         input_size: tuple[int, int],
+        normalization: Normalization,
+        input_multiple: int,
     ) -> None:
         super().__init__()
         self.backbone = backbone
         self.head = head
+        self.task = task
         self.class_names = list(class_names)
-        self.input_size = tuple(input_size)
+        self.input_size = (int(input_size[0]), int(input_size[1]))
+        self.input_multiple = int(input_multiple)
+        self.normalization = normalization
+        # not persistent: they come from the spec, and checkpoints stay loadable if it changes
+        self.register_buffer(
+            "input_mean", torch.tensor(normalization.mean).view(1, 3, 1, 1), persistent=False
+        )
+        self.register_buffer("input_std", torch.tensor(normalization.std).view(1, 3, 1, 1), persistent=False)
 
-    @property
-    def task(self) -> str:
-        """ "detection" or "classification", as declared by the head."""
-        return str(self.head.task)
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        """(images - mean) / std per channel: [0, 1] RGB -> what the backbone expects."""
+        return (images - self.input_mean) / self.input_std
 
-    def features(self, images: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
-        """What the head reads: the backbone's map, or all its levels when the head `uses_levels`."""
-        if getattr(self.head, "uses_levels", False):
-            return list(self.backbone.forward_levels(images))
-        return self.backbone(images)
+    def features(self, normalized: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
+        """What the head reads: the backbone's map, or all its levels when the head uses levels."""
+        if isinstance(self.head, UsesLevels) and self.head.uses_levels:
+            return list(self.backbone.forward_levels(normalized))
+        return self.backbone(normalized)
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        return self.head(self.features(images))
+        """Raw head outputs for [0, 1] RGB images [N,3,H,W]."""
+        return self.head(self.features(self.normalize(images)))
 
     def decode(self, outputs: dict[str, torch.Tensor]) -> dict[str, Any]:
+        """The head's predictions (model-input pixels), traceable for export."""
         return self.head.decode(outputs)
 
-    @torch.inference_mode()
-    def predict(self, images: torch.Tensor) -> dict[str, Any]:
-        """Decoded predictions for a batch of normalized images [N,3,H,W]."""
-        return self.decode(self(images))
+    def predict(
+        self, images: Any, *, score_threshold: float = 0.0, batch_size: int = 16
+    ) -> list[dict[str, Any]]:
+        """Per-image results in original image pixels for a tensor batch, a list of tensors (uint8 or
+        float in [0, 1], any sizes), PIL images or image paths; see `toolkit.inference.predict`."""
+        from toolkit.inference import predict
+
+        return predict(self, images, score_threshold=score_threshold, batch_size=batch_size)
+
+    def extra_repr(self) -> str:
+        return f"task={self.task.name}, classes={len(self.class_names)}, input_size={self.input_size}"

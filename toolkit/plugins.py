@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -18,19 +19,14 @@ import pluggy
 
 from toolkit import hookspecs
 from toolkit.errors import DuplicateComponentError, PluginError, ToolkitError, closest
-from toolkit.registry import KINDS, PluginInfo, Registry
+from toolkit.kinds import KINDS, KINDS_BY_NAME
+from toolkit.registry import PluginInfo, Registry
 
 ENTRY_POINT_GROUP = "toolkit"
 ENV_PLUGINS = "TOOLKIT_PLUGINS"
 ENV_STRICT = "TOOLKIT_STRICT_PLUGINS"
-
-#: Factory arguments that the model builder supplies for each kind (never read from a spec).
-INJECTED_ARGUMENTS: dict[str, tuple[str, ...]] = {
-    "head": ("in_channels", "stride", "num_classes", "levels"),
-    "augmentation": ("input_size",),
-    "dataset": ("on_bad_sample",),
-    "loss": ("num_classes",),
-}
+ENV_TRACE = "TOOLKIT_TRACE_PLUGINS"
+_TRUE = {"1", "true", "yes", "on"}
 
 
 class PluginWarning(UserWarning):
@@ -61,14 +57,18 @@ class PluginManager:
         environ: Mapping[str, str] | None = None,
     ) -> None:
         env = os.environ if environ is None else environ
-        self.strict = env.get(ENV_STRICT, "").strip().lower() in {"1", "true", "yes", "on"}
+        self.strict = env.get(ENV_STRICT, "").strip().lower() in _TRUE
         env_modules, env_blocked = split_plugin_args(_split_csv(env.get(ENV_PLUGINS, "")))
         cli_modules, cli_blocked = split_plugin_args(modules)
-        self.blocked: set[str] = {*env_blocked, *cli_blocked, *blocked}
         self._pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
         self._pm.add_hookspecs(hookspecs)
+        for name in {*env_blocked, *cli_blocked, *blocked}:
+            self._pm.set_blocked(name)
+        if env.get(ENV_TRACE, "").strip().lower() in _TRUE:  # every hook call, on stderr
+            self._pm.trace.root.setwriter(sys.stderr.write)
+            self._pm.enable_tracing()
         self.registries: dict[str, Registry] = {
-            kind: Registry(kind, injected=INJECTED_ARGUMENTS.get(kind, ())) for kind in KINDS
+            kind: Registry(kind, injected=tuple(KINDS_BY_NAME[kind].injected)) for kind in KINDS
         }
         self.loaded: list[PluginInfo] = []
         self.failed: list[FailedPlugin] = []
@@ -91,9 +91,9 @@ class PluginManager:
     def add_modules(self, modules: Iterable[str], *, source: str) -> None:
         """Load further plugin modules (e.g. a spec file's `plugins:` list); known ones are skipped."""
         names, blocked = split_plugin_args(list(modules))
-        self.blocked.update(blocked)
         for name in blocked:
             self.disable(name)
+            self._pm.set_blocked(name)
         self._activate(self._load_modules(names, source=source))
 
     def disable(self, name: str) -> None:
@@ -177,7 +177,16 @@ class PluginManager:
             self._call_hooks(info)
 
     def _check_pending(self) -> None:
-        """A hook implementation that matches no hook spec is a (misspelled) error."""
+        """A hook implementation that matches no hook spec is a (misspelled) error.
+
+        pluggy's `check_pending` finds it; the message then names the plugin and the closest hook.
+        """
+        try:
+            self._pm.check_pending()
+        except pluggy.PluginValidationError:
+            pass
+        else:
+            return
         hook_names = list(hookspecs.HOOK_FOR_KIND.values())
         for hook_name, caller in vars(self._pm.hook).items():
             if not isinstance(caller, pluggy.HookCaller) or caller.has_spec():
@@ -196,14 +205,14 @@ class PluginManager:
                 )
 
     def _call_hooks(self, info: PluginInfo) -> None:
+        """Call the new plugin's hooks only (pluggy's subset hook caller: traced like any call)."""
         plugin = self._pm.get_plugin(info.name)
+        others = [p for p in self._pm.get_plugins() if p is not plugin]
         try:
             for kind, hook_name in hookspecs.HOOK_FOR_KIND.items():
                 registry = self.registries[kind]
-                for impl in getattr(self._pm.hook, hook_name).get_hookimpls():
-                    if impl.plugin is plugin:
-                        with registry.registering_as(info):
-                            impl.function(registry=registry)
+                with registry.registering_as(info):
+                    self._pm.subset_hook_caller(hook_name, remove_plugins=others)(registry=registry)
         except DuplicateComponentError:
             raise  # a duplicate name is never resolved silently
         except Exception as exc:
@@ -232,8 +241,13 @@ class PluginManager:
             stacklevel=2,
         )
 
+    @property
+    def blocked(self) -> set[str]:
+        """Plugin and module names disabled with `no:NAME` (pluggy's blocked names)."""
+        return {name for name, plugin in self._pm.list_name_plugin() if plugin is None}
+
     def _is_blocked(self, name: str, module: str) -> bool:
-        return name in self.blocked or module in self.blocked
+        return self._pm.is_blocked(name) or self._pm.is_blocked(module)
 
 
 def split_plugin_args(values: Iterable[str]) -> tuple[list[str], list[str]]:

@@ -13,8 +13,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, create_model
 
 from toolkit.errors import DuplicateComponentError, PluginError, UnknownComponentError
+from toolkit.kinds import KINDS
 
-KINDS: tuple[str, ...] = ("backbone", "head", "loss", "augmentation", "attack", "dataset")
+__all__ = ["KINDS", "ComponentEntry", "PluginInfo", "Registry", "params_from_signature"]
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,16 @@ class ComponentEntry:
     params: type[BaseModel]
     description: str
     plugin: PluginInfo = field(compare=False)
+    #: input sides must be multiples of this (an int, or computed from the validated params);
+    #: lets `toolkit validate` check model.input_size without building anything
+    input_multiple: Callable[[BaseModel], int] | int | None = field(default=None, compare=False)
+
+    def static_input_multiple(self, params: BaseModel) -> int | None:
+        """The declared input multiple for these params, or None when the plugin declares none."""
+        if self.input_multiple is None:
+            return None
+        value = self.input_multiple(params) if callable(self.input_multiple) else self.input_multiple
+        return int(value)
 
     def build(self, params: BaseModel | dict[str, Any] | None = None, **injected: Any) -> Any:
         """Call the factory with validated parameters plus the builder-supplied arguments it declares."""
@@ -88,11 +99,14 @@ class Registry:
         *,
         params: type[BaseModel] | None = None,
         description: str | None = None,
+        input_multiple: Callable[[BaseModel], int] | int | None = None,
     ) -> ComponentEntry:
         """Register `factory` under `name`.
 
         `params` is a pydantic model of the spec-settable parameters; when omitted it is derived
         from the factory's type-hinted signature (arguments in `injected` excluded).
+        `input_multiple` (backbones, heads): what input sides must be multiples of, as an int or a
+        function of the validated params; without it the builder reads it off the built object.
         """
         if not isinstance(name, str) or not name or not name.replace("_", "").replace("-", "").isalnum():
             raise PluginError(
@@ -123,7 +137,18 @@ class Registry:
                 f"{sorted(clash)}, which the builder supplies; remove them from the params model"
             )
         doc = description if description is not None else _first_doc_line(factory)
-        entry = ComponentEntry(self.kind, name, factory, params_model, doc, self._current_plugin)
+        if (
+            input_multiple is not None
+            and not callable(input_multiple)
+            and not (isinstance(input_multiple, int) and input_multiple >= 1)
+        ):
+            raise PluginError(
+                f"{self._current_plugin.describe()}: input_multiple of {self.kind} {name!r} must be a "
+                f"positive int or a function of the params, got {input_multiple!r}"
+            )
+        entry = ComponentEntry(
+            self.kind, name, factory, params_model, doc, self._current_plugin, input_multiple
+        )
         self._entries[name] = entry
         return entry
 

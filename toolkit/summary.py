@@ -40,7 +40,7 @@ def summarize(model: ToolkitModel, backbone_name: str, head_name: str) -> list[P
     model.eval()
     try:
         with torch.inference_mode():
-            features = model.features(torch.zeros(1, 3, height, width))
+            features = model.features(model.normalize(torch.zeros(1, 3, height, width)))
             outputs = model.head(features)
         if isinstance(features, torch.Tensor):
             feature_shapes = {"features": list(features.shape)}

@@ -1,13 +1,14 @@
 """Built-in augmentations: box-aware `torchvision.transforms.v2` transforms (docs/augmentations.md).
 
 `geometric` (hflip, affine, random_resized_crop, iou_crop, zoom_out, scale_jitter, resize) and
-`photometric` (color_jitter, erasing, gaussian_noise, normalize) register factories without
-importing torch; `letterbox` holds the `Letterbox` transform and `unletterbox_boxes`.
+`photometric` (color_jitter, erasing, gaussian_noise) register factories without importing torch;
+`resize` is the core's `toolkit.data.letterbox.Letterbox`, the model's own preprocessing.
 
-Every factory returns a v2 transform called as `transform(image, target)` with two attributes the
-pipeline builder reads: `deterministic` (kept at evaluation) and `needs_float` (the builder
-converts uint8 to float32 in [0, 1] right before the first such transform). This module holds the
-parameter types both registration modules share; it imports pydantic only.
+Every factory returns a v2 transform called as `transform(image, target)` with the attribute the
+pipeline builder reads: `needs_float` (the builder converts uint8 to float32 in [0, 1] right before
+the first such transform). Normalization is not an augmentation: the model applies it
+(`model.normalize`). This module holds the parameter types both registration modules share; it
+imports pydantic only.
 """
 
 from __future__ import annotations
@@ -26,9 +27,8 @@ def ordered_pair(value: tuple[float, float]) -> tuple[float, float]:
     return value
 
 
-def tag(transform: T, *, deterministic: bool = False, needs_float: bool = False) -> T:
-    """Set the `deterministic` and `needs_float` attributes the pipeline builder reads."""
-    transform.deterministic = deterministic  # type: ignore[attr-defined]
+def tag(transform: T, *, needs_float: bool = False) -> T:
+    """Set the `needs_float` attribute the pipeline builder reads."""
     transform.needs_float = needs_float  # type: ignore[attr-defined]
     return transform
 

@@ -32,7 +32,7 @@ from toolkit_plugins.augmentations import (
 if TYPE_CHECKING:
     from torchvision.transforms import v2
 
-    from toolkit_plugins.augmentations.letterbox import Letterbox
+    from toolkit.data.letterbox import Letterbox
 
 Angle = Annotated[float, Field(ge=-180.0, le=180.0)]
 ShearAngle = Annotated[float, Field(gt=-90.0, lt=90.0)]
@@ -231,12 +231,13 @@ def scale_jitter(
 def resize(fill: PixelValue = 0.0, *, input_size: tuple[int, int] | None = None) -> Letterbox:
     """Letterbox to the model input size: keep the aspect ratio, centre, pad with `fill`.
 
-    Deterministic (kept at evaluation). Adds `target["letterbox"] = [scale, pad_left, pad_top]`
-    (also for classification targets); `letterbox.unletterbox_boxes` maps boxes back.
+    The last training step: evaluation and prediction apply the same letterbox (with fill 0) as the
+    model's own preprocessing. Adds `target["letterbox"] = [scale, pad_left, pad_top]` (also for
+    classification targets); `toolkit.data.letterbox.unletterbox_boxes` maps boxes back.
     """
-    from toolkit_plugins.augmentations.letterbox import Letterbox
+    from toolkit.data.letterbox import Letterbox
 
-    return tag(Letterbox(_require_size(None, input_size, "resize"), fill=fill), deterministic=True)
+    return tag(Letterbox(_require_size(None, input_size, "resize"), fill=fill))
 
 
 @toolkit.hookimpl

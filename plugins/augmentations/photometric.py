@@ -24,7 +24,6 @@ if TYPE_CHECKING:
     from torchvision.transforms import v2
 
 Strength = Annotated[float, Field(ge=0.0, le=10.0)]
-Channels = tuple[float, float, float]
 
 
 def color_jitter(
@@ -91,26 +90,8 @@ def gaussian_noise(
     return tag(apply_with_probability(noise, p), needs_float=True)
 
 
-def normalize(
-    mean: Annotated[Channels, Field(description="per-channel mean (RGB), image in [0, 1]")] = (
-        0.485,
-        0.456,
-        0.406,
-    ),
-    std: Annotated[
-        tuple[PositiveFloat, PositiveFloat, PositiveFloat],
-        Field(description="per-channel standard deviation (RGB), > 0"),
-    ] = (0.229, 0.224, 0.225),
-) -> v2.Transform:
-    """(image - mean) / std per channel (v2.Normalize) on a float image; default ImageNet statistics."""
-    from torchvision.transforms import v2
-
-    return tag(v2.Normalize(mean=list(mean), std=list(std)), deterministic=True, needs_float=True)
-
-
 @toolkit.hookimpl
 def toolkit_register_augmentations(registry: toolkit.Registry) -> None:
     registry.register("color_jitter", color_jitter)
     registry.register("erasing", erasing)
     registry.register("gaussian_noise", gaussian_noise)
-    registry.register("normalize", normalize)

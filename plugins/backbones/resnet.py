@@ -8,10 +8,9 @@ and validating specs stay fast.
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 import toolkit
 
@@ -19,24 +18,16 @@ if TYPE_CHECKING:
     from toolkit_plugins.backbones.resnet_modules import ResNetBackbone
 
 
-def _check_pretrained(value: str) -> str:
-    if value in ("none", "imagenet"):
-        return value
-    if not Path(value).is_file():
-        raise ValueError(
-            f"pretrained must be 'none', 'imagenet' or the path of a state-dict file; {value!r} is not a file"
-        )
-    return value
-
-
 class ResNetParams(BaseModel):
     """Spec parameters shared by resnet18 and resnet50."""
 
     model_config = ConfigDict(extra="forbid")
     pretrained: Annotated[
-        str,
-        AfterValidator(_check_pretrained),
-        Field(description="'none', 'imagenet' (torchvision weights, downloaded) or a local state-dict path"),
+        Literal["none", "imagenet"],
+        Field(
+            description="'none' or 'imagenet' (torchvision weights, downloaded); a local state-dict file "
+            "path is handled by the core for every backbone"
+        ),
     ] = "none"
     frozen_stages: Annotated[
         int, Field(ge=0, le=4, description="0: nothing frozen; k in 1..4: the stem and stages 1..k (4: all)")
@@ -64,17 +55,24 @@ def resnet_factory(depth: int) -> Callable[..., ResNetBackbone]:
     return build
 
 
+def _input_multiple(params: BaseModel) -> int:
+    """Input sides must be multiples of the largest stride: 32, or 16 with last_stride 1."""
+    return 32 if params.last_stride == 2 else 16  # type: ignore[attr-defined]
+
+
 @toolkit.hookimpl
 def toolkit_register_backbones(registry: toolkit.Registry) -> None:
     registry.register(
         "resnet18",
         resnet_factory(18),
         params=ResNetParams,
+        input_multiple=_input_multiple,
         description="ResNet-18 (torchvision), 512-channel features at stride 32 (16 with last_stride: 1).",
     )
     registry.register(
         "resnet50",
         resnet_factory(50),
         params=ResNetParams,
+        input_multiple=_input_multiple,
         description="ResNet-50 (torchvision), 2048-channel features at stride 32 (16 with last_stride: 1).",
     )

@@ -1,36 +1,27 @@
-"""ResNet-18/50 trunks built from torchvision, with weight loading and stage freezing.
+"""ResNet-18/50 trunks built from torchvision, with ImageNet weights and stage freezing.
 
 Imported only when a model is built (see `resnet.py`), so torch stays out of plugin listing.
+Local state-dict files are loaded by the core (`toolkit.weights`), as for every backbone.
 """
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Iterable, Mapping
-from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torchvision
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from toolkit.contracts import IMAGENET_NORMALIZATION, FeatureInfo, Normalization
 from toolkit.errors import ToolkitError
+from toolkit.weights import load_weights
 
 _DEPTHS: dict[int, tuple[Any, Any, int]] = {
     18: (torchvision.models.resnet18, torchvision.models.ResNet18_Weights.IMAGENET1K_V1, 512),
     50: (torchvision.models.resnet50, torchvision.models.ResNet50_Weights.IMAGENET1K_V2, 2048),
 }
 _STAGES = ("layer1", "layer2", "layer3", "layer4")
-_SHOWN_KEYS = 5
-
-
-def _key_list(keys: Iterable[str]) -> str:
-    """`'a', 'b', ... (N in all)`: the first few keys and the count."""
-    keys = sorted(keys)
-    shown = ", ".join(repr(k) for k in keys[:_SHOWN_KEYS])
-    more = ", ..." if len(keys) > _SHOWN_KEYS else ""
-    return f"{shown}{more} ({len(keys)} in all)"
 
 
 class ResNetBackbone(nn.Module):
@@ -40,14 +31,13 @@ class ResNetBackbone(nn.Module):
     `forward_levels(images)` returns the outputs of the four stages, finest first, with the
     (channels, stride) of each in `levels`; the last is `forward`'s map (for skip connections).
     Children keep torchvision's names (conv1, bn1, relu, maxpool, layer1..layer4), so a
-    torchvision state dict loads as is.
+    torchvision state dict loads as is: `toolkit.weights.load_pretrained(backbone, path,
+    component="resnet50", ignore_prefixes=ResNetBackbone.ignored_weight_prefixes)` (what the
+    builder does for a spec's `pretrained: PATH`). Inputs are expected normalized with
+    `normalization` (ImageNet's), with sides multiples of `input_multiple` (= `stride`).
 
-    pretrained: "none", "imagenet" (torchvision weights, downloaded) or the path of a local
-        state-dict file: a plain state dict, a checkpoint holding it under "model" or
-        "state_dict", keys prefixed "module." (DDP) and/or "backbone." (a whole toolkit model;
-        only those keys are kept). "fc.*" keys are ignored; other missing or unexpected keys
-        are reported with `warnings.warn`; no matching key, a shape mismatch or an unreadable
-        file raise `ToolkitError`.
+    pretrained: "none" or "imagenet" (torchvision weights, downloaded); a path raises
+        `ToolkitError` (files are the core's job, see above).
     frozen_stages: 0 nothing frozen; k in 1..4 the stem (conv1, bn1) and layer1..layer{k}
         get requires_grad False (see `set_frozen_stages`).
     norm_eval: keep the BatchNorm layers of frozen parts in eval mode in `train()`, so their
@@ -59,11 +49,16 @@ class ResNetBackbone(nn.Module):
         16 (the re-ID "last stride" trick): finer maps for small inputs, more compute in stage 4.
     """
 
+    #: key prefixes of pretrained files that have no place in the trunk (the classifier)
+    ignored_weight_prefixes: tuple[str, ...] = ("fc.",)
+    #: input statistics of torchvision's weights, applied by the model before the trunk
+    normalization: Normalization = IMAGENET_NORMALIZATION
+
     def __init__(
         self,
         depth: int,
         *,
-        pretrained: str = "none",
+        pretrained: Literal["none", "imagenet"] = "none",
         frozen_stages: int = 0,
         norm_eval: bool = True,
         last_stride: int = 2,
@@ -74,16 +69,26 @@ class ResNetBackbone(nn.Module):
             raise ToolkitError(f"ResNet depth must be one of {sorted(_DEPTHS)}, got {depth}")
         builder, imagenet_weights, self.out_channels = _DEPTHS[depth]
         self.depth = depth
+        if pretrained not in ("none", "imagenet"):
+            raise ToolkitError(
+                f"ResNetBackbone: pretrained must be 'none' or 'imagenet', got {pretrained!r}; load a "
+                "local state-dict file through the builder (spec `pretrained: PATH`) or "
+                f"toolkit.weights.load_pretrained(backbone, path, component='resnet{depth}', "
+                "ignore_prefixes=ResNetBackbone.ignored_weight_prefixes)"
+            )
         if last_stride not in (1, 2):
             raise ToolkitError(f"last_stride must be 1 or 2, got {last_stride}")
         self.stride = 32 if last_stride == 2 else 16
+        self.input_multiple = self.stride  # the largest stride used: every stage sees whole cells
         expansion = self.out_channels // 512  # 1 for basic blocks, 4 for bottlenecks
         #: (channels, stride) of each map `forward_levels` returns, finest first
-        self.levels: tuple[tuple[int, int], ...] = (
-            (64 * expansion, 4),
-            (128 * expansion, 8),
-            (256 * expansion, 16),
-            (self.out_channels, self.stride),
+        self.levels = FeatureInfo(
+            [
+                (64 * expansion, 4),
+                (128 * expansion, 8),
+                (256 * expansion, 16),
+                (self.out_channels, self.stride),
+            ]
         )
         self.norm_eval = norm_eval
         trunk = builder(weights=None, zero_init_residual=zero_init_residual)
@@ -102,9 +107,13 @@ class ResNetBackbone(nn.Module):
         self._frozen_stages = 0
         if pretrained == "imagenet":
             state = imagenet_weights.get_state_dict(progress=True)
-            self._load_state(state, f"torchvision {imagenet_weights}")
-        elif pretrained != "none":
-            self.load_pretrained(pretrained)
+            load_weights(
+                self,
+                state,
+                source=f"torchvision {imagenet_weights}",
+                component=f"resnet{depth}",
+                ignore_prefixes=self.ignored_weight_prefixes,
+            )
         self.set_frozen_stages(frozen_stages)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -156,76 +165,3 @@ class ResNetBackbone(nn.Module):
                     if isinstance(sub, _BatchNorm):
                         sub.eval()
         return self
-
-    # ------------------------------------------------------------------------------ loading
-
-    def load_pretrained(self, path: str | Path) -> None:
-        """Load a local state-dict file (see the class docstring for the accepted layouts)."""
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise ToolkitError(
-                f"cannot read pretrained weights {str(path)!r} as a PyTorch state dict "
-                f"({type(exc).__name__}: {exc}); pass a file written with torch.save(state_dict)"
-            ) from exc
-        self._load_state(self._unwrap(obj, str(path)), str(path))
-
-    @staticmethod
-    def _unwrap(obj: Any, source: str) -> dict[str, torch.Tensor]:
-        """The state dict inside `obj`: follow "model"/"state_dict", strip "module."/"backbone."."""
-        while isinstance(obj, Mapping):
-            inner = next((obj[k] for k in ("model", "state_dict") if isinstance(obj.get(k), Mapping)), None)
-            if inner is None:
-                break
-            obj = inner
-        if not isinstance(obj, Mapping):
-            raise ToolkitError(
-                f"pretrained weights {source!r} hold a {type(obj).__name__}, not a state dict; "
-                "save model.state_dict() (or a checkpoint dict with a 'model' key)"
-            )
-        state = {str(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
-        if state and all(k.startswith("module.") for k in state):
-            state = {k[len("module.") :]: v for k, v in state.items()}
-        if any(k.startswith("backbone.") for k in state):
-            state = {k[len("backbone.") :]: v for k, v in state.items() if k.startswith("backbone.")}
-        return state
-
-    def _load_state(self, state: Mapping[str, torch.Tensor], source: str) -> None:
-        state = {k: v for k, v in state.items() if not k.startswith("fc.")}
-        own = self.state_dict()
-        matched = own.keys() & state.keys()
-        if not matched:
-            got = _key_list(state) if state else "no tensors at all"
-            raise ToolkitError(
-                f"pretrained weights {source!r}: no key matches a resnet{self.depth} backbone "
-                f"(got {got}; expected keys like 'conv1.weight', 'layer1.0.conv1.weight'); is "
-                f"this a resnet{self.depth} state dict? Whole-model checkpoints need the "
-                "'backbone.' prefix"
-            )
-        mismatched = sorted(k for k in matched if state[k].shape != own[k].shape)
-        if mismatched:
-            details = ", ".join(
-                f"{k!r} file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-                for k in mismatched[:_SHOWN_KEYS]
-            )
-            more = f" and {len(mismatched) - _SHOWN_KEYS} more" if len(mismatched) > _SHOWN_KEYS else ""
-            raise ToolkitError(
-                f"pretrained weights {source!r} do not fit resnet{self.depth}: shape mismatch for "
-                f"{details}{more} ({len(mismatched)} key(s)); is this a resnet{self.depth} state "
-                "dict? Use the backbone the weights were trained with"
-            )
-        result = self.load_state_dict(state, strict=False)
-        if result.missing_keys:
-            warnings.warn(
-                f"pretrained weights {source!r}: {len(result.missing_keys)} resnet{self.depth} "
-                f"key(s) missing, left at their initial values: {_key_list(result.missing_keys)}",
-                UserWarning,
-                stacklevel=3,
-            )
-        if result.unexpected_keys:
-            warnings.warn(
-                f"pretrained weights {source!r}: {len(result.unexpected_keys)} unexpected key(s) "
-                f"ignored: {_key_list(result.unexpected_keys)}",
-                UserWarning,
-                stacklevel=3,
-            )

@@ -12,6 +12,9 @@ Two deliberate differences from the reference code, both about bookkeeping, not 
 - objects without a target (non-positive width or height after clipping) take no slot: the
   valid objects fill slots 0..n-1 in input order, and `max_objects` caps valid objects only
   (the reference truncates the raw annotations first and leaves a masked hole per skipped one).
+
+The per-object loop transcription of the reference (the tests' oracle and the benchmark's
+baseline) lives in tests/centernet_reference.py.
 """
 
 from __future__ import annotations
@@ -27,35 +30,13 @@ _ZERO32 = np.float32(0.0)
 _HALF32 = np.float32(0.5)
 
 
-def gaussian_radius(height: torch.Tensor, width: torch.Tensor, min_overlap: float) -> torch.Tensor:
-    """Reference `gaussian_radius` on tensors (float64 advised): min of the three quadratic roots.
-
-    Keeps the reference's quirk of dividing each root by 2 rather than 2a. The encoder uses the
-    numpy twin `_gaussian_radius_np` (same formulas).
-    """
-    a1 = 1.0
-    b1 = height + width
-    c1 = width * height * (1 - min_overlap) / (1 + min_overlap)
-    r1 = (b1 + torch.sqrt(b1**2 - 4 * a1 * c1)) / 2
-
-    a2 = 4.0
-    b2 = 2 * (height + width)
-    c2 = (1 - min_overlap) * width * height
-    r2 = (b2 + torch.sqrt(b2**2 - 4 * a2 * c2)) / 2
-
-    a3 = 4 * min_overlap
-    b3 = -2 * min_overlap * (height + width)
-    c3 = (min_overlap - 1) * width * height
-    r3 = (b3 + torch.sqrt(b3**2 - 4 * a3 * c3)) / 2
-    return torch.minimum(torch.minimum(r1, r2), r3)
-
-
 def _gaussian_radius_np(height: np.ndarray, width: np.ndarray, min_overlap: float) -> np.ndarray:
-    """`gaussian_radius` on float64 numpy arrays [M], the three roots computed as one [3, M] array.
+    """The reference `gaussian_radius` on float64 numpy arrays [M]: the min of three quadratic roots.
 
-    The same IEEE operations as the formulas of `gaussian_radius`, in the same order: each root's
-    products keep it, e.g. c1 = (w * h) * (1 - o) / (1 + o) but c2 = ((1 - o) * w) * h, and
-    4 * a * c = (4 * a) * c.
+    The three roots are computed as one [3, M] array, with the reference's IEEE operations in the
+    same order: each root's products keep it, e.g. c1 = (w * h) * (1 - o) / (1 + o) but
+    c2 = ((1 - o) * w) * h, and 4 * a * c = (4 * a) * c. Keeps the reference's quirk of dividing
+    each root by 2 rather than 2a (tests/centernet_reference.py holds the scalar original).
     """
     o = min_overlap
     c1 = width * height * (1 - o) / (1 + o)
@@ -67,13 +48,8 @@ def _gaussian_radius_np(height: np.ndarray, width: np.ndarray, min_overlap: floa
     return roots.min(axis=0)
 
 
-def _as_tensor(value: object, dtype: torch.dtype) -> torch.Tensor:
-    tensor = value if isinstance(value, torch.Tensor) else torch.as_tensor(value)
-    return tensor.as_subclass(torch.Tensor).detach().to(device="cpu", dtype=dtype)
-
-
 def _as_array(value: object, dtype: torch.dtype) -> np.ndarray:
-    """`_as_tensor(value, dtype).numpy()`, skipping the torch ops that would be no-ops.
+    """`value` as a CPU numpy array of `dtype` (detached), skipping the torch ops that would be no-ops.
 
     The result may share memory with `value`: read it, never write into it.
     """
@@ -292,97 +268,3 @@ def _ragged_windows(
     values = np.repeat(py.reshape(-1)[row_y], row_side) * px.reshape(-1)[cell_x]
     flat = np.repeat(row.reshape(-1)[row_y], row_side) + col.reshape(-1)[cell_x]
     return values, flat
-
-
-# ------------------------------------------------------------------------ reference (loop) version
-
-
-def gaussian_radius_reference(det_size: tuple[float, float], min_overlap: float = 0.7) -> float:
-    """The reference `gaussian_radius((height, width), min_overlap)`, scalar, as in CenterNet."""
-    height, width = det_size
-    a1 = 1
-    b1 = height + width
-    c1 = width * height * (1 - min_overlap) / (1 + min_overlap)
-    r1 = (b1 + math.sqrt(b1**2 - 4 * a1 * c1)) / 2
-    a2 = 4
-    b2 = 2 * (height + width)
-    c2 = (1 - min_overlap) * width * height
-    r2 = (b2 + math.sqrt(b2**2 - 4 * a2 * c2)) / 2
-    a3 = 4 * min_overlap
-    b3 = -2 * min_overlap * (height + width)
-    c3 = (min_overlap - 1) * width * height
-    r3 = (b3 + math.sqrt(b3**2 - 4 * a3 * c3)) / 2
-    return min(r1, r2, r3)
-
-
-def _gaussian2d_reference(shape: tuple[int, int], sigma: float) -> np.ndarray:
-    m, n = ((s - 1.0) / 2.0 for s in shape)
-    y, x = np.ogrid[-m : m + 1, -n : n + 1]
-    g = np.exp(-(x * x + y * y) / (2 * sigma * sigma))
-    g[g < np.finfo(g.dtype).eps * g.max()] = 0
-    return g
-
-
-def _draw_umich_gaussian_reference(heatmap: np.ndarray, center: tuple[int, int], radius: int) -> None:
-    diameter = 2 * radius + 1
-    gaussian = _gaussian2d_reference((diameter, diameter), sigma=diameter / 6)
-    x, y = int(center[0]), int(center[1])
-    height, width = heatmap.shape[0:2]
-    left, right = min(x, radius), min(width - x, radius + 1)
-    top, bottom = min(y, radius), min(height - y, radius + 1)
-    masked_heatmap = heatmap[y - top : y + bottom, x - left : x + right]
-    masked_gaussian = gaussian[radius - top : radius + bottom, radius - left : radius + right]
-    if min(masked_gaussian.shape) > 0 and min(masked_heatmap.shape) > 0:
-        np.maximum(masked_heatmap, masked_gaussian, out=masked_heatmap)
-
-
-def encode_reference_loop(
-    boxes: torch.Tensor,
-    labels: torch.Tensor,
-    *,
-    num_classes: int,
-    output_stride: int,
-    input_size: tuple[int, int],
-    max_objects: int = 128,
-    min_overlap: float = 0.7,
-) -> dict[str, torch.Tensor]:
-    """Per-object numpy loop transcribing the CenterNet reference code; same output as the encoder.
-
-    The test oracle and the benchmark baseline for `CenterNetTargetEncoder`, not for training:
-    it applies the same clipping/slot conventions (module docstring) but does not warn.
-    """
-    boxes_np = _as_tensor(boxes, torch.float32).reshape(-1, 4).numpy()
-    labels_np = _as_tensor(labels, torch.int64).reshape(-1).numpy()
-    output_h, output_w = input_size[0] // output_stride, input_size[1] // output_stride
-    hm = np.zeros((num_classes, output_h, output_w), dtype=np.float32)
-    wh = np.zeros((max_objects, 2), dtype=np.float32)
-    reg = np.zeros((max_objects, 2), dtype=np.float32)
-    ind = np.zeros((max_objects,), dtype=np.int64)
-    reg_mask = np.zeros((max_objects,), dtype=np.float32)
-    k = 0
-    for box, cls_id in zip(boxes_np, labels_np, strict=True):
-        bbox = box / np.float32(output_stride)
-        bbox[[0, 2]] = np.clip(bbox[[0, 2]], 0, output_w)
-        bbox[[1, 3]] = np.clip(bbox[[1, 3]], 0, output_h)
-        h, w = bbox[3] - bbox[1], bbox[2] - bbox[0]
-        if not (h > 0 and w > 0):
-            continue
-        if k == max_objects:
-            break
-        radius = gaussian_radius_reference((math.ceil(h), math.ceil(w)), min_overlap)
-        radius = max(0, int(radius))
-        ct = np.array([(bbox[0] + bbox[2]) / 2, (bbox[1] + bbox[3]) / 2], dtype=np.float32)
-        ct_int = ct.astype(np.int32)
-        _draw_umich_gaussian_reference(hm[int(cls_id)], ct_int, radius)
-        wh[k] = 1.0 * w, 1.0 * h
-        ind[k] = ct_int[1] * output_w + ct_int[0]
-        reg[k] = ct - ct_int
-        reg_mask[k] = 1
-        k += 1
-    return {
-        "heatmap": torch.from_numpy(hm),
-        "size": torch.from_numpy(wh),
-        "offset": torch.from_numpy(reg),
-        "index": torch.from_numpy(ind),
-        "mask": torch.from_numpy(reg_mask),
-    }

@@ -1,1 +1,2 @@
-"""Data: image decoding (`images`), dataset writers (`writers`); dataset plugins live in toolkit_plugins."""
+"""Data: image decoding (`images`), the letterbox (`letterbox`), the sample pipeline (`pipeline`),
+loaders (`loader`), writers, statistics and previews; dataset plugins live in toolkit_plugins."""

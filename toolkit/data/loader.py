@@ -1,4 +1,5 @@
-"""Datasets, transforms and DataLoaders built from a spec's `data:` section.
+"""DataLoaders over processed datasets: the epoch sampler, batches and collation (`toolkit.build`
+builds the datasets and transforms).
 
 The sampler yields (index, epoch) keys: workers need no shared state to know the epoch, and every
 sample's augmentation is seeded from (data.seed, epoch, index), so batches do not depend on the
@@ -15,11 +16,8 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Sampler
 
-from toolkit.build import build_component
-from toolkit.data.pipeline import ProcessedDataset, Sample, SkippedSample, compose, deterministic_only
-from toolkit.errors import ToolkitError
-from toolkit.plugins import PluginManager, get_plugin_manager
-from toolkit.spec import DataSpec, Spec
+from toolkit.data.pipeline import ProcessedDataset, Sample, SkippedSample
+from toolkit.spec import DataSpec
 
 
 class EpochSampler(Sampler[tuple[int, int]]):
@@ -105,73 +103,6 @@ def _stack(tensors: list[torch.Tensor]) -> torch.Tensor:
     return torch.stack(tensors, out=out)
 
 
-def data_section(spec: Spec) -> DataSpec:
-    if spec.data is None:
-        raise ToolkitError(
-            f"{spec.source}: the spec has no 'data' section; add data.train (e.g. {{type: shapes}})"
-        )
-    return spec.data
-
-
-def build_dataset(spec: Spec, split: str, *, plugins: PluginManager | None = None) -> Any:
-    """The dataset of `data.<split>` ('train' or 'val'), checked against the model's task and classes."""
-    data = data_section(spec)
-    ref = getattr(data, split, None)
-    if ref is None:
-        raise ToolkitError(
-            f"{spec.source}: data.{split} is not set; add a dataset there (e.g. {{type: shapes}})"
-        )
-    dataset = build_component(
-        "dataset", ref, path=f"data.{split}", plugins=plugins, on_bad_sample=data.on_bad_sample
-    )
-    names = list(getattr(dataset, "class_names", []))
-    if names != list(spec.model.class_names):
-        raise ToolkitError(
-            f"data.{split}: the dataset's classes {names} differ from model.class_names "
-            f"{list(spec.model.class_names)}; make model.class_names list the same names in the same order"
-        )
-    return dataset
-
-
-def build_transforms(
-    spec: Spec, *, train: bool, detection: bool, plugins: PluginManager | None = None
-) -> Any:
-    """data.augment as one transform; evaluation keeps only the deterministic steps."""
-    data = data_section(spec)
-    transforms = [
-        build_component(
-            "augmentation", ref, path=f"data.augment.{i}", plugins=plugins, input_size=spec.model.input_size
-        )
-        for i, ref in enumerate(data.augment)
-    ]
-    return compose(transforms if train else deterministic_only(transforms), detection=detection)
-
-
-def build_processed_dataset(
-    spec: Spec, model: Any, split: str, *, train: bool | None = None, plugins: PluginManager | None = None
-) -> ProcessedDataset:
-    """`data.<split>` with the spec's transforms and the model head's target encoder."""
-    manager = plugins or get_plugin_manager()
-    dataset = build_dataset(spec, split, plugins=manager)
-    head_task = getattr(model, "task", None)
-    if dataset.task != head_task:
-        raise ToolkitError(
-            f"data.{split} is a {dataset.task} dataset but model.head ({spec.model.head.type}) is a "
-            f"{head_task} head; pick a matching dataset or head"
-        )
-    train = split == "train" if train is None else train
-    transform = build_transforms(spec, train=train, detection=dataset.task == "detection", plugins=manager)
-    data = data_section(spec)
-    return ProcessedDataset(
-        dataset,
-        transform,
-        model.head.target_encoder(spec.model.input_size),
-        input_size=spec.model.input_size,
-        seed=data.seed,
-        skip_bad=data.on_bad_sample == "skip",
-    )
-
-
 def make_loader(
     dataset: ProcessedDataset,
     data: DataSpec,
@@ -195,22 +126,4 @@ def make_loader(
         pin_memory=pin,
         persistent_workers=data.persistent_workers and workers > 0,
         generator=torch.Generator().manual_seed(data.seed),  # worker seeds never draw from the global RNG
-    )
-
-
-def build_loader(
-    spec: Spec,
-    model: Any,
-    split: str,
-    *,
-    plugins: PluginManager | None = None,
-    rank: int = 0,
-    world_size: int = 1,
-    device: torch.device | str = "cpu",
-) -> DataLoader:
-    """Training loader for 'train' (shuffled, augmented), evaluation loader for 'val'."""
-    train = split == "train"
-    dataset = build_processed_dataset(spec, model, split, train=train, plugins=plugins)
-    return make_loader(
-        dataset, data_section(spec), shuffle=train, rank=rank, world_size=world_size, device=device
     )

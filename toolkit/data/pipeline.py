@@ -1,7 +1,10 @@
-"""From a dataset sample to a model-ready sample: augmentation, dtype, box sanitizing, targets.
+"""From a dataset sample to a model-ready sample: augmentation, dtype, the task's steps, targets.
 
-Each sample is augmented under its own seed, derived from (data seed, epoch, index), so a batch
-is the same whatever the number of workers or the order in which they run.
+Images leave as float RGB in [0, 1] (the model normalizes). What is task-specific (how a dataset
+target enters the transforms, extra steps such as box sanitizing, how targets are packed for the
+head's encoder) is asked of the task object (`toolkit.contracts.Task`). Each sample is augmented
+under its own seed, derived from (data seed, epoch, index), so a batch is the same whatever the
+number of workers or the order in which they run.
 """
 
 from __future__ import annotations
@@ -16,12 +19,13 @@ from torch.utils.data import Dataset
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
+from toolkit.contracts import Task
 from toolkit.errors import BadSampleError, DataError
 
 
 @dataclass
 class Sample:
-    """One processed sample: normalized image [3,H,W], encoded targets, and what evaluation needs."""
+    """One processed sample: image [3,H,W] in [0, 1], encoded targets, and what evaluation needs."""
 
     image: torch.Tensor
     targets: dict[str, torch.Tensor]
@@ -36,9 +40,11 @@ class SkippedSample:
     reason: str
 
 
-def compose(transforms: Sequence[Callable[..., Any]], *, detection: bool) -> v2.Compose:
-    """Chain augmentations; convert uint8 to float [0,1] right before the first transform that needs
-    it (or at the end), and drop degenerate or out-of-image boxes with their labels at the end."""
+def compose(
+    transforms: Sequence[Callable[..., Any]], *, after: Sequence[Callable[..., Any]] = ()
+) -> v2.Compose:
+    """Chain transforms; convert uint8 to float [0,1] right before the first transform that needs
+    it (or after the last), then append `after` (the task's own steps, e.g. box sanitizing)."""
     steps: list[Callable[..., Any]] = []
     converted = False
     for transform in transforms:
@@ -48,14 +54,7 @@ def compose(transforms: Sequence[Callable[..., Any]], *, detection: bool) -> v2.
         steps.append(transform)
     if not converted:
         steps.append(v2.ToDtype(torch.float32, scale=True))
-    if detection:
-        steps.append(v2.SanitizeBoundingBoxes(min_size=1.0))
-    return v2.Compose(steps)
-
-
-def deterministic_only(transforms: Sequence[Callable[..., Any]]) -> list[Callable[..., Any]]:
-    """The transforms evaluation keeps (resize, normalize, ...)."""
-    return [t for t in transforms if getattr(t, "deterministic", False)]
+    return v2.Compose([*steps, *after])
 
 
 def sample_seed(seed: int, epoch: int, index: int) -> int:
@@ -71,6 +70,7 @@ class ProcessedDataset(Dataset):
         dataset: Any,
         transform: v2.Compose,
         encoder: Callable[..., dict[str, torch.Tensor]],
+        task: Task,
         *,
         input_size: tuple[int, int],
         seed: int = 0,
@@ -79,10 +79,10 @@ class ProcessedDataset(Dataset):
         self.dataset = dataset
         self.transform = transform
         self.encoder = encoder
+        self.task = task
         self.input_size = tuple(input_size)
         self.seed = seed
         self.skip_bad = skip_bad
-        self.detection = dataset.task == "detection"
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -102,10 +102,7 @@ class ProcessedDataset(Dataset):
     ) -> tuple[torch.Tensor, Any]:
         """Apply the transform under the sample's own seed; return (image, target dict)."""
         height, width = image.shape[-2:]
-        if self.detection:
-            target = dict(target)
-        else:
-            target = {"label": torch.as_tensor(int(target), dtype=torch.int64)}
+        target = self.task.prepare_target(target)
         target["orig_size"] = torch.tensor([height, width])
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(sample_seed(self.seed, epoch, index))
@@ -120,14 +117,11 @@ class ProcessedDataset(Dataset):
 
     def process(self, image: torch.Tensor, target: Any, *, index: int, epoch: int) -> Sample:
         image, target = self.augment(image, target, index=index, epoch=epoch)
-        meta: dict[str, Any] = {"index": index, "orig_size": target["orig_size"]}
+        meta: dict[str, Any] = {
+            "index": index,
+            "orig_size": target["orig_size"],
+            "image_id": int(target.get("image_id", index)),
+        }
         if "letterbox" in target:
             meta["letterbox"] = target["letterbox"]
-        if self.detection:
-            meta["image_id"] = int(target.get("image_id", index))
-            boxes = target["boxes"].as_subclass(torch.Tensor).float()
-            encoded = self.encoder(boxes, target["labels"])
-        else:
-            meta["image_id"] = index
-            encoded = self.encoder(target["label"])
-        return Sample(image, encoded, meta)
+        return Sample(image, self.task.encode_target(target, self.encoder), meta)

@@ -17,7 +17,8 @@ SIZE_BINS = (0, 16, 32, 64, 96, 128, 256, 512, float("inf"))
 class DatasetStats:
     """Counts per class and box sizes (sqrt of box area, pixels) of one dataset split."""
 
-    task: str
+    task: str  # the dataset's task (its target format), as reported
+    boxes: bool  # box targets (objects per class, sizes) or one label per image
     class_names: list[str]
     images: int
     images_per_class: list[int]
@@ -27,7 +28,7 @@ class DatasetStats:
     box_sizes: list[np.ndarray] = field(default_factory=list)  # per class
 
     def table(self) -> str:
-        if self.task == "classification":
+        if not self.boxes:
             rows = [[name, n] for name, n in zip(self.class_names, self.images_per_class, strict=True)]
             rows.append(["total", self.images])
             return format_table(["class", "images"], rows)
@@ -52,7 +53,7 @@ class DatasetStats:
                 name: {"images": self.images_per_class[i]} for i, name in enumerate(self.class_names)
             },
         }
-        if self.task == "detection":
+        if self.boxes:
             for i, name in enumerate(self.class_names):
                 counts, _ = np.histogram(self.box_sizes[i], bins=SIZE_BINS)
                 data["classes"][name]["objects"] = self.objects_per_class[i]
@@ -65,14 +66,16 @@ class DatasetStats:
 
 def compute_stats(dataset: Any) -> DatasetStats:
     """Statistics from the dataset's annotations (detection: its ground_truth(); no image decoding)."""
+    from toolkit.data.targets import targets_have_boxes
+
     names = list(dataset.class_names)
-    if dataset.task == "classification":
+    if not targets_have_boxes(dataset):
         per_class = [0] * len(names)
         labels = getattr(dataset, "labels", None)
         for index in range(len(dataset)):
             label = labels[index] if labels is not None else dataset[index][1]
             per_class[int(label)] += 1
-        return DatasetStats("classification", names, len(dataset), per_class)
+        return DatasetStats(str(dataset.task), False, names, len(dataset), per_class)
     truth = dataset.ground_truth()
     objects = [0] * len(names)
     sizes: list[list[float]] = [[] for _ in names]
@@ -89,7 +92,8 @@ def compute_stats(dataset: Any) -> DatasetStats:
         images_with[label].add(annotation["image_id"])
     with_objects = set().union(*images_with) if images_with else set()
     return DatasetStats(
-        "detection",
+        str(dataset.task),
+        True,
         names,
         len(truth["images"]),
         [len(s) for s in images_with],
@@ -107,7 +111,7 @@ def plot_stats(stats: DatasetStats, path: str | Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    detection = stats.task == "detection"
+    detection = stats.boxes
     figure, axes = plt.subplots(1, 2 if detection else 1, figsize=(11 if detection else 6, 4), squeeze=False)
     counts = stats.objects_per_class if detection else stats.images_per_class
     axes[0][0].bar(stats.class_names, counts, color="#4363d8")

@@ -23,7 +23,7 @@ def write_coco(dataset: Any, out_dir: str | Path) -> Path:
     Category ids are 1 + label (names from `class_names`); image ids are kept; crowd objects
     keep iscrowd=1 and ignored (e.g. VOC difficult) ones get `"ignore": 1`.
     """
-    _require(dataset, "detection")
+    _require(dataset, boxes=True)
     out = Path(out_dir)
     (out / "images").mkdir(parents=True, exist_ok=True)
     (out / "annotations").mkdir(parents=True, exist_ok=True)
@@ -56,7 +56,7 @@ def write_voc(dataset: Any, out_dir: str | Path, split: str = "train") -> Path:
     Boxes are written as 1-based pixel indices (xmin = x1 + 1, ymin = y1 + 1, xmax = x2, ymax = y2);
     crowd and ignored objects are written as difficult. Images are PNG files in JPEGImages/.
     """
-    _require(dataset, "detection")
+    _require(dataset, boxes=True)
     root = Path(out_dir) / "VOCdevkit" / "VOC2012"
     for folder in ("Annotations", "JPEGImages", "ImageSets/Main"):
         (root / folder).mkdir(parents=True, exist_ok=True)
@@ -75,7 +75,7 @@ def write_voc(dataset: Any, out_dir: str | Path, split: str = "train") -> Path:
 
 def write_image_folder(dataset: Any, out_dir: str | Path) -> Path:
     """Write a classification dataset as `out_dir/CLASS/NNNNNN.png`; return `out_dir`."""
-    _require(dataset, "classification")
+    _require(dataset, boxes=False)
     out = Path(out_dir)
     for name in dataset.class_names:
         (out / name).mkdir(parents=True, exist_ok=True)
@@ -148,11 +148,17 @@ def _save_png(image: Any, path: Path) -> tuple[int, int]:
     return array.shape[0], array.shape[1]
 
 
-def _require(dataset: Any, task: str) -> None:
-    actual = getattr(dataset, "task", None)
-    if actual != task:
+def _require(dataset: Any, *, boxes: bool) -> None:
+    """A box format (COCO, VOC) needs box targets; the folder format one label per image."""
+    from toolkit.data.targets import targets_have_boxes
+
+    if targets_have_boxes(dataset) != boxes:
+        wanted, instead = (
+            ("box targets", "--format folder") if boxes else ("one label per image", "--format coco or voc")
+        )
         raise ToolkitError(
-            f"this writer takes a {task} dataset; {type(dataset).__name__} has task {actual!r}"
+            f"this format needs a dataset with {wanted}; {type(dataset).__name__} (task "
+            f"{getattr(dataset, 'task', None)!r}) has not; use {instead}"
         )
 
 

@@ -1,2 +1,2 @@
-"""Training engine: the loop, checkpoints and evaluation (pure metric functions in `metrics`,
-`classification_metrics` and `predictions`; they import no plugin)."""
+"""Training engine: the loop (`trainer`), checkpoints, evaluation through the task's evaluator, logs,
+distributed training and the demo. It knows no task by name: it asks the model's task."""

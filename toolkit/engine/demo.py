@@ -9,13 +9,13 @@ from typing import Any
 
 import torch
 
-from toolkit.build import build_model
-from toolkit.data.loader import build_processed_dataset, make_loader
-from toolkit.engine.evaluation_run import load_model_weights
+from toolkit.build import build_dataset
 from toolkit.engine.report import format_summary
 from toolkit.engine.trainer import RunSummary, train
 from toolkit.engine.visualize import save_predictions
 from toolkit.errors import ToolkitError
+from toolkit.loading import load_model
+from toolkit.plugins import PluginManager
 from toolkit.spec import load_spec
 from toolkit.table import format_table
 
@@ -40,18 +40,16 @@ def _fresh(directory: Path) -> Path:
 
 
 def run_detection_demo(
-    out: Path, *, config: Path | None = None, overrides: list[str] | None = None
+    out: Path, *, plugins: PluginManager, config: Path | None = None, overrides: list[str] | None = None
 ) -> RunSummary:
     """Train CenterNet-ResNet18 from scratch on shapes, evaluate COCO mAP, draw predictions, plot curves."""
-    spec = load_spec(_config(config, DETECTION_CONFIG), overrides or [])
+    spec = load_spec(_config(config, DETECTION_CONFIG), overrides or [], plugins=plugins)
     run_dir = _fresh(out / "detection")
     started = time.perf_counter()
-    summary = train(spec, out_dir=run_dir)
-    model = build_model(spec)
-    load_model_weights(model, run_dir / "best.pt")
-    val = build_processed_dataset(spec, model, "val", train=False)
-    loader = make_loader(val, spec.data, shuffle=False, batch_size=16, num_workers=0)
-    summary.files["predictions"] = str(save_predictions(model, loader, run_dir / "predictions.png"))
+    summary = train(spec, out_dir=run_dir, plugins=plugins)
+    model = load_model(run_dir / "best.pt", plugins=plugins)  # what a user does with a trained run
+    val = build_dataset(spec, "val", plugins=plugins)
+    summary.files["predictions"] = str(save_predictions(model, val, run_dir / "predictions.png"))
     print(format_summary(summary))
     print(f"\ndemo finished in {time.perf_counter() - started:.0f} s; outputs in {run_dir}")
     print("ONNX export joins the demo when the export milestone lands.")
@@ -59,7 +57,12 @@ def run_detection_demo(
 
 
 def run_finetune_demo(
-    out: Path, *, weights: Path | None = None, config: Path | None = None, overrides: list[str] | None = None
+    out: Path,
+    *,
+    plugins: PluginManager,
+    weights: Path | None = None,
+    config: Path | None = None,
+    overrides: list[str] | None = None,
 ) -> list[dict[str, Any]]:
     """Presence/absence classification fine-tuned with a frozen and with an unfrozen backbone,
     both from the same starting weights (by default the detection demo's backbone)."""
@@ -78,9 +81,10 @@ def run_finetune_demo(
                 f"model.backbone.pretrained={weights}",
                 f"model.backbone.frozen_stages={frozen_stages}",
             ],
+            plugins=plugins,
         )
         torch.manual_seed(0)
-        summary = train(spec, out_dir=_fresh(out / f"finetune_{name}"), show_progress=True)
+        summary = train(spec, out_dir=_fresh(out / f"finetune_{name}"), plugins=plugins, show_progress=True)
         rows.append(
             {
                 "variant": name,

@@ -7,23 +7,25 @@ from typing import Any
 
 import torch
 
-from toolkit.build import build_model
-from toolkit.data.loader import build_processed_dataset, data_section, make_loader
+from toolkit.build import build_model, build_processed_dataset, data_section
+from toolkit.data.loader import make_loader
 from toolkit.engine.checkpoint import load_checkpoint
 from toolkit.engine.distributed import resolve_device
 from toolkit.engine.evaluate import evaluate
 from toolkit.errors import ToolkitError
 from toolkit.plugins import PluginManager
-from toolkit.spec import Spec
-from toolkit.spec_train import TrainSpec
+from toolkit.spec import Spec, TrainSpec
 
 
-def load_model_weights(model: torch.nn.Module, checkpoint_path: str | Path) -> dict[str, Any]:
-    """Load a run's checkpoint into `model`; a mismatch names the checkpoint and the keys."""
-    checkpoint = load_checkpoint(checkpoint_path)
+def load_model_weights(
+    model: torch.nn.Module, checkpoint_path: str | Path, checkpoint: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Load a run's checkpoint (read from `checkpoint_path` unless given) into `model`; a mismatch
+    names the checkpoint and the keys."""
+    checkpoint = checkpoint if checkpoint is not None else load_checkpoint(checkpoint_path)
     try:
         model.load_state_dict(checkpoint["model"])
-    except RuntimeError as exc:
+    except (RuntimeError, TypeError, AttributeError) as exc:
         first = str(exc).splitlines()[0:3]
         raise ToolkitError(
             f"checkpoint {str(checkpoint_path)!r} does not fit the spec's model: {' '.join(first)}; "
@@ -38,9 +40,12 @@ def evaluate_checkpoint(
     *,
     split: str = "val",
     out_dir: Path | None = None,
-    plugins: PluginManager | None = None,
-) -> dict[str, Any]:
-    """Build the spec's model, load the checkpoint, evaluate on data.<split> (deterministic transforms)."""
+    plugins: PluginManager,
+) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """Build the spec's model, load the checkpoint, evaluate on data.<split> (the model's preprocessing).
+
+    Returns the metrics and the task's metric names (headline first).
+    """
     config = spec.train or TrainSpec()
     device = resolve_device(config.device)
     model = build_model(spec, plugins=plugins)
@@ -50,4 +55,4 @@ def evaluate_checkpoint(
     loader = make_loader(dataset, data_section(spec), shuffle=False, device=device)
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
-    return evaluate(model, loader, device, out_dir=out_dir)
+    return evaluate(model, loader, device, out_dir=out_dir), tuple(model.task.metric_names)

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from toolkit.spec_train import SGD, Adam, AdamW, Constant, Cosine, OneCycle, Step, TrainSpec
+from toolkit.spec.train import SGD, Adam, AdamW, Constant, Cosine, OneCycle, Step, TrainSpec
 
 
 def parameter_groups(model: nn.Module, lr: float, weight_decay: float, backbone_lr_mult: float) -> list[dict]:

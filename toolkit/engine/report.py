@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from toolkit.table import format_table
 
-HEADLINE = ["AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large", "VOC_mAP50", "accuracy", "macro_f1"]
+COUNTERS = ("images", "detections", "skipped")
 
 
-def format_metrics(metrics: dict[str, Any]) -> str:
-    """The headline metrics as a two-column table."""
-    rows = [[key, f"{float(metrics[key]):.4f}"] for key in HEADLINE if key in metrics]
-    rows += [[key, metrics[key]] for key in ("images", "detections", "skipped") if key in metrics]
+def format_metrics(metrics: dict[str, Any], names: Sequence[str] = ()) -> str:
+    """The task's metrics (`names`, headline first; default: every scalar) and the counters, as a table."""
+    names = list(names) or [
+        key for key, value in metrics.items() if isinstance(value, float) and key not in COUNTERS
+    ]
+    rows = [[key, f"{float(metrics[key]):.4f}"] for key in names if key in metrics]
+    rows += [[key, metrics[key]] for key in COUNTERS if key in metrics]
     return format_table(["metric", "value"], rows)
 
 
@@ -34,7 +38,7 @@ def format_summary(summary: Any) -> str:
         rows.append(["skipped bad samples", summary.skipped_samples])
     text = format_table(["run", "value"], rows)
     if summary.final_metrics:
-        text += "\n\n" + format_metrics(summary.final_metrics)
+        text += "\n\n" + format_metrics(summary.final_metrics, summary.metric_names)
     if summary.files:
         text += "\n\n" + "\n".join(f"{name}: {path}" for name, path in summary.files.items())
     return text

@@ -14,22 +14,17 @@ import torch
 import yaml
 from torch import nn
 
-from toolkit.build import build_component, build_model
-from toolkit.data.loader import build_processed_dataset, data_section, make_loader
+from toolkit.build import build_loss, build_model, build_processed_dataset, data_section
+from toolkit.contracts import Freezable
+from toolkit.data.loader import make_loader
 from toolkit.engine import distributed
 from toolkit.engine.checkpoint import FORMAT_VERSION, load_checkpoint, rng_state, save_atomic, set_rng_state
-from toolkit.engine.evaluate import default_best_metric, evaluate
+from toolkit.engine.evaluate import evaluate
 from toolkit.engine.logs import MetricsLog, Progress, plot_curves
 from toolkit.engine.optim import build_optimizer, build_scheduler
 from toolkit.errors import ToolkitError
 from toolkit.plugins import PluginManager, get_plugin_manager
-from toolkit.spec import Spec
-from toolkit.spec_train import TrainSpec
-
-METRICS = {
-    "detection": ["AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large", "VOC_mAP50"],
-    "classification": ["accuracy", "macro_precision", "macro_recall", "macro_f1"],
-}
+from toolkit.spec import Spec, TrainSpec
 
 
 class NonFiniteLossError(ToolkitError):
@@ -45,6 +40,7 @@ class RunSummary:
     steps: int
     best_metric: str
     best_value: float | None
+    metric_names: tuple[str, ...] = ()
     final_metrics: dict[str, Any] = field(default_factory=dict)
     train_seconds: float = 0.0
     images_per_second: float = 0.0
@@ -109,18 +105,18 @@ class Trainer:
         if config.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.task = self.model.task
-        self.best_metric = config.best_metric or default_best_metric(self.task)
-        if self.best_metric not in METRICS.get(self.task, []):
+        self.best_metric = config.best_metric or self.task.best_metric
+        if self.best_metric not in self.task.metric_names:
             raise ToolkitError(
-                f"train.best_metric {self.best_metric!r} is not a {self.task} metric; "
-                f"choose one of {', '.join(METRICS.get(self.task, []))}"
+                f"train.best_metric {self.best_metric!r} is not a {self.task.name} metric; "
+                f"choose one of {', '.join(self.task.metric_names)}"
             )
-        if config.unfreeze_at_epoch is not None and not hasattr(self.model.backbone, "set_frozen_stages"):
+        if config.unfreeze_at_epoch is not None and not isinstance(self.model.backbone, Freezable):
             raise ToolkitError(
                 f"train.unfreeze_at_epoch needs a backbone with set_frozen_stages(); "
                 f"{self.spec.model.backbone.type} has none"
             )
-        self.loss_fn = self._build_loss().to(device)
+        self.loss_fn = build_loss(self.spec, self.model, plugins=self.plugins).to(device)
         train_set = build_processed_dataset(self.spec, self.model, "train", train=True, plugins=self.plugins)
         self.train_loader = make_loader(
             train_set,
@@ -153,19 +149,6 @@ class Trainer:
         if self.resume:
             self._load_last()
         self.log = MetricsLog(self.out_dir / "metrics.jsonl", resume_step=self.step if self.resume else None)
-
-    def _build_loss(self) -> nn.Module:
-        """train.loss, or the head's default loss (its `default_loss` {type, ...params})."""
-        num_classes = self.spec.model.num_classes
-        if self.config.loss is not None:
-            return build_component(
-                "loss", self.config.loss, path="train.loss", plugins=self.plugins, num_classes=num_classes
-            )
-        default = dict(getattr(self.model.head, "default_loss", None) or {})
-        if "type" not in default:
-            raise ToolkitError(f"head {self.spec.model.head.type!r} has no default loss: set train.loss")
-        entry = self.plugins.registry("loss").get(default.pop("type"), path="train.loss.type")
-        return entry.build(default, num_classes=num_classes)
 
     # -- checkpoints ----------------------------------------------------------------------------
     def _state(self) -> dict[str, Any]:
@@ -246,6 +229,7 @@ class Trainer:
             steps=self.step,
             best_metric=self.best_metric,
             best_value=self.best_value,
+            metric_names=tuple(self.task.metric_names),
             final_metrics=self.final_metrics,
             train_seconds=round(train_seconds, 2),
             images_per_second=round(images_seen * self.context.world_size / max(train_seconds, 1e-9), 2),
@@ -348,7 +332,8 @@ class Trainer:
         value = float(metrics[self.best_metric])
         if math.isnan(value):
             return False
-        if self.best_value is None or value > self.best_value:
+        lower = self.best_metric in self.task.lower_is_better
+        if self.best_value is None or (value < self.best_value if lower else value > self.best_value):
             self.best_value = value
             return True
         return False
@@ -362,6 +347,6 @@ class Trainer:
         curves = plot_curves(self.log.records(), self.out_dir / "curves.png")
         if curves is not None:
             files["curves"] = str(curves)
-        if (self.out_dir / "confusion.png").exists():
-            files["confusion"] = str(self.out_dir / "confusion.png")
+        for plot in sorted(self.out_dir.glob("*.png")):  # what the task's evaluator drew
+            files.setdefault(plot.stem, str(plot))
         return files

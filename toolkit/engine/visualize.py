@@ -1,46 +1,37 @@
-"""Draw a model's predictions on evaluation images (what `toolkit demo` shows)."""
+"""Draw a model's predictions on dataset images (what `toolkit demo` shows), through `model.predict`."""
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import torch
-from torchvision.utils import draw_bounding_boxes, make_grid
+from torchvision import tv_tensors
+from torchvision.utils import make_grid
 
-from toolkit.data.loader import Batch
-from toolkit.data.preview import PALETTE, to_uint8, write_preview
+from toolkit.data.letterbox import Letterbox
+from toolkit.data.preview import write_preview
+from toolkit.model import ToolkitModel
+
+TILE = 256  # pixels per grid cell: drawn labels stay legible
 
 
-@torch.inference_mode()
-def draw_predictions(
-    model: torch.nn.Module, batch: Batch, transform: object, *, score_threshold: float = 0.3, limit: int = 16
+def prediction_grid(
+    model: ToolkitModel, images: list[torch.Tensor], *, score_threshold: float = 0.3
 ) -> torch.Tensor:
-    """uint8 grid: each image (as the model saw it) with its detections above the threshold."""
-    model.eval()
-    images = batch.images[:limit]
-    decoded = model.decode(model(images))
+    """uint8 grid: each original uint8 image [3,H,W] with its results drawn by the task."""
+    results = model.predict(images, score_threshold=score_threshold)
     tiles = []
-    for index, image in enumerate(images):
-        tile = to_uint8(image, transform)
-        keep = decoded["scores"][index] >= score_threshold
-        boxes = decoded["boxes"][index][keep].float()
-        labels = decoded["labels"][index][keep].tolist()
-        scores = decoded["scores"][index][keep].tolist()
-        if len(boxes):
-            tile = draw_bounding_boxes(
-                tile,
-                boxes,
-                labels=[f"{model.class_names[c]} {s:.2f}" for c, s in zip(labels, scores, strict=True)],
-                colors=[PALETTE[c % len(PALETTE)] for c in labels],
-                width=2,
-            )
-        tiles.append(tile)
+    for image, result in zip(images, results, strict=True):
+        drawn = model.task.draw(image, result, model.class_names)
+        tiles.append(Letterbox((TILE, TILE), fill=255)(tv_tensors.Image(drawn)).as_subclass(torch.Tensor))
     return make_grid(torch.stack(tiles), nrow=math.ceil(math.sqrt(len(tiles))), padding=4, pad_value=255)
 
 
-def save_predictions(model: torch.nn.Module, loader: torch.utils.data.DataLoader, path: Path) -> Path:
-    """Predictions on the first batch of `loader`, written as a PNG grid."""
-    batch = next(iter(loader))
-    grid = draw_predictions(model, batch, loader.dataset.transform)
-    return write_preview(grid, path)
+def save_predictions(
+    model: ToolkitModel, dataset: Any, path: Path, *, count: int = 16, score_threshold: float = 0.3
+) -> Path:
+    """Predictions on the first `count` images of a dataset (its raw samples), as a PNG grid."""
+    images = [dataset[index][0] for index in range(min(count, len(dataset)))]
+    return write_preview(prediction_grid(model, images, score_threshold=score_threshold), path)

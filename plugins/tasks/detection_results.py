@@ -1,4 +1,4 @@
-"""Decoded detections (model-input pixels) -> COCO results in original image pixels.
+"""Decoded detections (model-input pixels) -> per-image results and COCO results in original pixels.
 
 The inverse of the evaluation resize is per image: with `meta["letterbox"] = [scale, pad_left,
 pad_top]` (aspect-preserving resize plus padding) `x = (x' - pad_left) / scale`, likewise y;
@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["detections_to_coco", "original_boxes"]
+__all__ = ["coco_results", "detections_to_coco", "image_results", "original_boxes"]
 
 
 def original_boxes(
@@ -54,25 +54,26 @@ def original_boxes(
     return torch.minimum(original.clamp(min=0.0), limit)
 
 
-def detections_to_coco(
+def image_results(
     decoded: Mapping[str, torch.Tensor],
     meta: Sequence[Mapping[str, Any]],
     input_size: tuple[int, int],
     *,
     score_threshold: float = 0.0,
-) -> list[dict[str, Any]]:
-    """COCO results `{image_id, category_id, bbox [x, y, w, h], score}` in original image pixels.
+) -> list[dict[str, torch.Tensor]]:
+    """One `{boxes, scores, labels}` per image, in original image pixels, on the CPU.
 
-    `decoded`: `boxes` [N,K,4] xyxy in model-input pixels, `scores` [N,K], `labels` [N,K] (the
-    contiguous label is the category id), on any device (moved to the CPU once); `meta[i]` has
-    `image_id`, `orig_size` (H, W) and optionally `letterbox`; `input_size` is the model input
-    (H, W). Boxes are clipped to the original image; boxes of zero area after clipping, scores
-    below `score_threshold` and negative labels (padding) are dropped. Order: image, then decoder.
+    `decoded`: `boxes` [N,K,4] xyxy in model-input pixels, `scores` [N,K], `labels` [N,K], on any
+    device (moved to the CPU once); `meta[i]` has `orig_size` (H, W) and optionally `letterbox`;
+    `input_size` is the model input (H, W). Boxes are clipped to the original image; boxes of
+    zero area after clipping, scores below `score_threshold` and negative labels (padding) are
+    dropped; the rest keep decoder order. Each image gets `boxes` float64 [k,4] xyxy, `scores`
+    float64 [k] and `labels` int64 [k].
     """
     boxes, scores, labels = (decoded[key] for key in ("boxes", "scores", "labels"))
     if boxes.dim() != 3 or scores.shape != boxes.shape[:2] or labels.shape != scores.shape:
         raise ValueError(
-            "detections_to_coco expects boxes [N, K, 4] and scores, labels [N, K]; got boxes "
+            "detection results expect boxes [N, K, 4] and scores, labels [N, K]; got boxes "
             f"{tuple(boxes.shape)}, scores {tuple(scores.shape)}, labels {tuple(labels.shape)}"
         )
     if not meta:
@@ -83,15 +84,48 @@ def detections_to_coco(
     widths = original[..., 2] - original[..., 0]
     heights = original[..., 3] - original[..., 1]
     keep = (widths > 0) & (heights > 0) & (scores >= score_threshold) & (labels >= 0)
-    xywh = torch.stack([original[..., 0], original[..., 1], widths, heights], dim=-1)[keep]
-    image_index = keep.nonzero(as_tuple=True)[0]
-    image_ids = [int(_cpu(item["image_id"])) for item in meta]
     return [
-        {"image_id": image_ids[n], "category_id": label, "bbox": bbox, "score": score}
-        for n, label, bbox, score in zip(
-            image_index.tolist(), labels[keep].tolist(), xywh.tolist(), scores[keep].tolist(), strict=True
-        )
+        {"boxes": original[n][keep[n]], "scores": scores[n][keep[n]], "labels": labels[n][keep[n]]}
+        for n in range(len(meta))
     ]
+
+
+def coco_results(results: Sequence[Mapping[str, Any]], image_ids: Sequence[Any]) -> list[dict[str, Any]]:
+    """COCO results `{image_id, category_id, bbox [x, y, w, h], score}` (plain Python numbers).
+
+    `results[i]` (as `image_results` gives) holds `boxes` xyxy [k,4], `scores` [k] and `labels`
+    [k] of the image `image_ids[i]`; the label is the category id. Order: image, then result.
+    """
+    if len(results) != len(image_ids):
+        raise ValueError(f"{len(results)} image results but {len(image_ids)} image ids")
+    detections: list[dict[str, Any]] = []
+    for result, image_id in zip(results, image_ids, strict=True):
+        boxes = _cpu(result["boxes"]).to(torch.float64).reshape(-1, 4)
+        xywh = torch.cat([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], dim=1)
+        scores = _cpu(result["scores"]).to(torch.float64).reshape(-1)
+        labels = _cpu(result["labels"]).to(torch.int64).reshape(-1)
+        image = int(_cpu(image_id))
+        detections += [
+            {"image_id": image, "category_id": label, "bbox": bbox, "score": score}
+            for label, bbox, score in zip(labels.tolist(), xywh.tolist(), scores.tolist(), strict=True)
+        ]
+    return detections
+
+
+def detections_to_coco(
+    decoded: Mapping[str, torch.Tensor],
+    meta: Sequence[Mapping[str, Any]],
+    input_size: tuple[int, int],
+    *,
+    score_threshold: float = 0.0,
+) -> list[dict[str, Any]]:
+    """COCO results `{image_id, category_id, bbox [x, y, w, h], score}` in original image pixels.
+
+    `image_results` then `coco_results`: the same clipping and dropping; `meta[i]` also has
+    `image_id`. Order: image, then decoder.
+    """
+    results = image_results(decoded, meta, input_size, score_threshold=score_threshold)
+    return coco_results(results, [item["image_id"] for item in meta])
 
 
 def _cpu(value: Any) -> torch.Tensor:

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
 from toolkit.errors import ToolkitError, UnknownComponentError, closest
+from toolkit.kinds import injected_from
 from toolkit.plugins import PluginManager
 
 KIND_KEY = "x-toolkit-kind"
@@ -92,17 +93,6 @@ def _message(
     return message
 
 
-#: Where the builder takes the arguments it injects into factories, for "did you mean" hints.
-INJECTED_FROM = {
-    "in_channels": "the backbone's out_channels",
-    "stride": "the backbone's stride",
-    "levels": "the backbone's levels",
-    "num_classes": "model.class_names",
-    "input_size": "model.input_size",
-    "on_bad_sample": "data.on_bad_sample",
-}
-
-
 def _unknown_field(
     name: str, parent: type[BaseModel] | None, kind: str | None, plugins: PluginManager
 ) -> str:
@@ -113,10 +103,10 @@ def _unknown_field(
         else []
     )
     if name in injected:
-        return f"{name} is set from {INJECTED_FROM.get(name, 'the builder')}; remove it here"
+        return f"{name} is set from {injected_from(name)}; remove it here"
     hint = closest(name, [*known, *injected])
     if hint and hint[0] in injected:
-        source = INJECTED_FROM.get(hint[0], "the builder")
+        source = injected_from(hint[0])
         return f"unknown field (did you mean {hint[0]}? it is set from {source}; remove it here)"
     suggestion = f" (did you mean {' or '.join(hint)}?)" if hint else ""
     allowed = f"; allowed: {', '.join(known)}" if known and not hint else ""

@@ -2,7 +2,7 @@
 
 Ground truth is the dict of `dataset.ground_truth()`: `images`, `annotations` (`bbox` xywh in
 original pixels, `area`, `iscrowd`, `ignore` = VOC difficult) and `categories`; detections are
-COCO results `{image_id, category_id, bbox xywh, score}` (see `predictions.detections_to_coco`).
+COCO results `{image_id, category_id, bbox xywh, score}` (see `detection_results.coco_results`).
 
 Undefined values are NaN: a COCO area range (or a whole dataset) without ground truth, for which
 pycocotools reports -1, and the VOC AP of a class without non-difficult ground truth. NaN cannot

@@ -32,7 +32,6 @@ class Letterbox(v2.Transform):
     uint8); masks are padded with 0. Boxes stay inside the image: nothing needs sanitizing.
     """
 
-    deterministic = True
     needs_float = False
 
     def __init__(self, size: tuple[int, int], fill: float = 0.0) -> None:

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from toolkit.spec_base import ComponentSpec, StrictModel
+from toolkit.spec.base import ComponentSpec, StrictModel
 
 PositiveFloat = Annotated[float, Field(gt=0)]
 NonNegativeFloat = Annotated[float, Field(ge=0)]

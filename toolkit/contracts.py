@@ -1,0 +1,341 @@
+"""Every component contract, stated once as `typing.Protocol`s, and the builder's check against them.
+
+A plugin's factory returns an object that satisfies its kind's protocol; `check_component` is
+called by the builder on every built object and names the missing member, the component and the
+plugin. Optional parts of a contract are separate protocols (`HasLevels`, `Freezable`,
+`HasNormalization`, ...): code asks `isinstance(obj, Freezable)` instead of probing attributes.
+
+Images crossing a model boundary are float RGB in [0, 1], [N, 3, H, W]: a model normalizes inside
+(`Normalization`), so training, prediction, export and attacks share one input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
+
+from toolkit.errors import PluginError
+
+if TYPE_CHECKING:
+    import torch
+    from torch import Tensor
+
+    from toolkit.registry import PluginInfo
+
+
+# -- small typed values -------------------------------------------------------------------------
+class FeatureLevel(NamedTuple):
+    """One feature map a backbone offers: its channels and its stride (input pixels per cell)."""
+
+    channels: int
+    stride: int
+
+
+class FeatureInfo(tuple[FeatureLevel, ...]):
+    """A backbone's feature levels, finest first (as timm's `feature_info`, detectron2's `ShapeSpec`).
+
+    A tuple of `FeatureLevel`s, so `((64, 4), (128, 8))` compares equal to it.
+    """
+
+    def __new__(cls, levels: Iterable[tuple[int, int]]) -> FeatureInfo:
+        items = tuple(FeatureLevel(int(channels), int(stride)) for channels, stride in levels)
+        for level in items:
+            if level.channels < 1 or level.stride < 1:
+                raise ValueError(f"feature levels need positive channels and strides, got {level}")
+        return super().__new__(cls, items)
+
+    def channels(self) -> list[int]:
+        return [level.channels for level in self]
+
+    def strides(self) -> list[int]:
+        return [level.stride for level in self]
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """Per-channel `(image - mean) / std` that a model applies to its [0, 1] RGB input."""
+
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+    def __post_init__(self) -> None:
+        if len(self.mean) != 3 or len(self.std) != 3 or any(s <= 0 for s in self.std):
+            raise ValueError(f"normalization needs 3 means and 3 positive stds, got {self.mean}, {self.std}")
+
+
+#: The statistics of torchvision's ImageNet weights (the built-in ResNets' default).
+IMAGENET_NORMALIZATION = Normalization(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+
+
+# -- components ---------------------------------------------------------------------------------
+@runtime_checkable
+class Backbone(Protocol):
+    """`nn.Module`: `forward(images [N,3,H,W]) -> features [N, out_channels, H/stride, W/stride]`.
+
+    Images arrive normalized (the model applies its `Normalization` first).
+    """
+
+    out_channels: int
+    stride: int
+
+    def __call__(self, images: Tensor) -> Tensor: ...
+
+
+@runtime_checkable
+class HasLevels(Protocol):
+    """Optional backbone part: intermediate maps for skip connections.
+
+    `levels` (channels, stride) per map, finest first, the last equal to (out_channels, stride);
+    `forward_levels(images)` returns those maps.
+    """
+
+    levels: Sequence[tuple[int, int]]
+
+    def forward_levels(self, images: Tensor) -> list[Tensor]: ...
+
+
+@runtime_checkable
+class Freezable(Protocol):
+    """Optional backbone part: `set_frozen_stages(k)` freezes the first k stages (0: none)."""
+
+    def set_frozen_stages(self, k: int) -> None: ...
+
+
+@runtime_checkable
+class HasNormalization(Protocol):
+    """Optional backbone part: the input statistics its weights expect (default: ImageNet's)."""
+
+    normalization: Normalization
+
+
+@runtime_checkable
+class IgnoresWeightKeys(Protocol):
+    """Optional backbone part: key prefixes of pretrained files to drop silently (e.g. "fc.")."""
+
+    ignored_weight_prefixes: tuple[str, ...]
+
+
+@runtime_checkable
+class Head(Protocol):
+    """`nn.Module` built from injected `(in_channels, stride, num_classes, levels)`.
+
+    `forward(features) -> dict` of raw outputs; `decode(outputs) -> dict` of predictions in
+    model-input pixels, traceable for ONNX (constant K); `task` names a registered task.
+    """
+
+    task: str
+
+    def __call__(self, features: Any) -> dict[str, Tensor]: ...
+
+    def decode(self, outputs: Mapping[str, Tensor]) -> dict[str, Tensor]: ...
+
+
+@runtime_checkable
+class HasTargetEncoder(Protocol):
+    """Optional head part (needed to train): `target_encoder(input_size)` returns the callable that
+    packs one sample's targets into the tensors its loss reads (see `Task.encode_target`)."""
+
+    def target_encoder(self, input_size: tuple[int, int]) -> Callable[..., dict[str, Tensor]]: ...
+
+
+@runtime_checkable
+class HasDefaultLoss(Protocol):
+    """Optional head part: `default_loss`, `{type: NAME, **params}` of the loss used when the spec
+    sets no `train.loss`."""
+
+    default_loss: Mapping[str, Any]
+
+
+@runtime_checkable
+class UsesLevels(Protocol):
+    """Optional head part: `uses_levels` True makes the model pass all backbone levels."""
+
+    uses_levels: bool
+
+
+@runtime_checkable
+class HasInputMultiple(Protocol):
+    """Optional backbone or head part: input sides must be multiples of `input_multiple`."""
+
+    input_multiple: int
+
+
+@runtime_checkable
+class Loss(Protocol):
+    """`forward(outputs, targets) -> dict` of named (weighted) terms plus their total `loss`."""
+
+    def __call__(self, outputs: Mapping[str, Tensor], targets: Mapping[str, Tensor]) -> dict[str, Tensor]: ...
+
+
+@runtime_checkable
+class Augmentation(Protocol):
+    """A box-aware `torchvision.transforms.v2` transform: `transform(image, target) -> (image, target)`.
+
+    Optional attribute `needs_float`: the pipeline converts uint8 to float [0, 1] right before
+    the first augmentation that sets it.
+    """
+
+    def __call__(self, *inputs: Any) -> Any: ...
+
+
+@runtime_checkable
+class Attack(Protocol):
+    """`attack(model, images in [0,1], targets) -> adversarial images in [0,1]`; the model untouched."""
+
+    def __call__(self, model: Any, images: Tensor, targets: Any) -> Tensor: ...
+
+
+@runtime_checkable
+class Dataset(Protocol):
+    """`dataset[i] -> (uint8 image [3,H,W], target)`; every file it names stays under its root.
+
+    `task` names the target format (a registered task that reads it natively): "detection"
+    targets are `{"boxes": BoundingBoxes XYXY, "labels": int64 [M], "image_id": int}`,
+    "classification" targets an int label. `class_names` lists the classes in label order.
+    Detection datasets also offer `ground_truth()` (COCO-format dict) for evaluation.
+    """
+
+    task: str
+    class_names: Sequence[str]
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: int) -> tuple[Tensor, Any]: ...
+
+
+@runtime_checkable
+class Evaluator(Protocol):
+    """Accumulates one task's results over an evaluation run.
+
+    `update(results, targets, meta)` takes a batch's per-image results (the task's `results`
+    format), its encoded targets and per-image metadata; `compute(out_dir)` returns the metrics
+    (a dict of numbers, the task's `metric_names` among them) and may write plots to `out_dir`.
+    """
+
+    def update(
+        self, results: Sequence[Mapping[str, Any]], targets: Mapping[str, Tensor], meta: Sequence[Mapping]
+    ) -> None: ...
+
+    def compute(self, out_dir: Path | None = None) -> dict[str, Any]: ...
+
+
+@runtime_checkable
+class Task(Protocol):
+    """What differs between detection, classification and any other task.
+
+    - `name`; `dataset_tasks`: dataset target formats (`Dataset.task`) it trains on;
+    - `metric_names` (headline first), `best_metric` (the default `train.best_metric`) and
+      `lower_is_better`, the metrics for which smaller is better (e.g. an error);
+    - `output_names`: `{name: shape}` of `head.decode`'s outputs (what an export carries);
+    - `prepare_target(target)`: a dataset target -> the dict the v2 augmentations transform;
+    - `transforms_after()`: transforms appended after the augmentations (e.g. box sanitizing);
+    - `encode_target(target, encoder)`: an augmented target -> the head encoder's tensors;
+    - `results(decoded, meta, input_size, class_names, score_threshold)`: decoded outputs of a
+      batch -> one result per image, in original image pixels (meta has `orig_size` and, when
+      letterboxed, `letterbox`); what `model.predict` returns and what evaluators read;
+    - `evaluator(dataset, class_names)`: an `Evaluator` for a dataset of this task;
+    - `draw(image, result, class_names)` / `draw_target(image, target, class_names)`: uint8
+      [3,H,W] images with a result or a ground-truth target drawn on them.
+    """
+
+    name: str
+    dataset_tasks: tuple[str, ...]
+    metric_names: tuple[str, ...]
+    best_metric: str
+    lower_is_better: tuple[str, ...]
+    output_names: Mapping[str, str]
+
+    def prepare_target(self, target: Any) -> dict[str, Any]: ...
+
+    def transforms_after(self) -> list[Any]: ...
+
+    def encode_target(self, target: Mapping[str, Any], encoder: Callable[..., Any]) -> dict[str, Tensor]: ...
+
+    def results(
+        self,
+        decoded: Mapping[str, Tensor],
+        meta: Sequence[Mapping[str, Any]],
+        input_size: tuple[int, int],
+        class_names: Sequence[str],
+        score_threshold: float = 0.0,
+    ) -> list[dict[str, Any]]: ...
+
+    def evaluator(self, dataset: Any, class_names: Sequence[str]) -> Evaluator: ...
+
+    def draw(self, image: torch.Tensor, result: Mapping[str, Any], class_names: Sequence[str]) -> Tensor: ...
+
+    def draw_target(
+        self, image: torch.Tensor, target: Mapping[str, Any], class_names: Sequence[str]
+    ) -> Tensor: ...
+
+
+#: kind -> the protocol its built objects must satisfy (kinds without one are not checked).
+PROTOCOLS: dict[str, type] = {
+    "task": Task,
+    "backbone": Backbone,
+    "head": Head,
+    "loss": Loss,
+    "augmentation": Augmentation,
+    "attack": Attack,
+    "dataset": Dataset,
+}
+#: optional parts, for the documentation test and `toolkit plugins`
+OPTIONAL_PROTOCOLS: dict[str, tuple[type, ...]] = {
+    "backbone": (HasLevels, Freezable, HasNormalization, IgnoresWeightKeys, HasInputMultiple),
+    "head": (HasTargetEncoder, HasDefaultLoss, UsesLevels, HasInputMultiple),
+}
+#: kinds whose objects must also be torch modules
+MODULE_KINDS = frozenset({"backbone", "head"})
+
+
+def protocol_members(protocol: type) -> list[str]:
+    """The attribute and method names a protocol requires (annotations and methods, no dunders but call)."""
+    names: list[str] = []
+    for klass in reversed(protocol.__mro__):
+        if klass in (object, Protocol) or not getattr(klass, "_is_protocol", False):
+            continue
+        names += [n for n in getattr(klass, "__annotations__", {}) if n not in names]
+        names += [
+            n
+            for n, v in vars(klass).items()
+            if callable(v)
+            and (not n.startswith("_") or n == "__call__")
+            and n not in names
+            and n not in ("__init__", "__subclasshook__", "__class_getitem__", "__init_subclass__")
+        ]
+    return names
+
+
+def missing_members(obj: Any, protocol: type) -> list[str]:
+    """Members of `protocol` that `obj` lacks (a method must also be callable)."""
+    missing = []
+    for name in protocol_members(protocol):
+        if name == "__call__":
+            if not callable(obj):
+                missing.append("__call__ (the object is not callable)")
+        elif not hasattr(obj, name):
+            missing.append(name)
+    return missing
+
+
+def check_component(kind: str, name: str, obj: Any, plugin: PluginInfo) -> None:
+    """Raise PluginError naming the member, the component and its plugin if `obj` breaks its contract."""
+    protocol = PROTOCOLS.get(kind)
+    problems: list[str] = []
+    if kind in MODULE_KINDS:
+        from torch import nn
+
+        if not isinstance(obj, nn.Module):
+            problems.append(f"is a {type(obj).__name__}, not a torch.nn.Module")
+    if protocol is not None:
+        missing = missing_members(obj, protocol)
+        if missing:
+            problems.append(f"lacks {', '.join(missing)}")
+    if problems:
+        raise PluginError(
+            f"{kind} {name!r} from {plugin.describe()} breaks the {kind} contract "
+            f"(toolkit.contracts.{protocol.__name__ if protocol else kind}): the object it built "
+            f"{' and '.join(problems)}; see docs/plugins.md, section 4"
+        )

@@ -1,0 +1,59 @@
+"""`toolkit.load_model(path)`: a run's checkpoint -> the model in eval mode, weights loaded, on a device.
+
+A checkpoint carries its spec; only its `model` section (and `plugins`) is used, with the
+backbone's `pretrained` reset to its default: the weights come from the checkpoint.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from toolkit.errors import ToolkitError
+from toolkit.plugins import PluginManager, get_plugin_manager
+
+if TYPE_CHECKING:
+    import torch
+
+    from toolkit.model import ToolkitModel
+
+
+def checkpoint_model_spec(checkpoint: Mapping[str, Any], path: str, plugins: PluginManager) -> dict[str, Any]:
+    """The `{plugins, model}` part of a checkpoint's spec, pretrained weights switched off."""
+    from toolkit.spec.derived import NO_WEIGHTS, PRETRAINED
+
+    spec = checkpoint.get("spec")
+    if not isinstance(spec, Mapping) or not isinstance(spec.get("model"), Mapping):
+        raise ToolkitError(
+            f"checkpoint {path!r} carries no spec (no 'spec' entry with a 'model' section); build the model "
+            "from its spec with toolkit.build_model(spec) and load the weights with load_state_dict"
+        )
+    model = dict(spec["model"])
+    plugin_modules = list(spec.get("plugins") or [])
+    plugins.add_modules(plugin_modules, source="spec")
+    backbone = dict(model.get("backbone") or {})
+    registry = plugins.registry("backbone")
+    if backbone.get("type") in registry:
+        field = registry.get(backbone["type"]).params.model_fields.get(PRETRAINED)
+        backbone[PRETRAINED] = field.default if field is not None else NO_WEIGHTS
+    model["backbone"] = backbone
+    return {"plugins": plugin_modules, "model": model}
+
+
+def load_model(
+    path: str | Path, *, device: str | torch.device = "cpu", plugins: PluginManager | None = None
+) -> ToolkitModel:
+    """The model of a run's checkpoint (`best.pt` / `last.pt`), in eval mode, on `device`."""
+    from toolkit.build import build_model
+    from toolkit.engine.checkpoint import load_checkpoint
+    from toolkit.engine.evaluation_run import load_model_weights
+    from toolkit.spec import load_spec
+
+    manager = plugins or get_plugin_manager()
+    checkpoint = load_checkpoint(path)
+    spec = load_spec(checkpoint_model_spec(checkpoint, str(path), manager), plugins=manager)
+    spec._source = str(path)
+    model = build_model(spec, plugins=manager)
+    load_model_weights(model, path, checkpoint)
+    return model.to(device).eval()

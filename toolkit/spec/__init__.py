@@ -1,0 +1,39 @@
+"""Spec files: pydantic models validated against the plugin registries, files and overrides, errors.
+
+`load_spec` reads a YAML/JSON file (or a mapping), applies `key.sub=value` overrides, loads the
+spec's plugins and validates; `spec_json_schema` is the JSON Schema editors use.
+"""
+
+from typing import Any
+
+from toolkit.plugins import PluginManager
+from toolkit.spec.base import ComponentSpec, StrictModel
+from toolkit.spec.derived import spec_model
+from toolkit.spec.errors import SpecError, SpecIssue
+from toolkit.spec.load import load_spec
+from toolkit.spec.models import DataSpec, ModelSpec, NormalizeSpec, Spec
+from toolkit.spec.train import TrainSpec
+
+
+def spec_json_schema(plugins: PluginManager | None = None) -> dict[str, Any]:
+    """JSON Schema (draft 2020-12) of spec files, including every loaded plugin's components."""
+    from toolkit.plugins import get_plugin_manager
+    from toolkit.spec.derived import spec_json_schema as derived_schema
+
+    return derived_schema(plugins or get_plugin_manager())
+
+
+__all__ = [
+    "ComponentSpec",
+    "DataSpec",
+    "ModelSpec",
+    "NormalizeSpec",
+    "Spec",
+    "SpecError",
+    "SpecIssue",
+    "StrictModel",
+    "TrainSpec",
+    "load_spec",
+    "spec_json_schema",
+    "spec_model",
+]

@@ -1,0 +1,180 @@
+"""Spec models derived from the plugin registries: every component reference is a discriminated
+union (on `type`) of the registered components' parameter models, so validation and the JSON
+Schema both come from the registry.
+
+Backbones get one core-owned parameter, `pretrained`: besides what the plugin's own `pretrained`
+accepts (e.g. 'imagenet'), the path of a local weights file, loaded by the core
+(`toolkit.weights`) for every backbone.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    WithJsonSchema,
+    WrapValidator,
+    create_model,
+)
+from pydantic.fields import FieldInfo
+
+from toolkit.plugins import PluginManager
+from toolkit.registry import ComponentEntry, Registry
+from toolkit.spec.base import ComponentSpec
+from toolkit.spec.errors import KIND_KEY
+from toolkit.spec.models import DataSpec, ModelSpec, Spec
+from toolkit.spec.train import TrainSpec
+
+PRETRAINED = "pretrained"
+NO_WEIGHTS = "none"
+
+
+def plugin_accepts(entry: ComponentEntry, field: str, value: Any) -> bool:
+    """Whether the component's own params model accepts `value` for `field`."""
+    info = entry.params.model_fields.get(field)
+    if info is None:
+        return False
+    try:
+        _field_adapter(info).validate_python(value)
+    except ValidationError:
+        return False
+    return True
+
+
+def _field_adapter(info: FieldInfo) -> TypeAdapter:
+    return TypeAdapter(Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation)
+
+
+def _weights_file(value: Any, accepted: str) -> str:
+    if isinstance(value, str) and value and Path(value).is_file():
+        return value
+    raise ValueError(f"{value!r} is not a file; use {accepted} or the path of a local weights file")
+
+
+def _pretrained_field(info: FieldInfo | None) -> tuple[Any, Any]:
+    """(annotation, FieldInfo) of `pretrained` on a backbone: the plugin's values, or a weights file."""
+    description = "the path of a local weights file (state dict or toolkit checkpoint), loaded by the core"
+    if info is None:
+
+        def validate_own(value: Any, handler: Any) -> Any:
+            return value if value == NO_WEIGHTS else _weights_file(value, repr(NO_WEIGHTS))
+
+        schema = {"type": "string", "description": f"'none' or {description}"}
+        annotation = Annotated[str, WrapValidator(validate_own), WithJsonSchema(schema)]
+        return annotation, Field(default=NO_WEIGHTS, description=schema["description"])
+    adapter = _field_adapter(info)
+    plugin_schema = adapter.json_schema()
+
+    def validate_either(value: Any, handler: Any) -> Any:
+        try:
+            return adapter.validate_python(value)
+        except ValidationError:
+            choices = plugin_schema.get("enum")
+            accepted = " or ".join(map(repr, choices)) if choices else "a value the backbone accepts"
+            return _weights_file(value, accepted)
+
+    schema = {"anyOf": [plugin_schema, {"type": "string", "description": description}]}
+    annotation = Annotated[Any, WrapValidator(validate_either), WithJsonSchema(schema)]
+    return annotation, Field(default=info.default, description=info.description or description)
+
+
+@functools.cache
+def component_model(entry: ComponentEntry) -> type[BaseModel]:
+    """The params model of `entry` extended with `type: Literal[name]` (and, for backbones, the
+    core's `pretrained`); unknown keys forbidden."""
+    title = f"{entry.kind} {entry.name}"
+    annotations: dict[str, Any] = {"type": Literal[entry.name]}  # type: ignore[valid-type]
+    namespace: dict[str, Any] = {
+        "__doc__": entry.description or title,
+        "__module__": __name__,
+        "model_config": ConfigDict(extra="forbid", title=title),
+    }
+    if entry.kind == "backbone":
+        annotations[PRETRAINED], namespace[PRETRAINED] = _pretrained_field(
+            entry.params.model_fields.get(PRETRAINED)
+        )
+    namespace["__annotations__"] = annotations
+    name = f"{entry.kind.capitalize()}_{entry.name}".replace("-", "_")
+    return type(name, (entry.params,), namespace)
+
+
+def component_field(registry: Registry) -> Any:
+    """Annotation of a spec field holding one component of `registry`'s kind."""
+    from pydantic import AfterValidator
+
+    extra = {KIND_KEY: registry.kind}
+    members = [component_model(entry) for entry in registry]
+    if not members:
+
+        def _nothing_registered(value: Any) -> Any:
+            raise ValueError(
+                f"no {registry.kind} is registered; install or load (-p MODULE) a plugin that provides one"
+            )
+
+        return Annotated[ComponentSpec, AfterValidator(_nothing_registered), Field(json_schema_extra=extra)]
+    union = Union[tuple(members)]  # noqa: UP007 - built from a runtime tuple
+    return Annotated[union, Field(discriminator="type", json_schema_extra=extra)]
+
+
+def spec_model(plugins: PluginManager) -> type[Spec]:
+    """The `Spec` subclass that validates against the plugins' registries (cached per registry state)."""
+    key = tuple((kind, tuple(reg.names())) for kind, reg in plugins.registries.items())
+    cache = plugins.spec_model_cache
+    if key not in cache:
+        model_section = create_model(
+            "ModelSpec",
+            __base__=ModelSpec,
+            __module__=__name__,
+            backbone=(component_field(plugins.registry("backbone")), Field(description="feature extractor")),
+            head=(component_field(plugins.registry("head")), Field(description="task head")),
+        )
+        dataset = component_field(plugins.registry("dataset"))
+        data_section = create_model(
+            "DataSpec",
+            __base__=DataSpec,
+            __module__=__name__,
+            train=(dataset, Field(description="training dataset")),
+            val=(dataset | None, Field(default=None, description="validation dataset")),
+            augment=(
+                list[component_field(plugins.registry("augmentation"))],  # type: ignore[misc]
+                Field(default_factory=list, description=DataSpec.model_fields["augment"].description),
+            ),
+        )
+        train_section = create_model(
+            "TrainSpec",
+            __base__=TrainSpec,
+            __module__=__name__,
+            loss=(
+                component_field(plugins.registry("loss")) | None,
+                Field(default=None, description=TrainSpec.model_fields["loss"].description),
+            ),
+        )
+        cache[key] = create_model(
+            "Spec",
+            __base__=Spec,
+            __module__=__name__,
+            model=(model_section, ...),
+            data=(data_section | None, Field(default=None, description="datasets, augmentation, loaders")),
+            train=(
+                train_section | None,
+                Field(default=None, description=Spec.model_fields["train"].description),
+            ),
+        )
+    return cache[key]
+
+
+def spec_json_schema(plugins: PluginManager) -> dict[str, Any]:
+    """JSON Schema (draft 2020-12) of spec files, including every loaded plugin's components."""
+    schema = spec_model(plugins).model_json_schema()
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "toolkit spec",
+        **{k: v for k, v in schema.items() if k != "title"},
+    }

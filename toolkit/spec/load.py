@@ -1,0 +1,153 @@
+"""`load_spec`: read a file or mapping, apply overrides, load the spec's plugins, validate, check.
+
+Beyond the pydantic models, two checks need the registry: augmentations that moved elsewhere
+(`normalize` is now `model.normalize`), and the input size against the input multiple that the
+backbone and head declare at registration (the builder checks the built objects as well).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from toolkit.plugins import PluginManager, get_plugin_manager
+from toolkit.spec.derived import spec_model
+from toolkit.spec.errors import SpecError, SpecIssue, describe_errors
+from toolkit.spec.files import apply_overrides, read_spec_file
+from toolkit.spec.models import Spec
+
+#: augmentation types that left data.augment, and where they went
+MOVED_AUGMENTATIONS = {
+    "normalize": "the model normalizes its [0, 1] input itself: set model.normalize: {mean: [...], "
+    "std: [...]} (default: the backbone's statistics, ImageNet's for ResNets) and remove this entry",
+}
+
+
+def load_spec(
+    source: str | Path | Mapping[str, Any] | Spec,
+    overrides: Sequence[str] = (),
+    *,
+    plugins: PluginManager | None = None,
+) -> Spec:
+    """Read (YAML/JSON file or mapping), apply `key.sub=value` overrides, load the spec's plugins, validate.
+
+    Raises SpecError listing every problem with its path.
+    """
+    manager = plugins or get_plugin_manager()
+    if isinstance(source, Spec):
+        source, name = source.model_dump(mode="json"), source.source
+    elif isinstance(source, Mapping):
+        name = "<dict>"
+    else:
+        name = str(source)
+        source = read_spec_file(source)
+    raw = apply_overrides(dict(source), overrides)
+    plugin_modules = raw.get("plugins", [])
+    if not isinstance(plugin_modules, list) or not all(isinstance(m, str) for m in plugin_modules):
+        raise SpecError(name, [SpecIssue("plugins", "must be a list of module names")])
+    manager.add_modules(plugin_modules, source="spec")
+    model = spec_model(manager)
+    moved = _moved_augmentations(raw)
+    if moved:  # validate the rest too, so that every problem is reported at once
+        raw = _without(raw, [int(issue.path.split(".")[2]) for issue in moved])
+    sizes = _input_size_issues(raw, manager)
+    try:
+        spec = model.model_validate(raw)
+    except ValidationError as exc:
+        raise SpecError(name, [*moved, *describe_errors(model, exc, manager), *sizes]) from None
+    if moved or sizes:
+        raise SpecError(name, [*moved, *sizes])
+    spec._source = name
+    return spec
+
+
+def _moved_augmentations(raw: Mapping[str, Any]) -> list[SpecIssue]:
+    data = raw.get("data")
+    augment = data.get("augment") if isinstance(data, Mapping) else None
+    if not isinstance(augment, list):
+        return []
+    return [
+        SpecIssue(
+            f"data.augment.{index}.type",
+            f"{item['type']!r} is no longer an augmentation: {MOVED_AUGMENTATIONS[item['type']]}",
+        )
+        for index, item in enumerate(augment)
+        if isinstance(item, Mapping) and item.get("type") in MOVED_AUGMENTATIONS
+    ]
+
+
+def _without(raw: dict[str, Any], indices: list[int]) -> dict[str, Any]:
+    data = dict(raw["data"])
+    data["augment"] = [item for index, item in enumerate(data["augment"]) if index not in indices]
+    return {**raw, "data": data}
+
+
+def declared_input_multiple(spec: Spec, plugins: PluginManager) -> tuple[int, str] | None:
+    """The input multiple the spec's backbone and head declare at registration, and who sets it.
+
+    None when neither declares one (the builder then reads it off the built objects).
+    """
+    return _declared({"backbone": spec.model.backbone, "head": spec.model.head}, plugins)
+
+
+def _declared(refs: Mapping[str, Any], plugins: PluginManager) -> tuple[int, str] | None:
+    found: list[tuple[int, str]] = []
+    for kind, ref in refs.items():
+        entry = plugins.registry(kind).get(ref.type)
+        value = entry.static_input_multiple(ref)
+        if value is not None:
+            found.append((value, f"{kind} {ref.type!r}"))
+    if not found:
+        return None
+    return math.lcm(*(value for value, _ in found)), " and ".join(who for _, who in found)
+
+
+def input_size_problem(input_size: Sequence[int], multiple: int, who: str) -> str | None:
+    """A message when a side of `input_size` is not a multiple of `multiple`, else None."""
+    bad = [side for side in input_size if side % multiple]
+    if not bad:
+        return None
+    side = bad[0]
+    lower = max(multiple, side // multiple * multiple)
+    return (
+        f"each side must be a multiple of {multiple} (the largest stride of {who}), got {side}; "
+        f"use {lower} or {lower + multiple}"
+    )
+
+
+def _input_size_issues(raw: Mapping[str, Any], plugins: PluginManager) -> list[SpecIssue]:
+    """The input size against the declared input multiple, from the raw spec: reported together
+    with the other problems even when some other part of the spec does not validate."""
+    from pydantic import TypeAdapter
+
+    from toolkit.spec.derived import component_model
+    from toolkit.spec.models import InputSize
+
+    section = raw.get("model")
+    if not isinstance(section, Mapping):
+        return []
+    refs: dict[str, Any] = {}
+    try:
+        size = TypeAdapter(InputSize).validate_python(section.get("input_size"))
+    except ValidationError:
+        return []  # reported by the full validation
+    for kind in ("backbone", "head"):
+        item = section.get(kind)
+        registry = plugins.registry(kind)
+        if not isinstance(item, Mapping) or item.get("type") not in registry:
+            return []
+        model = component_model(registry.get(item["type"]))
+        try:
+            refs[kind] = model.model_validate(item)
+        except ValidationError:  # other fields are wrong: the declared multiple may still be known
+            refs[kind] = model.model_construct(**item)
+    try:
+        declared = _declared(refs, plugins)
+    except Exception:  # a declaration that needs the invalid fields: the full validation reports them
+        return []
+    problem = input_size_problem(size, *declared) if declared else None
+    return [SpecIssue("model.input_size", problem)] if problem else []

@@ -1,0 +1,113 @@
+"""The static spec classes user code type-hints: `Spec` and its `model` and `data` sections.
+
+`toolkit.spec.derived` subclasses them so that every component reference validates against the
+plugin registries; `toolkit.spec.load` reads, overrides and validates files.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr
+
+from toolkit.spec.base import ComponentSpec, StrictModel
+from toolkit.spec.train import TrainSpec
+
+MIN_SIDE, MAX_SIDE = 8, 4096
+
+
+def _square(value: Any) -> Any:
+    return [value, value] if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+def _check_unique(names: list[str]) -> list[str]:
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise ValueError(f"class name {name!r} appears twice; class names must be unique")
+        seen.add(name)
+    return names
+
+
+Side = Annotated[int, Field(ge=MIN_SIDE, le=MAX_SIDE)]
+InputSize = Annotated[
+    tuple[Side, Side],
+    BeforeValidator(_square),
+    Field(
+        description="model input [height, width] or one int (square); each side a multiple of the "
+        "model's input multiple (the largest stride its backbone and head use, e.g. 32 for ResNets)",
+        json_schema_extra={"oneOf": [{"type": "integer"}, {"type": "array", "minItems": 2, "maxItems": 2}]},
+    ),
+]
+ClassName = Annotated[str, Field(min_length=1, pattern=r"\S")]
+ClassNames = Annotated[list[ClassName], Field(min_length=1), AfterValidator(_check_unique)]
+Channels = tuple[float, float, float]
+PositiveChannels = tuple[
+    Annotated[float, Field(gt=0)], Annotated[float, Field(gt=0)], Annotated[float, Field(gt=0)]
+]
+
+
+class NormalizeSpec(StrictModel):
+    """`model.normalize`: the per-channel statistics the model applies to its [0, 1] RGB input."""
+
+    mean: Channels = Field(description="per-channel mean (RGB) of [0, 1] images")
+    std: PositiveChannels = Field(description="per-channel standard deviation (RGB), > 0")
+
+
+class ModelSpec(BaseModel):
+    """The `model:` section: backbone + head, input size, class names and input normalization."""
+
+    model_config = ConfigDict(extra="forbid")
+    backbone: ComponentSpec
+    head: ComponentSpec
+    input_size: InputSize
+    class_names: ClassNames = Field(description="one name per class, in label order")
+    normalize: NormalizeSpec | None = Field(
+        default=None,
+        description="input normalization inside the model; default: the backbone's own statistics "
+        "(ImageNet's for the built-in ResNets)",
+    )
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+
+class DataSpec(BaseModel):
+    """The `data:` section: datasets, augmentation and loading."""
+
+    model_config = ConfigDict(extra="forbid")
+    train: ComponentSpec = Field(description="training dataset")
+    val: ComponentSpec | None = Field(default=None, description="validation dataset")
+    augment: list[ComponentSpec] = Field(
+        default_factory=list,
+        description="training augmentations in order, ending with a resize to the input size; "
+        "evaluation and prediction letterbox to the input size (the model's own preprocessing)",
+    )
+    batch_size: int = Field(default=16, ge=1, le=4096, description="images per batch (per process)")
+    num_workers: int = Field(default=2, ge=0, le=64, description="DataLoader worker processes")
+    pin_memory: bool | None = Field(default=None, description="pin host memory; default: when on CUDA")
+    persistent_workers: bool = Field(default=True, description="keep workers alive between epochs")
+    seed: int = Field(default=0, ge=0, description="seed of shuffling and augmentation")
+    on_bad_sample: Literal["error", "skip"] = Field(
+        default="error", description="stop at a bad image/annotation, or warn, count and skip it"
+    )
+
+
+class Spec(BaseModel):
+    """A whole experiment: plugins to load and the sections that describe it."""
+
+    model_config = ConfigDict(extra="forbid")
+    plugins: list[str] = Field(default_factory=list, description="extra plugin modules to load")
+    model: ModelSpec
+    data: DataSpec | None = Field(default=None, description="datasets, augmentation, loaders")
+    train: TrainSpec | None = Field(default=None, description="training: optimizer, schedule, epochs, ...")
+    _source: str = PrivateAttr(default="<dict>")
+
+    @property
+    def source(self) -> str:
+        """The file (or '<dict>') the spec was read from."""
+        return self._source
+
+
+__all__ = ["ComponentSpec", "DataSpec", "InputSize", "ModelSpec", "NormalizeSpec", "Spec"]
