@@ -136,3 +136,52 @@ def test_every_hook_and_protocol_member_is_documented() -> None:
         if protocol.__name__ not in documented:
             missing.append(protocol.__name__)
     assert not missing, f"document these in docs/plugins.md: {missing}"
+
+
+def test_pretrained_path_is_a_core_service_for_any_backbone(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    manager = PluginManager(modules=["fixture_tiny"])
+    torch.manual_seed(3)
+    source = build_model(spec_with({"type": "tiny"}), plugins=manager)
+    path = tmp_path / "tiny.pt"
+    torch.save({"model": source.state_dict()}, path)  # a whole-model checkpoint: "backbone." keys
+    loaded = build_model(spec_with({"type": "tiny", "pretrained": str(path)}), plugins=manager)
+    for name, value in source.backbone.state_dict().items():
+        assert torch.equal(loaded.backbone.state_dict()[name], value), name
+    partial = tmp_path / "partial.pt"
+    state = source.backbone.state_dict()
+    torch.save({k: v for k, v in state.items() if not k.startswith("8.")}, partial)
+    with pytest.warns(UserWarning, match=r"partial\.pt.*2 tiny key\(s\) missing"):
+        build_model(spec_with({"type": "tiny", "pretrained": str(partial)}), plugins=manager)
+
+
+def test_the_model_normalizes_its_own_input() -> None:
+    manager = PluginManager(modules=["fixture_tiny"])
+    default = build_model(spec_with({"type": "resnet18"}), plugins=manager)
+    assert default.normalization.mean == (0.485, 0.456, 0.406)  # the ResNet's declared statistics
+    spec = spec_with({"type": "tiny"})
+    spec["model"]["normalize"] = {"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}
+    model = build_model(spec, plugins=manager)
+    images = torch.rand(2, 3, 64, 64)
+    torch.testing.assert_close(model.normalize(images), (images - 0.5) / 0.25)
+    with torch.no_grad():
+        expected = model.head(model.backbone((images - 0.5) / 0.25))
+        for key, value in model(images).items():
+            torch.testing.assert_close(value, expected[key])
+
+
+def test_a_spec_that_still_normalizes_in_augment_is_told_where_it_went(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import yaml
+
+    spec = spec_with({"type": "tiny"})
+    spec["data"] = {
+        "train": {"type": "shapes"},
+        "augment": [{"type": "resize"}, {"type": "normalize", "mean": [0.5, 0.5, 0.5]}, {"type": "hflp"}],
+    }
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    result = run_cli("validate", str(path), pythonpath=[FIXTURE_PLUGINS])
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "2 problems" in result.stderr
+    assert "data.augment.1.type: 'normalize' is no longer an augmentation" in result.stderr
+    assert "model.normalize" in result.stderr
+    assert "data.augment.2.type: unknown augmentation 'hflp' (did you mean hflip?)" in result.stderr

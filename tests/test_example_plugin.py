@@ -161,7 +161,7 @@ def test_installed_plugin_disabled_with_no_name(child: Path, workdir: Path) -> N
 
 def test_installed_plugin_named_in_spec_is_not_loaded_twice(child: Path, workdir: Path) -> None:
     out = _ok(_run(child, "-m", "toolkit", "validate", str(_spec_with_plugins(workdir)), cwd=workdir))
-    assert "valid (mobilenet_v3_small + centernet, 3 classes, input 256x256)" in out
+    assert "valid (mobilenet_v3_small + centernet, 3 classes, input 256x256, multiple of 32)" in out
 
 
 # -- not installed: the package folder on PYTHONPATH of this venv ------------------------------------
@@ -189,7 +189,7 @@ def test_validate_fails_when_the_plugin_is_not_loaded(workdir: Path) -> None:
 
 def test_validate_with_dash_p(workdir: Path) -> None:
     out = _ok(_main("-p", "toolkit_mobilenet", "validate", str(CONFIG), cwd=workdir))
-    assert "valid (mobilenet_v3_small + centernet, 3 classes, input 256x256)" in out
+    assert "valid (mobilenet_v3_small + centernet, 3 classes, input 256x256, multiple of 32)" in out
 
 
 def test_validate_with_plugins_in_the_spec(workdir: Path) -> None:
@@ -217,7 +217,10 @@ def test_params_from_type_hints_are_validated(workdir: Path) -> None:
     assert result.returncode == 2, result.stdout + result.stderr
     assert "2 problems" in result.stderr
     assert "model.backbone.width_mult: Input should be less than or equal to 2" in result.stderr
-    assert "model.backbone.pretrained: Input should be 'none' or 'imagenet'" in result.stderr
+    assert (
+        "model.backbone.pretrained: 'coco' is not a file; use 'none' or 'imagenet' or the path of a local"
+        in result.stderr
+    )
 
 
 def test_schema_includes_the_plugin(workdir: Path) -> None:

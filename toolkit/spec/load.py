@@ -52,13 +52,15 @@ def load_spec(
     manager.add_modules(plugin_modules, source="spec")
     model = spec_model(manager)
     moved = _moved_augmentations(raw)
+    removed = [int(issue.path.split(".")[2]) for issue in moved]
     if moved:  # validate the rest too, so that every problem is reported at once
-        raw = _without(raw, [int(issue.path.split(".")[2]) for issue in moved])
+        raw = _without(raw, removed)
     sizes = _input_size_issues(raw, manager)
     try:
         spec = model.model_validate(raw)
     except ValidationError as exc:
-        raise SpecError(name, [*moved, *describe_errors(model, exc, manager), *sizes]) from None
+        issues = [_original_index(issue, removed) for issue in describe_errors(model, exc, manager)]
+        raise SpecError(name, [*moved, *issues, *sizes]) from None
     if moved or sizes:
         raise SpecError(name, [*moved, *sizes])
     spec._source = name
@@ -78,6 +80,17 @@ def _moved_augmentations(raw: Mapping[str, Any]) -> list[SpecIssue]:
         for index, item in enumerate(augment)
         if isinstance(item, Mapping) and item.get("type") in MOVED_AUGMENTATIONS
     ]
+
+
+def _original_index(issue: SpecIssue, removed: list[int]) -> SpecIssue:
+    """An issue at data.augment.K of the spec without the removed entries, at its index in the file."""
+    parts = issue.path.split(".")
+    if removed and parts[:2] == ["data", "augment"] and len(parts) > 2 and parts[2].isdigit():
+        index = int(parts[2])
+        for gone in sorted(removed):
+            index += gone <= index
+        return SpecIssue(".".join([*parts[:2], str(index), *parts[3:]]), issue.message)
+    return issue
 
 
 def _without(raw: dict[str, Any], indices: list[int]) -> dict[str, Any]:

@@ -41,5 +41,8 @@ def mobilenet_v3_small(
 
 @toolkit.hookimpl
 def toolkit_register_backbones(registry: toolkit.Registry) -> None:
-    """Register `mobilenet_v3_small`; its spec parameters come from the factory's type hints."""
-    registry.register("mobilenet_v3_small", mobilenet_v3_small)
+    """Register `mobilenet_v3_small`; its spec parameters come from the factory's type hints.
+
+    `input_multiple=32` (its stride) lets `toolkit validate` check input sizes without building it.
+    """
+    registry.register("mobilenet_v3_small", mobilenet_v3_small, input_multiple=32)
