@@ -171,3 +171,20 @@ def test_injected_argument_in_a_spec_explains_where_it_comes_from() -> None:
     spec["model"]["head"] = {"type": "centernet", "in_channels": 3}
     with pytest.raises(Exception, match="in_channels is set from the backbone's out_channels"):
         load_spec(spec, plugins=PluginManager())
+
+
+def test_trace_env_var_traces_every_hook_call(cli) -> None:  # type: ignore[no-untyped-def]
+    traced = cli("plugins", env={"TOOLKIT_TRACE_PLUGINS": "1"})
+    assert traced.returncode == 0, traced.stderr
+    for hook in ("toolkit_register_tasks", "toolkit_register_backbones", "toolkit_register_datasets"):
+        assert f"{hook} [hook]" in traced.stderr, hook
+    assert "registry: Registry('backbone'" in traced.stderr
+    assert "[hook]" not in cli("plugins").stderr
+
+
+def test_blocking_goes_through_pluggy() -> None:
+    manager = PluginManager(blocked=["toolkit.resnet"])
+    assert manager.blocked == {"toolkit.resnet"}
+    assert "resnet18" not in manager.registry("backbone")
+    manager.add_modules(["no:toolkit.centernet"], source="spec")  # a spec's `no:NAME` unloads it
+    assert "centernet" not in manager.registry("head") and "toolkit.centernet" in manager.blocked

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from toolkit.contracts import (
     IMAGENET_NORMALIZATION,
+    Evaluator,
     FeatureInfo,
     HasDefaultLoss,
     HasInputMultiple,
@@ -25,6 +26,7 @@ from toolkit.contracts import (
     Task,
     UsesLevels,
     check_component,
+    missing_members,
 )
 from toolkit.errors import ToolkitError
 from toolkit.plugins import PluginManager, get_plugin_manager
@@ -245,6 +247,18 @@ def build_processed_dataset(
         seed=data.seed,
         skip_bad=data.on_bad_sample == "skip",
     )
+
+
+def build_evaluator(model: ToolkitModel, dataset: Any) -> Evaluator:
+    """The model's task's evaluator for a dataset (checked against the Evaluator protocol)."""
+    evaluator = model.task.evaluator(dataset, list(model.class_names))
+    missing = missing_members(evaluator, Evaluator)
+    if missing:
+        raise ToolkitError(
+            f"task {model.task.name!r} built an evaluator ({type(evaluator).__name__}) that lacks "
+            f"{', '.join(missing)} (toolkit.contracts.Evaluator); see docs/plugins.md, section 4"
+        )
+    return evaluator
 
 
 def _params_of(ref: ComponentSpec) -> dict[str, Any]:

@@ -173,11 +173,18 @@ class Loss(Protocol):
 class Augmentation(Protocol):
     """A box-aware `torchvision.transforms.v2` transform: `transform(image, target) -> (image, target)`.
 
-    Optional attribute `needs_float`: the pipeline converts uint8 to float [0, 1] right before
-    the first augmentation that sets it.
+    Optional part: `NeedsFloat`.
     """
 
     def __call__(self, *inputs: Any) -> Any: ...
+
+
+@runtime_checkable
+class NeedsFloat(Protocol):
+    """Optional augmentation part: `needs_float` True makes the pipeline convert uint8 images to
+    float [0, 1] right before this augmentation (e.g. noise)."""
+
+    needs_float: bool
 
 
 @runtime_checkable
@@ -285,6 +292,7 @@ PROTOCOLS: dict[str, type] = {
 OPTIONAL_PROTOCOLS: dict[str, tuple[type, ...]] = {
     "backbone": (HasLevels, Freezable, HasNormalization, IgnoresWeightKeys, HasInputMultiple),
     "head": (HasTargetEncoder, HasDefaultLoss, UsesLevels, HasInputMultiple),
+    "augmentation": (NeedsFloat,),
 }
 #: kinds whose objects must also be torch modules
 MODULE_KINDS = frozenset({"backbone", "head"})

@@ -19,7 +19,7 @@ from torch.utils.data import Dataset
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-from toolkit.contracts import Task
+from toolkit.contracts import NeedsFloat, Task
 from toolkit.errors import BadSampleError, DataError
 
 
@@ -48,7 +48,7 @@ def compose(
     steps: list[Callable[..., Any]] = []
     converted = False
     for transform in transforms:
-        if getattr(transform, "needs_float", False) and not converted:
+        if isinstance(transform, NeedsFloat) and transform.needs_float and not converted:
             steps.append(v2.ToDtype(torch.float32, scale=True))
             converted = True
         steps.append(transform)

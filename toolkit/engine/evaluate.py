@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
+from toolkit.build import build_evaluator
 from toolkit.inference import eval_mode, predict_batch
 from toolkit.model import ToolkitModel
 
@@ -25,7 +26,7 @@ def evaluate(
     channels_last: bool = False,
 ) -> dict[str, Any]:
     """The task's metrics (its evaluator's `compute`, plots in `out_dir`), plus `images` and `skipped`."""
-    evaluator = model.task.evaluator(loader.dataset.dataset, list(model.class_names))
+    evaluator = build_evaluator(model, loader.dataset.dataset)
     skipped = 0
     with eval_mode(model), torch.inference_mode():
         for batch in loader:
