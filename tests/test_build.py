@@ -63,7 +63,7 @@ def test_classifier_forward_and_decode(manager: PluginManager, batch: int, size:
     assert [r["label"] for r in results] == probs.argmax(1).tolist()
     assert [r["class_name"] for r in results] == [model.class_names[r["label"]] for r in results]
     decoded = model.decode(model(torch.nn.functional.interpolate(images, size=(224, 224), mode="bilinear")))
-    assert decoded["scores"].shape == (batch, 2)
+    assert decoded["probs"].shape == (batch, 2)
 
 
 def test_frozen_stages_from_the_spec_hold_through_training(manager: PluginManager) -> None:

@@ -41,8 +41,12 @@ def test_shortened_demo_reaches_the_ap50_floor(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     ap50 = next(float(line.split()[1]) for line in result.stdout.splitlines() if line.startswith("AP50 "))
     assert ap50 >= AP50_FLOOR, result.stdout
-    for name in ("best.pt", "curves.png", "predictions.png", "metrics.jsonl"):
+    for name in ("best.pt", "curves.png", "predictions.png", "metrics.jsonl", "model.onnx"):
         assert (tmp_path / "detection" / name).is_file(), name
+    assert "MISMATCH" not in result.stdout and "verification against torch" in result.stdout
+    scored = {line.split()[0]: float(line.split()[1]) for line in result.stdout.splitlines()
+              if line.startswith(("torch ", "onnxruntime "))}  # fmt: skip
+    assert scored["onnxruntime"] == pytest.approx(scored["torch"], abs=1e-3), "the same AP through both"
 
 
 # the demo config on 3 x 600 images: measured AP50 0.389 (AP 0.193) in 165 s on 2 cores; the full demo

@@ -206,8 +206,8 @@ def test_classification_shapes_and_decode(batch: int) -> None:
     assert set(out) == {"logits"}
     assert out["logits"].shape == (batch, 7)
     det = head.decode(out)
-    assert det["scores"].shape == (batch, 7)
-    assert torch.allclose(det["scores"].sum(dim=1), torch.ones(batch))
+    assert det["probs"].shape == (batch, 7)
+    assert torch.allclose(det["probs"].sum(dim=1), torch.ones(batch))
     assert det["labels"].dtype == torch.int64
     assert det["labels"].shape == (batch,)
     assert torch.equal(det["labels"], out["logits"].argmax(dim=1))
@@ -217,7 +217,7 @@ def test_classification_decode_known_logits() -> None:
     head = ClassificationHead(8, 32, 3)
     det = head.decode({"logits": torch.tensor([[0.0, 0.0, math.log(2.0)], [5.0, 1.0, 1.0]])})
     assert det["labels"].tolist() == [2, 0]
-    assert torch.allclose(det["scores"][0], torch.tensor([0.25, 0.25, 0.5]))
+    assert torch.allclose(det["probs"][0], torch.tensor([0.25, 0.25, 0.5]))
 
 
 def test_classification_pools_globally() -> None:

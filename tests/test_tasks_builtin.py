@@ -261,7 +261,7 @@ def test_classification_target_handling() -> None:
 
 def test_classification_results() -> None:
     probs = torch.tensor([[0.1, 0.7, 0.2], [0.6, 0.3, 0.1]])
-    decoded = {"scores": probs, "labels": probs.argmax(dim=1)}
+    decoded = {"probs": probs}
     results = ClassificationTask().results(decoded, [{}, {}], (32, 32), ["a", "b", "c"], score_threshold=0.9)
     assert [(r["label"], r["class_name"]) for r in results] == [(1, "b"), (0, "a")]
     assert [r["score"] for r in results] == pytest.approx([0.7, 0.6])

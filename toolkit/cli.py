@@ -78,21 +78,49 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--out", metavar="DIR", help="write metrics.json (and confusion.png) there")
     evaluate.add_argument("--json", action="store_true", help="print metrics as JSON")
 
-    predict = command("predict", _cmd_predict, "run a trained checkpoint on image files")
-    predict.add_argument(
-        "checkpoint", metavar="CKPT", help="best.pt or last.pt of a run (it carries its spec)"
+    export = command(
+        "export", _cmd_export, "export a model to ONNX (decoding in the graph), verified against torch"
     )
-    predict.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
-    predict.add_argument("--out", metavar="DIR", help="write predictions.json and one drawn PNG per image")
+    export.add_argument(
+        "target", metavar="SPEC|CKPT", help="a spec file (with --checkpoint) or a run's checkpoint"
+    )
+    export.add_argument(
+        "overrides", nargs="*", metavar="KEY=VALUE", help="spec overrides, e.g. export.opset=18"
+    )
+    export.add_argument("--checkpoint", metavar="CKPT", help="weights for a SPEC target (best.pt / last.pt)")
+    export.add_argument("-o", "--output", metavar="FILE", help="ONNX file (default: next to the checkpoint)")
+    export.add_argument("--opset", type=int, metavar="N", help="ONNX opset (>= 18)")
+    export.add_argument("--dynamic", choices=["batch", "batch,hw"], help="dynamic axes (default batch)")
+    export.add_argument(
+        "--fp16", action="store_true", default=None, help="fp16 weights, float32 inputs/outputs"
+    )
+    export.add_argument("--int8", action="store_true", default=None, help="static int8 quantization (QDQ)")
+    export.add_argument(
+        "--no-decode", dest="decode", action="store_false", default=None, help="export the raw head outputs"
+    )
+    export.add_argument(
+        "--no-verify", dest="verify", action="store_false", default=None, help="skip the check against torch"
+    )
+
+    predict = command("predict", _cmd_predict, "predict images with an ONNX file or a checkpoint")
     predict.add_argument(
-        "--score-threshold",
-        type=float,
-        default=0.3,
-        metavar="S",
+        "model", metavar="MODEL", help="model.onnx, a run's checkpoint, or a spec (with --checkpoint)"
+    )
+    predict.add_argument("sources", nargs="+", metavar="SOURCE", help="image files, folders or glob patterns")
+    predict.add_argument("--checkpoint", metavar="CKPT", help="weights when MODEL is a spec")
+    predict.add_argument(
+        "--out", metavar="DIR", help="write predictions.json, results_coco.json and drawn images"
+    )
+    predict.add_argument(
+        "--threshold", "--score-threshold", dest="threshold", type=float, default=0.3, metavar="S",
         help="drop detections below S (default 0.3)",
-    )
-    predict.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N]")
+    )  # fmt: skip
+    predict.add_argument("--batch", type=int, default=8, metavar="N", help="images per batch (default 8)")
+    predict.add_argument("--device", default="cpu", help="checkpoints: cpu (default) or cuda[:N]")
+    predict.add_argument("--provider", help="ONNX files: auto (default), tensorrt, cuda or cpu")
     predict.add_argument("--json", action="store_true", help="print the results as JSON")
+
+    command("env", _cmd_env, "versions of torch, CUDA, onnxruntime and its providers, GPUs")
 
     demo = command("demo", _cmd_demo, "the main job offline: train, evaluate and draw CenterNet on shapes")
     demo.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="overrides of the demo config")
@@ -346,18 +374,53 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_predict(args: argparse.Namespace) -> int:
-    from toolkit.predict_files import predict_files
+def _cmd_export(args: argparse.Namespace) -> int:
+    from toolkit.export.flow import run_export
 
-    for line in predict_files(
-        args.checkpoint,
-        args.images,
+    for line in run_export(
+        args.target,
+        plugins=args.manager,
+        checkpoint=args.checkpoint,
+        overrides=args.overrides,
+        output=args.output,
+        opset=args.opset,
+        dynamic=args.dynamic,
+        decode=args.decode,
+        fp16=args.fp16,
+        int8=args.int8,
+        verify=args.verify,
+    ):
+        print(line)
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from toolkit.errors import ToolkitError
+    from toolkit.predict_files import run_predict
+
+    if args.batch < 1:
+        raise ToolkitError(f"--batch must be at least 1, got {args.batch}")
+    lines, failed = run_predict(
+        args.model,
+        args.sources,
+        checkpoint=args.checkpoint,
         plugins=args.manager,
         out_dir=args.out,
-        score_threshold=args.score_threshold,
+        score_threshold=args.threshold,
+        batch_size=args.batch,
         device=args.device,
+        provider=args.provider,
         as_json=args.json,
-    ):
+    )
+    for line in lines:
+        print(line)
+    return EXIT_USER_ERROR if failed else 0
+
+
+def _cmd_env(args: argparse.Namespace) -> int:
+    from toolkit.env_report import environment_lines
+
+    for line in environment_lines():
         print(line)
     return 0
 

@@ -278,6 +278,24 @@ class Task(Protocol):
     ) -> Tensor: ...
 
 
+@runtime_checkable
+class ComparesOutputs(Protocol):
+    """Optional task part: how two runs of its exported outputs are compared (export verification).
+
+    `compare_outputs(expected, actual, image_size, tolerance)` takes numpy outputs by name (torch,
+    then onnxruntime) for one batch and returns the largest difference per output, on the scale of
+    `tolerance` (e.g. detections matched as sets, box differences relative to the image side).
+    """
+
+    def compare_outputs(
+        self,
+        expected: Mapping[str, Any],
+        actual: Mapping[str, Any],
+        image_size: tuple[int, int],
+        tolerance: float,
+    ) -> dict[str, float]: ...
+
+
 #: kind -> the protocol its built objects must satisfy (kinds without one are not checked).
 PROTOCOLS: dict[str, type] = {
     "task": Task,
@@ -293,6 +311,7 @@ OPTIONAL_PROTOCOLS: dict[str, tuple[type, ...]] = {
     "backbone": (HasLevels, Freezable, HasNormalization, IgnoresWeightKeys, HasInputMultiple),
     "head": (HasTargetEncoder, HasDefaultLoss, UsesLevels, HasInputMultiple),
     "augmentation": (NeedsFloat,),
+    "task": (ComparesOutputs,),
 }
 #: kinds whose objects must also be torch modules
 MODULE_KINDS = frozenset({"backbone", "head"})

@@ -1,14 +1,39 @@
-"""`toolkit predict CKPT IMAGE...`: a trained checkpoint on image files -> results, JSON and drawings."""
+"""`toolkit predict MODEL SOURCES...`: a checkpoint, a spec + checkpoint or an exported ONNX file on image
+files, folders or glob patterns -> per-image results, JSON files and drawings.
+
+Every model kind goes through the same `predict` (the torch model's `toolkit.inference.predict`, or
+`OnnxModel.predict`, which shares its pre- and post-processing). An image that cannot be read is
+reported on one line, counted, and the others go on.
+"""
 
 from __future__ import annotations
 
+import glob
 import json
+import sys
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from toolkit.errors import ToolkitError
+from toolkit.errors import BadSampleError, ToolkitError
 from toolkit.plugins import PluginManager
+
+#: what a folder is searched for (any case)
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
+SPEC_SUFFIXES = frozenset({".yaml", ".yml", ".json"})
+#: the decoded outputs that make results COCO detections (boxes xyxy, scores, labels)
+DETECTION_OUTPUTS = frozenset({"boxes", "scores", "labels"})
+
+
+class Predictor(Protocol):
+    """What `run_predict` needs of a model: a torch `ToolkitModel` or an `OnnxModel`."""
+
+    task: Any
+    class_names: list[str]
+
+    def predict(
+        self, images: Any, *, score_threshold: float = 0.0, batch_size: int = 16
+    ) -> list[dict[str, Any]]: ...
 
 
 def jsonable(value: Any) -> Any:
@@ -38,45 +63,245 @@ def describe(result: Mapping[str, Any], limit: int = 5) -> str:
     return ", ".join(parts)
 
 
-def predict_files(
-    checkpoint: str | Path,
-    images: Sequence[str],
+# -- inputs -------------------------------------------------------------------------------------
+def is_image_file(path: Path) -> bool:
+    return path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS
+
+
+def find_images(sources: Sequence[str]) -> list[Path]:
+    """The inputs `sources` name, in order, each once: a file as given (read errors are reported per
+    file), a folder's images found recursively (sorted), a glob pattern's matches (sorted,
+    `**` recursive; folders among them searched like folders). A path that does not exist is kept
+    (reported as not found) unless nothing at all is found: then a ToolkitError names the sources."""
+    found: list[Path] = []
+
+    def folder(path: Path) -> list[Path]:
+        return sorted(p for p in path.rglob("*") if is_image_file(p))
+
+    for source in sources:
+        path = Path(source)
+        if path.is_dir():
+            found += folder(path)
+        elif path.is_file() or not glob.has_magic(source):
+            found.append(path)
+        else:
+            for match in sorted(glob.glob(source, recursive=True)):
+                matched = Path(match)
+                found += folder(matched) if matched.is_dir() else [matched] if matched.is_file() else []
+    unique = list(dict.fromkeys(found))
+    if not any(path.is_file() for path in unique):
+        raise ToolkitError(
+            f"no images found in {', '.join(repr(s) for s in sources)}: name image files, folders "
+            f"(searched recursively for {', '.join(sorted(IMAGE_EXTENSIONS))}) or glob patterns such as "
+            "'photos/**/*.jpg'"
+        )
+    return unique
+
+
+# -- models -------------------------------------------------------------------------------------
+def load_predictor(
+    model: str,
     *,
+    checkpoint: str | None,
     plugins: PluginManager,
-    out_dir: str | Path | None = None,
-    score_threshold: float = 0.3,
     device: str = "cpu",
-    as_json: bool = False,
-) -> Iterator[str]:
-    """Predict every image file; yield the lines to print. With `out_dir`: predictions.json and
-    IMAGE_STEM.png (the task's drawing) per image."""
+    provider: str | None = None,
+) -> Predictor:
+    """`model` by its suffix: `.onnx` -> `OnnxModel` (onnxruntime, `provider`); `.yaml/.yml/.json` -> the
+    spec's model with the weights of `checkpoint`; anything else -> a run's checkpoint (it carries its
+    spec). Torch models go to `device`."""
+    path = Path(model)
+    suffix = path.suffix.lower()
+    if suffix == ".onnx":
+        if checkpoint is not None:
+            raise ToolkitError(
+                f"{model!r} is an ONNX file: it carries its weights, so --checkpoint does not apply "
+                "(--checkpoint goes with a spec file)"
+            )
+        from toolkit.export.runtime import OnnxModel
+
+        return OnnxModel(path, plugins=plugins, provider=provider, device_id=_cuda_index(device))
+    is_spec = suffix in SPEC_SUFFIXES
+    if is_spec and checkpoint is None:
+        raise ToolkitError(
+            f"{model!r} is a spec file: give its weights with --checkpoint CKPT (or pass the run's "
+            "checkpoint itself, which carries its spec)"
+        )
+    if not is_spec and checkpoint is not None:
+        raise ToolkitError(
+            f"{model!r} is a checkpoint: it carries its spec and weights, so --checkpoint does not apply "
+            "(--checkpoint goes with a spec file)"
+        )
+    if provider not in (None, "auto"):
+        raise ToolkitError(
+            f"--provider {provider} applies to ONNX files; {model!r} runs in torch (use --device)"
+        )
+    from toolkit.engine.distributed import resolve_device
+
+    torch_device = resolve_device(device)
+    if is_spec:
+        return _spec_model(path, str(checkpoint), plugins=plugins).to(torch_device).eval()
+    from toolkit.loading import load_model
+
+    return load_model(path, device=torch_device, plugins=plugins)
+
+
+def _spec_model(path: Path, checkpoint: str, *, plugins: PluginManager) -> Any:
+    """The model of a spec file (pretrained backbone weights off: the checkpoint brings the weights)."""
+    from toolkit.build import build_model
+    from toolkit.engine.evaluation_run import load_model_weights
+    from toolkit.loading import checkpoint_model_spec
+    from toolkit.spec import load_spec
+
+    spec = load_spec(path, plugins=plugins)
+    section = checkpoint_model_spec({"spec": spec.model_dump(mode="json")}, str(path), plugins)
+    model_spec = load_spec(section, plugins=plugins)
+    model_spec._source = str(path)
+    built = build_model(model_spec, plugins=plugins)
+    load_model_weights(built, checkpoint)
+    return built
+
+
+def _cuda_index(device: str) -> int:
+    """N of "cuda:N" (0 otherwise): the GPU an ONNX session uses."""
+    name, _, index = str(device).partition(":")
+    return int(index) if name == "cuda" and index.isdigit() else 0
+
+
+# -- outputs ------------------------------------------------------------------------------------
+def coco_detections(
+    records: Sequence[Mapping[str, Any]], category_ids: Sequence[int] | None
+) -> list[dict[str, Any]]:
+    """COCO results `{image_id, file_name, category_id, bbox [x, y, w, h], score}` of JSON records
+    (`image`, `boxes` xyxy, `scores`, `labels`); image_id is the record's position, category_id the
+    dataset's original id (`category_ids[label]`) when known, else the label."""
+    detections = []
+    for image_id, record in enumerate(records):
+        for (x1, y1, x2, y2), score, label in zip(
+            record["boxes"], record["scores"], record["labels"], strict=True
+        ):
+            known = category_ids is not None and 0 <= label < len(category_ids)
+            detections.append(
+                {
+                    "image_id": image_id,
+                    "file_name": record["image"],
+                    "category_id": int(category_ids[label]) if known else int(label),  # type: ignore[index]
+                    "bbox": [x1, y1, x2 - x1, y2 - y1],
+                    "score": score,
+                }
+            )
+    return detections
+
+
+def unique_name(stem: str, taken: set[str]) -> str:
+    """`stem`, or `stem_1`, `stem_2`, ... when taken; the name is added to `taken`."""
+    name, number = stem, 0
+    while name in taken:
+        number += 1
+        name = f"{stem}_{number}"
+    taken.add(name)
+    return name
+
+
+def _progress(total: int) -> Any:
+    """A tqdm bar on stderr when stderr is a terminal, else None."""
+    if not sys.stderr.isatty():
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:  # pragma: no cover - tqdm is a dependency
+        return None
+    return tqdm(total=total, desc="predicting", unit="image", file=sys.stderr, dynamic_ncols=True)
+
+
+def _chunks(items: Sequence[Path], size: int) -> Iterator[Sequence[Path]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def run_predict(
+    model: str,
+    sources: list[str],
+    *,
+    checkpoint: str | None,
+    plugins: PluginManager,
+    out_dir: str | None,
+    score_threshold: float,
+    batch_size: int,
+    device: str,
+    provider: str | None,
+    as_json: bool,
+) -> tuple[list[str], int]:
+    """Predict every image `sources` name; returns (lines to print, number of inputs that failed).
+
+    Lines: one per input (`PATH: result` or `PATH: cannot read: reason`) and a summary, or with
+    `as_json` the records as one JSON text (then the failures go to stderr, so stdout stays JSON).
+    With `out_dir`: predictions.json (one record `{"image": path, **result}` per predicted image),
+    results_coco.json for detection models and one drawn PNG per image, named after its stem.
+    """
     import torch
 
     from toolkit.data.images import read_image
     from toolkit.data.preview import write_preview
-    from toolkit.engine.distributed import resolve_device
-    from toolkit.loading import load_model
 
-    missing = [path for path in images if not Path(path).is_file()]
-    if missing:
-        raise ToolkitError(f"image file(s) not found: {', '.join(missing)}; check the paths")
+    if batch_size < 1:
+        raise ToolkitError(f"--batch must be >= 1, got {batch_size}")
     out = Path(out_dir) if out_dir is not None else None
     if out is not None and out.exists() and not out.is_dir():
         raise ToolkitError(f"--out {str(out)!r} is a file; name a folder")
-    model = load_model(checkpoint, device=resolve_device(device), plugins=plugins)
-    pixels = [read_image(path) for path in images]
-    results = model.predict(pixels, score_threshold=score_threshold)
-    records = [{"image": str(path), **jsonable(result)} for path, result in zip(images, results, strict=True)]
+    paths = find_images(sources)
+    predictor = load_predictor(
+        model, checkpoint=checkpoint, plugins=plugins, device=device, provider=provider
+    )
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "predictions.json").write_text(json.dumps(records, indent=2), encoding="utf-8")
-        for path, image, result in zip(images, pixels, results, strict=True):
-            drawn = model.task.draw(image, result, model.class_names)
-            write_preview(drawn.to(torch.uint8), out / f"{Path(path).stem}.png")
-    if as_json:
-        yield json.dumps(records, indent=2)
-        return
-    for path, result in zip(images, results, strict=True):
-        yield f"{path}: {describe(result)}"
+    records: list[dict[str, Any]] = []
+    lines: list[str] = []
+    failed = 0
+    drawn: set[str] = set()
+    bar = _progress(len(paths))
+    try:
+        for chunk in _chunks(paths, batch_size):
+            readable: list[tuple[Path, torch.Tensor]] = []
+            for path in chunk:
+                try:
+                    readable.append((path, read_image(path)))
+                except (BadSampleError, ToolkitError) as exc:
+                    failed += 1
+                    reason = exc.reason if isinstance(exc, BadSampleError) else str(exc)
+                    message = f"{path}: cannot read: {reason}"
+                    if as_json:
+                        (bar.write if bar is not None else print)(message, file=sys.stderr)
+                    else:
+                        lines.append(message)
+            if readable:
+                images = [image for _, image in readable]
+                results = predictor.predict(images, score_threshold=score_threshold, batch_size=batch_size)
+                for (path, image), result in zip(readable, results, strict=True):
+                    records.append({"image": str(path), **jsonable(result)})
+                    if not as_json:
+                        lines.append(f"{path}: {describe(result)}")
+                    if out is not None:
+                        picture = predictor.task.draw(image, result, predictor.class_names)
+                        write_preview(picture.to(torch.uint8), out / f"{unique_name(path.stem, drawn)}.png")
+            if bar is not None:
+                bar.update(len(chunk))
+    finally:
+        if bar is not None:
+            bar.close()
+    written: list[str] = []
     if out is not None:
-        yield f"wrote {out / 'predictions.json'} and {len(images)} drawn image(s) to {out}"
+        (out / "predictions.json").write_text(json.dumps(records, indent=2), encoding="utf-8")
+        written.append("predictions.json")
+        if set(predictor.task.output_names) >= DETECTION_OUTPUTS:
+            category_ids = getattr(predictor, "category_ids", None)
+            coco = coco_detections(records, category_ids)
+            (out / "results_coco.json").write_text(json.dumps(coco), encoding="utf-8")
+            written.append("results_coco.json")
+    if as_json:
+        return [json.dumps(records, indent=2)], failed
+    summary = f"{len(records)} images predicted, {failed} failed"
+    if out is not None:
+        summary += f"; wrote {', '.join(written)} and {len(drawn)} drawn image(s) to {out}"
+    lines.append(summary)
+    return lines, failed

@@ -43,7 +43,7 @@ class ClassificationTargetEncoder:
 class ClassificationHead(nn.Module):
     """`forward(features[N, in_channels, h, w]) -> {"logits": [N, num_classes]}`.
 
-    `decode(outputs) -> {"scores": softmax [N, num_classes], "labels": argmax int64 [N]}`.
+    `decode(outputs) -> {"probs": softmax [N, num_classes], "labels": argmax int64 [N]}`.
     `stride` is accepted for the head interface and unused (the pooling is global). `pooling`:
     "avg" (global average, the ResNet classifier) or "max" (global max: suits presence of a small
     object anywhere in the image, as in the hornet example).
@@ -80,4 +80,4 @@ class ClassificationHead(nn.Module):
     def decode(self, outputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Class probabilities and the most likely class of each image."""
         logits = outputs["logits"]
-        return {"scores": logits.softmax(dim=1), "labels": logits.argmax(dim=1)}
+        return {"probs": logits.softmax(dim=1), "labels": logits.argmax(dim=1)}

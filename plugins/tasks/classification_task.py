@@ -28,8 +28,8 @@ class ClassificationTask:
     best_metric: str = "accuracy"
     lower_is_better: tuple[str, ...] = ()  # every metric: higher is better
     output_names: Mapping[str, str] = {  # a plain dict: JSON-serializable; read-only by convention
-        "scores": "[N, C] float32 class probabilities",
-        "labels": "[N] int64",
+        "logits": "[N, C] float32",
+        "probs": "[N, C] float32 class probabilities (softmax)",
     }
 
     def __repr__(self) -> str:
@@ -57,15 +57,15 @@ class ClassificationTask:
         class_names: Sequence[str],
         score_threshold: float = 0.0,
     ) -> list[dict[str, Any]]:
-        """One result per image from `scores` [N,C] (probabilities) and `labels` [N]; the
-        threshold is ignored (every image has a class)."""
-        probs = decoded["scores"].detach().cpu().to(torch.float32)
-        labels = decoded["labels"].detach().cpu().to(torch.int64).reshape(-1)
-        if probs.dim() != 2 or labels.shape[0] != probs.shape[0] or probs.shape[0] != len(meta):
+        """One result per image from `probs` [N,C] (class probabilities; the label is their argmax,
+        so an exported graph's `probs` suffices); the threshold is ignored (every image has a class)."""
+        probs = decoded["probs"].detach().cpu().to(torch.float32)
+        if probs.dim() != 2 or probs.shape[0] != len(meta):
             raise ValueError(
-                f"classification results expect scores [N, C] and labels [N] with N = len(meta) = "
-                f"{len(meta)}; got scores {tuple(probs.shape)}, labels {tuple(labels.shape)}"
+                f"classification results expect probs [N, C] with N = len(meta) = {len(meta)}; "
+                f"got probs {tuple(probs.shape)}"
             )
+        labels = probs.argmax(dim=1)
         return [
             {
                 "probs": row,

@@ -74,6 +74,18 @@ class DetectionTask:
 
         return DetectionEvaluator.for_dataset(dataset)
 
+    def compare_outputs(
+        self,
+        expected: Mapping[str, Any],
+        actual: Mapping[str, Any],
+        image_size: tuple[int, int],
+        tolerance: float,
+    ) -> dict[str, float]:
+        """Decoded detections of two runs compared as sets (`detection_compare.compare_detections`)."""
+        from toolkit_plugins.tasks.detection_compare import compare_detections
+
+        return compare_detections(expected, actual, image_size, tolerance)
+
     def draw(
         self, image: torch.Tensor, result: Mapping[str, Any], class_names: Sequence[str]
     ) -> torch.Tensor:

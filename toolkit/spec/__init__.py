@@ -11,7 +11,7 @@ from toolkit.spec.base import ComponentSpec, StrictModel
 from toolkit.spec.derived import spec_model
 from toolkit.spec.errors import SpecError, SpecIssue
 from toolkit.spec.load import load_spec
-from toolkit.spec.models import DataSpec, ModelSpec, NormalizeSpec, Spec
+from toolkit.spec.models import DataSpec, ExportSpec, ModelSpec, NormalizeSpec, Spec
 from toolkit.spec.train import TrainSpec
 
 
@@ -26,6 +26,7 @@ def spec_json_schema(plugins: PluginManager | None = None) -> dict[str, Any]:
 __all__ = [
     "ComponentSpec",
     "DataSpec",
+    "ExportSpec",
     "ModelSpec",
     "NormalizeSpec",
     "Spec",

@@ -8,7 +8,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    model_validator,
+)
 
 from toolkit.spec.base import ComponentSpec, StrictModel
 from toolkit.spec.train import TrainSpec
@@ -94,6 +102,37 @@ class DataSpec(BaseModel):
     )
 
 
+class ExportSpec(StrictModel):
+    """The `export:` section (`toolkit export`): ONNX file, shapes, precision, verification."""
+
+    output: str | None = Field(default=None, description="ONNX file; default next to the checkpoint")
+    opset: Annotated[int, Field(ge=18, le=25)] | None = Field(
+        default=None, description="ONNX opset (>= 18, the dynamo exporter's lowest); default: torch's"
+    )
+    dynamic: Literal["batch", "batch,hw"] = Field(
+        default="batch",
+        description="dynamic axes: batch, or batch and height/width (multiples of the input multiple)",
+    )
+    decode: bool = Field(default=True, description="decoding in the graph (false: the raw head outputs)")
+    fp16: bool = Field(default=False, description="fp16 weights and compute, float32 inputs and outputs")
+    int8: bool = Field(default=False, description="static int8 quantization (QDQ), calibrated on data images")
+    verify: bool = Field(default=True, description="check the file against the torch model")
+    calibration_images: Annotated[int, Field(ge=1, le=10_000)] = Field(
+        default=64, description="images of the spec's data used to calibrate int8"
+    )
+    metric_images: Annotated[int, Field(ge=1, le=100_000)] = Field(
+        default=200, description="validation images on which int8 is scored against fp32"
+    )
+
+    @model_validator(mode="after")
+    def _one_precision(self) -> ExportSpec:
+        if self.fp16 and self.int8:
+            raise ValueError("fp16 and int8 exclude each other; choose one")
+        if self.int8 and not self.decode:
+            raise ValueError("int8 is scored by the task's metric, which needs decoding: drop decode: false")
+        return self
+
+
 class Spec(BaseModel):
     """A whole experiment: plugins to load and the sections that describe it."""
 
@@ -102,6 +141,9 @@ class Spec(BaseModel):
     model: ModelSpec
     data: DataSpec | None = Field(default=None, description="datasets, augmentation, loaders")
     train: TrainSpec | None = Field(default=None, description="training: optimizer, schedule, epochs, ...")
+    export: ExportSpec | None = Field(
+        default=None, description="ONNX export: shapes, precision, verification"
+    )
     _source: str = PrivateAttr(default="<dict>")
 
     @property
@@ -110,4 +152,4 @@ class Spec(BaseModel):
         return self._source
 
 
-__all__ = ["ComponentSpec", "DataSpec", "InputSize", "ModelSpec", "NormalizeSpec", "Spec"]
+__all__ = ["ComponentSpec", "DataSpec", "ExportSpec", "InputSize", "ModelSpec", "NormalizeSpec", "Spec"]

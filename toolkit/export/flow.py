@@ -1,0 +1,195 @@
+"""`toolkit export`: resolve the model (checkpoint or spec), refuse what cannot work before any work,
+export, verify, convert to fp16 or int8, report. Also what the spec's `export:` section drives."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from toolkit.errors import ToolkitError
+from toolkit.plugins import PluginManager
+from toolkit.spec import ExportSpec, Spec
+
+#: what a CLI flag may set in the export section (None: not given)
+OPTION_FIELDS = ("output", "opset", "dynamic", "decode", "fp16", "int8", "verify")
+
+
+def export_options(spec: Spec | None, **given: Any) -> ExportSpec:
+    """The spec's `export:` section with the command line's options on top, validated together."""
+    base = spec.export.model_dump() if spec is not None and spec.export is not None else {}
+    base.update({key: value for key, value in given.items() if value is not None})
+    try:
+        return ExportSpec.model_validate(base)
+    except Exception as exc:  # pydantic's ValidationError, shown as one line per problem
+        problems = "; ".join(e["msg"].removeprefix("Value error, ") for e in getattr(exc, "errors", list)())
+        raise ToolkitError(f"export options: {problems or exc}") from None
+
+
+def _load(
+    target: str, checkpoint: str | None, overrides: Sequence[str], plugins: PluginManager
+) -> tuple[Any, Spec, Path]:
+    """(model with weights, the spec, the default output path)."""
+    from toolkit.build import build_model
+    from toolkit.engine.checkpoint import load_checkpoint
+    from toolkit.engine.evaluation_run import load_model_weights
+    from toolkit.loading import checkpoint_model_spec, load_model
+    from toolkit.spec import SpecError, load_spec
+
+    path = Path(target)
+    if path.suffix in (".pt", ".pth"):
+        if checkpoint is not None:
+            raise ToolkitError("give a checkpoint either as the target or with --checkpoint, not both")
+        model = load_model(path, plugins=plugins)
+        saved = load_checkpoint(path).get("spec") or {}
+        try:  # the full spec (data too) when it still validates here; else its model section
+            spec = load_spec(dict(saved), overrides, plugins=plugins)
+        except SpecError:
+            spec = load_spec(
+                checkpoint_model_spec({"spec": saved}, str(path), plugins), overrides, plugins=plugins
+            )
+        return model, spec, path.with_suffix(".onnx")
+    spec = load_spec(path, overrides, plugins=plugins)
+    model = build_model(spec, plugins=plugins)
+    if checkpoint is not None:
+        load_model_weights(model, checkpoint)
+        return model.eval(), spec, Path(checkpoint).with_suffix(".onnx")
+    import warnings
+
+    warnings.warn(
+        f"no --checkpoint: exporting {path}'s freshly built weights (pass --checkpoint runs/.../best.pt)",
+        stacklevel=2,
+    )
+    return model.eval(), spec, Path(path.stem + ".onnx")
+
+
+def _dataset(spec: Spec, plugins: PluginManager) -> Any | None:
+    """The spec's validation data (else its training data), or None without a data section."""
+    from toolkit.build import build_dataset
+
+    if spec.data is None:
+        return None
+    return build_dataset(spec, "val" if spec.data.val is not None else "train", plugins=plugins)
+
+
+def _check_output(output: Path) -> None:
+    if output.is_dir():
+        raise ToolkitError(f"output {str(output)!r} is a folder; name the .onnx file (-o model.onnx)")
+    parent = output.parent if str(output.parent) else Path(".")
+    if parent.exists() and not os.access(parent, os.W_OK):
+        raise ToolkitError(f"cannot write to {str(parent)!r}; choose another place with -o")
+    if output.suffix != ".onnx":
+        raise ToolkitError(f"output {str(output)!r} should end in .onnx")
+
+
+def run_export(
+    target: str,
+    *,
+    plugins: PluginManager,
+    checkpoint: str | None = None,
+    overrides: Sequence[str] = (),
+    **given: Any,
+) -> list[str]:
+    """Export as the spec's `export:` section and the command line say; returns the report lines."""
+    from toolkit.export.onnx_export import export_onnx
+    from toolkit.export.verify import verify_export
+
+    model, spec, default_output = _load(target, checkpoint, overrides, plugins)
+    options = export_options(spec, **given)
+    output = Path(options.output) if options.output else default_output
+    _check_output(output)
+    dataset = _dataset(spec, plugins)
+    if options.int8 and dataset is None:
+        raise ToolkitError("--int8 calibrates on the spec's data, and this spec has no data section")
+    samples = [dataset[i][0] for i in range(min(3, len(dataset)))] if dataset is not None else []
+    category_ids = list(map(int, dataset.category_ids)) if getattr(dataset, "category_ids", None) else None
+    fp32 = output if not (options.fp16 or options.int8) else output.with_name(f".{output.stem}.fp32.onnx")
+    exported = export_onnx(
+        model,
+        fp32,
+        spec=spec.model_dump(mode="json"),
+        category_ids=category_ids,
+        opset=options.opset,
+        dynamic=options.dynamic,
+        decode=options.decode,
+    )
+    outputs = ", ".join(exported.outputs)
+    lines = [f"exported {model.task.name} model to {output} in {exported.seconds:.1f} s; outputs: {outputs}"]
+    dynamic_hw = options.dynamic == "batch,hw"
+    try:
+        if options.verify:
+            check = verify_export(
+                model,
+                fp32,
+                names=exported.outputs,
+                decode=options.decode,
+                dynamic_hw=dynamic_hw,
+                samples=samples,
+            )
+            lines += ["", "fp32 against torch:", check.table()]
+            if not check.passed:
+                raise ToolkitError(
+                    "\n".join([*lines, "", f"verification failed: {fp32} does not match the torch model"])
+                )
+        if options.fp16:
+            lines += _to_fp16(model, fp32, output, exported.outputs, options, dynamic_hw, samples)
+        if options.int8:
+            lines += _to_int8(fp32, output, dataset, spec, plugins, options)
+    finally:
+        if fp32 != output:
+            fp32.unlink(missing_ok=True)
+    size = output.stat().st_size / 1e6
+    lines.append(f"\n{output}: {size:.1f} MB" + ("" if options.verify else " (not verified: --no-verify)"))
+    return lines
+
+
+def _to_fp16(
+    model: Any,
+    fp32: Path,
+    output: Path,
+    names: list[str],
+    options: ExportSpec,
+    dynamic_hw: bool,
+    samples: list,
+) -> list[str]:
+    from toolkit.export.precision import FP16_SCORE_TOLERANCE, convert_fp16
+    from toolkit.export.verify import verify_export
+
+    convert_fp16(fp32, output)
+    if not options.verify:
+        return ["converted to fp16"]
+    check = verify_export(
+        model, output, names=names, decode=options.decode, dynamic_hw=dynamic_hw, samples=samples,
+        tolerance=FP16_SCORE_TOLERANCE,
+    )  # fmt: skip
+    lines = ["", "fp16 against torch fp32:", check.table()]
+    if not check.passed:
+        raise ToolkitError(
+            "\n".join([*lines, "", f"verification failed: {output} (fp16) is out of tolerance"])
+        )
+    return lines
+
+
+def _to_int8(
+    fp32: Path, output: Path, dataset: Any, spec: Spec, plugins: PluginManager, options: ExportSpec
+) -> list[str]:
+    from toolkit.export.precision import quantize_int8
+    from toolkit.export.verify import compare_metrics
+    from toolkit.inference import preprocess
+
+    count = min(options.calibration_images, len(dataset))
+    images = [dataset[i][0] for i in range(count)]
+    batches = [preprocess(images[i : i + 8], spec.model.input_size)[0].numpy() for i in range(0, count, 8)]
+    quantize_int8(fp32, output, batches)
+    if not options.verify:
+        return [f"quantized to int8 (calibrated on {count} images)"]
+    headline, fp32_value, int8_value = compare_metrics(
+        fp32, output, dataset, plugins, limit=options.metric_images
+    )
+    scored = min(options.metric_images, len(dataset))
+    return [
+        f"quantized to int8, calibrated on {count} images",
+        f"{headline} on {scored} images of the data: fp32 {fp32_value:.4f}, int8 {int8_value:.4f} "
+        f"(change {int8_value - fp32_value:+.4f})",
+    ]

@@ -1,0 +1,138 @@
+"""Self-describing ONNX files: everything `toolkit predict model.onnx` needs, in `metadata_props`.
+
+Keys (all strings; JSON where the value is structured):
+`toolkit.task`, `toolkit.class_names` (JSON list), `toolkit.category_ids` (JSON list: the dataset's
+original ids per label, e.g. COCO's, or absent), `toolkit.input_size` (JSON [H, W]),
+`toolkit.input_multiple`, `toolkit.dynamic` ("batch" or "batch,hw"), `toolkit.decoded` ("true" /
+"false"), `toolkit.outputs` (JSON list of output names), `toolkit.letterbox` (JSON {"fill": 0}),
+`toolkit.normalization` (JSON {"mean", "std"}: applied inside the graph), `toolkit.precision`
+("fp32", "fp16", "int8"), `toolkit.version`, `toolkit.spec` (the full spec as JSON) and
+`toolkit.spec_sha256`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from toolkit.errors import ToolkitError
+
+PREFIX = "toolkit."
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What an exported file says about itself."""
+
+    task: str
+    class_names: list[str]
+    input_size: tuple[int, int]
+    input_multiple: int
+    dynamic: str
+    decoded: bool
+    outputs: list[str]
+    precision: str
+    category_ids: list[int] | None
+    spec: dict[str, Any]
+    version: str
+
+    @property
+    def dynamic_hw(self) -> bool:
+        return "hw" in self.dynamic.split(",")
+
+
+def build_metadata(
+    *,
+    task: str,
+    class_names: Sequence[str],
+    input_size: tuple[int, int],
+    input_multiple: int,
+    dynamic: str,
+    decoded: bool,
+    outputs: Sequence[str],
+    normalization: Mapping[str, Sequence[float]],
+    spec: Mapping[str, Any],
+    category_ids: Sequence[int] | None = None,
+    precision: str = "fp32",
+) -> dict[str, str]:
+    """The `metadata_props` of an export, as strings."""
+    from toolkit import __version__
+
+    spec_json = json.dumps(spec, sort_keys=True, separators=(",", ":"))
+    entries: dict[str, Any] = {
+        "task": task,
+        "class_names": json.dumps(list(class_names)),
+        "input_size": json.dumps([int(input_size[0]), int(input_size[1])]),
+        "input_multiple": str(int(input_multiple)),
+        "dynamic": dynamic,
+        "decoded": "true" if decoded else "false",
+        "outputs": json.dumps(list(outputs)),
+        "letterbox": json.dumps({"fill": 0}),
+        "normalization": json.dumps({k: list(v) for k, v in normalization.items()}),
+        "precision": precision,
+        "version": __version__,
+        "spec": spec_json,
+        "spec_sha256": hashlib.sha256(spec_json.encode()).hexdigest(),
+    }
+    if category_ids is not None:
+        entries["category_ids"] = json.dumps([int(i) for i in category_ids])
+    return {PREFIX + key: str(value) for key, value in entries.items()}
+
+
+def write_metadata(model_proto: Any, metadata: Mapping[str, str]) -> None:
+    """Set (replace) the entries of an `onnx.ModelProto`'s `metadata_props`."""
+    kept = [p for p in model_proto.metadata_props if p.key not in metadata]
+    del model_proto.metadata_props[:]
+    model_proto.metadata_props.extend(kept)
+    for key, value in metadata.items():
+        entry = model_proto.metadata_props.add()
+        entry.key, entry.value = key, value
+
+
+def read_info(metadata: Mapping[str, str], source: str) -> ModelInfo:
+    """ModelInfo from a file's metadata_props (a dict); ToolkitError when it is not a toolkit export."""
+    if PREFIX + "task" not in metadata:
+        raise ToolkitError(
+            f"{source} has no toolkit metadata (toolkit.task); export it with 'toolkit export', or run it "
+            "with onnxruntime directly"
+        )
+    try:
+        raw = {key[len(PREFIX) :]: value for key, value in metadata.items() if key.startswith(PREFIX)}
+        height, width = json.loads(raw["input_size"])
+        return ModelInfo(
+            task=raw["task"],
+            class_names=list(json.loads(raw["class_names"])),
+            input_size=(int(height), int(width)),
+            input_multiple=int(raw["input_multiple"]),
+            dynamic=raw.get("dynamic", "batch"),
+            decoded=raw.get("decoded", "true") == "true",
+            outputs=list(json.loads(raw["outputs"])),
+            precision=raw.get("precision", "fp32"),
+            category_ids=json.loads(raw["category_ids"]) if "category_ids" in raw else None,
+            spec=json.loads(raw.get("spec", "{}")),
+            version=raw.get("version", "?"),
+        )
+    except (KeyError, ValueError, TypeError) as exc:
+        raise ToolkitError(
+            f"{source}: damaged toolkit metadata ({type(exc).__name__}: {exc}); export it again"
+        ) from None
+
+
+def read_file_info(path: str | Path) -> ModelInfo:
+    """ModelInfo of an exported file (reads the metadata without loading the weights)."""
+    import onnx
+
+    path = Path(path)
+    if not path.is_file():
+        raise ToolkitError(f"ONNX file {str(path)!r} not found; check the path")
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:
+        raise ToolkitError(
+            f"cannot read {str(path)!r} as an ONNX file: {type(exc).__name__}: {exc}"
+        ) from None
+    return read_info({p.key: p.value for p in proto.metadata_props}, str(path))
