@@ -44,9 +44,9 @@ CONFIGS = {
     "classification": ("configs/classifier_resnet18_shapes.yaml", [f"model.input_size={SIZE}"]),
 }
 PRECISIONS = ("fp16", "int8")
-# int8 floors, measured on 5 random inits (seeds 0-4) of both models, 16 images: classifier probs
-# correlation 0.991-0.999 and argmax agreement 1.0; CenterNet per-image top score correlation
-# 0.989-0.999, top score abs difference <= 1.3e-3 (on scores spread over ~3e-3)
+# int8 floors, measured on 10 random inits (seeds 0-9) of both models, 16 images: classifier probs
+# correlation 0.987-0.998 and argmax agreement 1.0; CenterNet per-image top score correlation
+# 0.975-0.999 (top scores spread over 3e-4..2e-3, int8 off by at most 1e-4)
 INT8_PROBS_CORRELATION = 0.95
 INT8_ARGMAX_AGREEMENT = 0.8
 INT8_TOP_SCORE_CORRELATION = 0.9
@@ -86,13 +86,17 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Path]
         found[kind] = {
             "fp32": fp32,
             "fp16": convert_fp16(fp32, out / f"{kind}_fp16.onnx"),
-            "int8": quantize_int8(fp32, out / f"{kind}_int8.onnx", [calibration[i : i + 4] for i in (0, 4, 8, 12)]),
+            "int8": quantize_int8(
+                fp32, out / f"{kind}_int8.onnx", [calibration[i : i + 4] for i in (0, 4, 8, 12)]
+            ),
         }
     return found
 
 
 @pytest.fixture(scope="module")
-def outputs(files: dict[str, dict[str, Path]], images: np.ndarray) -> dict[str, dict[str, dict[str, np.ndarray]]]:
+def outputs(
+    files: dict[str, dict[str, Path]], images: np.ndarray
+) -> dict[str, dict[str, dict[str, np.ndarray]]]:
     return {kind: {p: run(path, images) for p, path in paths.items()} for kind, paths in files.items()}
 
 
