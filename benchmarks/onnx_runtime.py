@@ -1,4 +1,4 @@
-"""CPU latency of CenterNet-ResNet18 (decode included): torch eager vs onnxruntime fp32 / fp16 / int8, as JSON.
+"""CPU latency of CenterNet-ResNet18 (decode included): torch eager vs onnxruntime fp32, fp16, int8; JSON.
 
 All run batch 1 at the same thread count (`--threads`, default 2) in one process: torch eager (eval,
 `inference_mode`, `model.decode(model(x))`), then the exported file (`toolkit.export.onnx_export`) on
@@ -67,7 +67,9 @@ def cpu_name() -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--config", default=str(REPO / "configs/centernet_resnet18.yaml"))
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--threads", type=int, default=2)
@@ -119,7 +121,9 @@ def main() -> None:
         agreement = {}
         for name, sess in sessions.items():
             got = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feed), strict=True))
-            agreement[f"{name}_top_score_abs_diff"] = float(abs(got["scores"][0, 0] - reference["scores"][0, 0]))
+            agreement[f"{name}_top_score_abs_diff"] = float(
+                abs(got["scores"][0, 0] - reference["scores"][0, 0])
+            )
         sizes = {name: path.stat().st_size for name, path in paths.items()}
 
     ratios = {
