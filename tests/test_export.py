@@ -161,3 +161,35 @@ def test_export_from_a_checkpoint_through_the_cli(tmp_path: Path, manager: Plugi
     info = read_file_info(tmp_path / "best.onnx")
     assert info.task == "classification" and info.class_names == ["absent", "present"]
     assert json.dumps(info.spec["data"]["val"]["length"]) == "4"
+
+
+def test_a_coco_models_original_category_ids_reach_the_file_and_its_results(
+    tmp_path: Path, manager: PluginManager
+) -> None:
+    """COCO ids 3, 7, 11 (not contiguous): the export records them, `toolkit predict` writes them."""
+    from toolkit.data.writers import write_coco
+    from toolkit_plugins.datasets.shapes_dataset import ShapesDataset
+
+    root = write_coco(ShapesDataset(length=3, image_size=64, seed=2), tmp_path / "coco")
+    annotations = root / "annotations" / "instances.json"
+    document = json.loads(annotations.read_text())
+    new_id = {1: 3, 2: 7, 3: 11}
+    for category in document["categories"]:
+        category["id"] = new_id[category["id"]]
+    for annotation in document["annotations"]:
+        annotation["category_id"] = new_id[annotation["category_id"]]
+    annotations.write_text(json.dumps(document))
+    coco = f"{{type: coco, images: {root / 'images'}, annotations: {annotations}}}"
+    spec, model = built(manager, "centernet-skips")
+    checkpoint = tmp_path / "best.pt"
+    torch.save({"model": model.state_dict(), "spec": spec.model_dump(mode="json")}, checkpoint)
+    exported = run_cli("export", SPEC, *SMALL_CENTERNET, f"data.val={coco}", "--checkpoint", str(checkpoint))
+    assert exported.returncode == 0, exported.stderr
+    assert read_file_info(tmp_path / "best.onnx").category_ids == [3, 7, 11]
+    out = tmp_path / "predictions"
+    predicted = run_cli(
+        "predict", str(tmp_path / "best.onnx"), str(root / "images"), "--out", str(out), "--threshold", "0"
+    )
+    assert predicted.returncode == 0, predicted.stderr
+    results = json.loads((out / "results_coco.json").read_text())
+    assert results and {r["category_id"] for r in results} <= {3, 7, 11}
