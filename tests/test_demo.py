@@ -44,8 +44,8 @@ def test_shortened_demo_reaches_the_ap50_floor(tmp_path: Path) -> None:
     for name in ("best.pt", "curves.png", "predictions.png", "metrics.jsonl", "model.onnx"):
         assert (tmp_path / "detection" / name).is_file(), name
     assert "MISMATCH" not in result.stdout and "verification against torch" in result.stdout
-    scored = {line.split()[0]: float(line.split()[1]) for line in result.stdout.splitlines()
-              if line.startswith(("torch ", "onnxruntime "))}  # fmt: skip
+    rows = [line.split() for line in result.stdout.splitlines()]
+    scored = {row[0]: float(row[1]) for row in rows if len(row) == 3 and row[0] in ("torch", "onnxruntime")}
     assert scored["onnxruntime"] == pytest.approx(scored["torch"], abs=1e-3), "the same AP through both"
 
 
