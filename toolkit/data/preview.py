@@ -45,10 +45,11 @@ def preview_grid(
 
 
 def write_preview(grid: torch.Tensor, path: str | Path) -> Path:
-    """Write the grid as a PNG (parent folders created)."""
-    from torchvision.io import write_png
+    """Write a uint8 [3,H,W] image as a PNG (parent folders created), with PIL (torchvision's image
+    encoding is deprecated)."""
+    from PIL import Image
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_png(grid, str(path))
+    Image.fromarray(grid.detach().cpu().permute(1, 2, 0).contiguous().numpy()).save(path, format="PNG")
     return path
