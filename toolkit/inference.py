@@ -60,11 +60,9 @@ def as_image(item: Any, position: int) -> torch.Tensor:
 
         return read_image(item)
     if not isinstance(item, torch.Tensor):
-        try:
-            from PIL import Image
-        except ImportError:  # pragma: no cover - pillow is a dependency
-            Image = None  # type: ignore[assignment]
-        if Image is not None and isinstance(item, Image.Image):
+        from PIL import Image
+
+        if isinstance(item, Image.Image):
             return v2.functional.pil_to_tensor(item.convert("RGB"))
         raise ToolkitError(
             f"predict: image {position} is a {type(item).__name__}; pass tensors [3,H,W], PIL images "

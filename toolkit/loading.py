@@ -45,15 +45,22 @@ def load_model(
     path: str | Path, *, device: str | torch.device = "cpu", plugins: PluginManager | None = None
 ) -> ToolkitModel:
     """The model of a run's checkpoint (`best.pt` / `last.pt`), in eval mode, on `device`."""
-    from toolkit.build import build_model
     from toolkit.engine.checkpoint import load_checkpoint
+
+    manager = plugins or get_plugin_manager()
+    return model_from_checkpoint(load_checkpoint(path), path, plugins=manager).to(device).eval()
+
+
+def model_from_checkpoint(
+    checkpoint: Mapping[str, Any], path: str | Path, *, plugins: PluginManager
+) -> ToolkitModel:
+    """The model of an already read checkpoint (its spec's model section, its weights), on the CPU."""
+    from toolkit.build import build_model
     from toolkit.engine.evaluation_run import load_model_weights
     from toolkit.spec import load_spec
 
-    manager = plugins or get_plugin_manager()
-    checkpoint = load_checkpoint(path)
-    spec = load_spec(checkpoint_model_spec(checkpoint, str(path), manager), plugins=manager)
+    spec = load_spec(checkpoint_model_spec(checkpoint, str(path), plugins), plugins=plugins)
     spec._source = str(path)
-    model = build_model(spec, plugins=manager)
-    load_model_weights(model, path, checkpoint)
-    return model.to(device).eval()
+    model = build_model(spec, plugins=plugins)
+    load_model_weights(model, path, dict(checkpoint))
+    return model.eval()

@@ -39,7 +39,7 @@ def export_and_compare(
     torch unless the run's own evaluation, `torch_metrics`, is given: the same code); report lines."""
     from toolkit.export.onnx_export import export_onnx
     from toolkit.export.runtime import OnnxModel
-    from toolkit.export.verify import _stacked_targets, verify_export
+    from toolkit.export.verify import score, verify_export
 
     samples = [dataset[i] for i in range(len(dataset))]
     images = [image for image, _ in samples]
@@ -58,16 +58,7 @@ def export_and_compare(
     runs = (("torch", model.predict), ("onnxruntime", runtime.predict))
     for name, predict in [(name, predict) for name, predict in runs if name not in scores]:
         evaluator = model.task.evaluator(dataset, model.class_names)
-        for start in range(0, len(samples), 16):
-            chunk = samples[start : start + 16]
-            meta = [
-                {"image_id": int(t["image_id"]) if isinstance(t, dict) else start + i}
-                for i, (_, t) in enumerate(chunk)
-            ]
-            evaluator.update(
-                predict([image for image, _ in chunk]), _stacked_targets([t for _, t in chunk]), meta
-            )
-        scores[name] = float(evaluator.compute()[metric])
+        scores[name] = float(score(predict, samples, evaluator)[metric])
     latency = {
         name: _latency_ms(p, images[:LATENCY_IMAGES])
         for name, p in (("torch", model.predict), ("onnxruntime", runtime.predict))

@@ -34,15 +34,16 @@ def _load(
     from toolkit.build import build_model
     from toolkit.engine.checkpoint import load_checkpoint
     from toolkit.engine.evaluation_run import load_model_weights
-    from toolkit.loading import checkpoint_model_spec, load_model
+    from toolkit.loading import checkpoint_model_spec, model_from_checkpoint
     from toolkit.spec import SpecError, load_spec
 
     path = Path(target)
     if path.suffix in (".pt", ".pth"):
         if checkpoint is not None:
             raise ToolkitError("give a checkpoint either as the target or with --checkpoint, not both")
-        model = load_model(path, plugins=plugins)
-        saved = load_checkpoint(path).get("spec") or {}
+        read = load_checkpoint(path)  # once: it may weigh hundreds of MB
+        model = model_from_checkpoint(read, path, plugins=plugins)
+        saved = read.get("spec") or {}
         try:  # the full spec (data too) when it still validates here; else its model section
             spec = load_spec(dict(saved), overrides, plugins=plugins)
         except SpecError:

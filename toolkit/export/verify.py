@@ -141,21 +141,25 @@ def compare_metrics(
 
     values = []
     headline = ""
-    count = min(limit, len(dataset))
-    samples = [dataset[i] for i in range(count)]
+    samples = [dataset[i] for i in range(min(limit, len(dataset)))]
     for path in (reference, candidate):
         runtime = OnnxModel(path, plugins=plugins, provider="cpu")
-        evaluator = runtime.task.evaluator(dataset, runtime.class_names)
-        for start in range(0, count, 16):
-            chunk = samples[start : start + 16]
-            results = runtime.predict([image for image, _ in chunk])
-            targets = _stacked_targets([target for _, target in chunk])
-            meta = [{"image_id": _image_id(target, start + i)} for i, (_, target) in enumerate(chunk)]
-            evaluator.update(results, targets, meta)
-        metrics = evaluator.compute()
         headline = runtime.task.metric_names[0]
-        values.append(float(metrics[headline]))
+        evaluator = runtime.task.evaluator(dataset, runtime.class_names)
+        values.append(float(score(runtime.predict, samples, evaluator)[headline]))
     return headline, values[0], values[1]
+
+
+def score(
+    predict: Any, samples: Sequence[tuple[Any, Any]], evaluator: Any, *, batch: int = 16
+) -> dict[str, Any]:
+    """An evaluator's metrics for `predict` (a model's or a runtime's) over raw `(image, target)` samples."""
+    for start in range(0, len(samples), batch):
+        chunk = samples[start : start + batch]
+        results = predict([image for image, _ in chunk])
+        meta = [{"image_id": _image_id(target, start + i)} for i, (_, target) in enumerate(chunk)]
+        evaluator.update(results, _stacked_targets([target for _, target in chunk]), meta)
+    return evaluator.compute()
 
 
 def _image_id(target: Any, index: int) -> int:
