@@ -8,11 +8,11 @@ from pydantic import BaseModel, ConfigDict
 class ComponentSpec(BaseModel):
     """A reference to a registered component: `{type: NAME, ...params}`."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
     type: str
 
 
 class StrictModel(BaseModel):
-    """A spec section: unknown keys are errors."""
+    """A spec section: unknown keys are errors, numbers are finite (no inf, no NaN)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)

@@ -88,13 +88,13 @@ def _pretrained_field(info: FieldInfo | None) -> tuple[Any, Any]:
 @functools.cache
 def component_model(entry: ComponentEntry) -> type[BaseModel]:
     """The params model of `entry` extended with `type: Literal[name]` (and, for backbones, the
-    core's `pretrained`); unknown keys forbidden."""
+    core's `pretrained`); unknown keys and non-finite numbers forbidden."""
     title = f"{entry.kind} {entry.name}"
     annotations: dict[str, Any] = {"type": Literal[entry.name]}  # type: ignore[valid-type]
     namespace: dict[str, Any] = {
         "__doc__": entry.description or title,
         "__module__": __name__,
-        "model_config": ConfigDict(extra="forbid", title=title),
+        "model_config": ConfigDict(extra="forbid", allow_inf_nan=False, title=title),
     }
     if entry.kind == "backbone":
         annotations[PRETRAINED], namespace[PRETRAINED] = _pretrained_field(
@@ -173,6 +173,14 @@ def spec_model(plugins: PluginManager) -> type[Spec]:
 def spec_json_schema(plugins: PluginManager) -> dict[str, Any]:
     """JSON Schema (draft 2020-12) of spec files, including every loaded plugin's components."""
     schema = spec_model(plugins).model_json_schema()
+    schema["properties"] = {
+        "extends": {
+            "type": "string",
+            "description": "a base spec file (relative to this one) merged under this file: mappings "
+            "merge, lists and scalars replace (toolkit.spec.extends)",
+        },
+        **schema["properties"],
+    }
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "toolkit spec",

@@ -61,7 +61,7 @@ def _message(
     kind_of_error = item["type"]
     ctx = item.get("ctx") or {}
     if kind_of_error == "extra_forbidden":
-        return _unknown_field(str(item["loc"][-1]), parent, kind, plugins)
+        return _unknown_field(str(item["loc"][-1]), parent, kind, plugins, path[:-1])
     if kind_of_error == "missing":
         return "required field is missing"
     if kind_of_error in {"union_tag_invalid", "union_tag_not_found"} and kind:
@@ -94,7 +94,11 @@ def _message(
 
 
 def _unknown_field(
-    name: str, parent: type[BaseModel] | None, kind: str | None, plugins: PluginManager
+    name: str,
+    parent: type[BaseModel] | None,
+    kind: str | None,
+    plugins: PluginManager,
+    prefix: Sequence[str] = (),
 ) -> str:
     known = [field for field in (parent.model_fields if parent else {}) if field != "type"]
     injected = (
@@ -108,9 +112,49 @@ def _unknown_field(
     if hint and hint[0] in injected:
         source = injected_from(hint[0])
         return f"unknown field (did you mean {hint[0]}? it is set from {source}; remove it here)"
+    if not hint and parent is not None:
+        hint = [".".join([*prefix, *found]) for found in nested_fields(parent, name)]
     suggestion = f" (did you mean {' or '.join(hint)}?)" if hint else ""
     allowed = f"; allowed: {', '.join(known)}" if known and not hint else ""
     return f"unknown field{suggestion}{allowed}"
+
+
+def nested_fields(model: type[BaseModel], name: str, depth: int = 3) -> list[tuple[str, ...]]:
+    """Paths (below `model`, nearest level first) of fields called `name`, or else close to it.
+
+    A flat key such as `epochs` or `lr` thus points to `train.epochs` or `train.optimizer.lr`.
+    """
+    levels: list[list[tuple[tuple[str, ...], str]]] = []
+    frontier: list[tuple[tuple[str, ...], type[BaseModel]]] = [((), model)]
+    for _ in range(depth):
+        level: list[tuple[tuple[str, ...], str]] = []
+        deeper: list[tuple[tuple[str, ...], type[BaseModel]]] = []
+        for prefix, current in frontier:
+            for field_name, info in current.model_fields.items():
+                path = (*prefix, field_name)
+                if prefix and field_name != "type":
+                    level.append((path, field_name))
+                deeper += [(path, sub) for sub in _models_in(info)]
+        levels.append(level)
+        frontier = deeper
+    for match in (lambda field: field == name, lambda field: bool(closest(name, [field], n=1))):
+        for level in levels:
+            found = list(dict.fromkeys(path for path, field in level if match(field)))
+            if found:
+                return found[:3]
+    return []
+
+
+def _models_in(info: FieldInfo) -> list[type[BaseModel]]:
+    """The models a field holds directly (through Optional, Annotated and unions, not lists)."""
+    annotation, _, _ = _unwrap(info.annotation)
+    members = get_args(annotation) if get_origin(annotation) in (Union, types.UnionType) else (annotation,)
+    found = []
+    for member in members:
+        member = _unwrap(member)[0]
+        if isinstance(member, type) and issubclass(member, BaseModel):
+            found.append(member)
+    return found
 
 
 def _show(value: Any) -> str:

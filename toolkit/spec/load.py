@@ -1,4 +1,5 @@
-"""`load_spec`: read a file or mapping, apply overrides, load the spec's plugins, validate, check.
+"""`load_spec`: read a file or mapping (its `extends` chain merged), apply overrides, load the spec's
+plugins, validate, check.
 
 Beyond the pydantic models, two checks need the registry: augmentations that moved elsewhere
 (`normalize` is now `model.normalize`), and the input size against the input multiple that the
@@ -17,6 +18,7 @@ from pydantic import ValidationError
 from toolkit.plugins import PluginManager, get_plugin_manager
 from toolkit.spec.derived import spec_model
 from toolkit.spec.errors import SpecError, SpecIssue, describe_errors
+from toolkit.spec.extends import EXTENDS, resolve_extends
 from toolkit.spec.files import apply_overrides, read_spec_file
 from toolkit.spec.models import Spec
 
@@ -42,15 +44,19 @@ def load_spec(
         source, name = source.model_dump(mode="json"), source.source
     elif isinstance(source, Mapping):
         name = "<dict>"
+        source = resolve_extends(source, name, Path.cwd())
     else:
         name = str(source)
         source = read_spec_file(source)
     raw = apply_overrides(dict(source), overrides)
+    if EXTENDS in raw:
+        raise SpecError(name, [SpecIssue(EXTENDS, "set it in the spec file, not as an override")])
     plugin_modules = raw.get("plugins", [])
     if not isinstance(plugin_modules, list) or not all(isinstance(m, str) for m in plugin_modules):
         raise SpecError(name, [SpecIssue("plugins", "must be a list of module names")])
     manager.add_modules(plugin_modules, source="spec")
     model = spec_model(manager)
+    infinite = non_finite_numbers(raw)
     moved = _moved_augmentations(raw)
     removed = [int(issue.path.split(".")[2]) for issue in moved]
     if moved:  # validate the rest too, so that every problem is reported at once
@@ -60,11 +66,28 @@ def load_spec(
         spec = model.model_validate(raw)
     except ValidationError as exc:
         issues = [_original_index(issue, removed) for issue in describe_errors(model, exc, manager)]
-        raise SpecError(name, [*moved, *issues, *sizes]) from None
-    if moved or sizes:
-        raise SpecError(name, [*moved, *sizes])
+        seen = {issue.path for issue in issues}
+        infinite = [issue for issue in infinite if issue.path not in seen]
+        raise SpecError(name, [*moved, *issues, *infinite, *sizes]) from None
+    if moved or sizes or infinite:
+        raise SpecError(name, [*moved, *infinite, *sizes])
     spec._source = name
     return spec
+
+
+def non_finite_numbers(raw: Any) -> list[SpecIssue]:
+    """An issue for each infinite or NaN number anywhere in the raw spec (fields typed Any included)."""
+    issues: list[SpecIssue] = []
+    stack: list[tuple[Any, tuple[str, ...]]] = [(raw, ())]
+    while stack:
+        node, path = stack.pop()
+        if isinstance(node, float) and not math.isfinite(node):
+            issues.append(SpecIssue(".".join(path), f"must be a finite number, got {node}"))
+        elif isinstance(node, Mapping):
+            stack.extend((value, (*path, str(key))) for key, value in node.items())
+        elif isinstance(node, list):
+            stack.extend((value, (*path, str(index))) for index, value in enumerate(node))
+    return sorted(issues, key=lambda issue: issue.path)
 
 
 def _moved_augmentations(raw: Mapping[str, Any]) -> list[SpecIssue]:
@@ -78,7 +101,9 @@ def _moved_augmentations(raw: Mapping[str, Any]) -> list[SpecIssue]:
             f"{item['type']!r} is no longer an augmentation: {MOVED_AUGMENTATIONS[item['type']]}",
         )
         for index, item in enumerate(augment)
-        if isinstance(item, Mapping) and item.get("type") in MOVED_AUGMENTATIONS
+        if isinstance(item, Mapping)
+        and isinstance(item.get("type"), str)
+        and item["type"] in MOVED_AUGMENTATIONS
     ]
 
 
@@ -151,7 +176,12 @@ def _input_size_issues(raw: Mapping[str, Any], plugins: PluginManager) -> list[S
     for kind in ("backbone", "head"):
         item = section.get(kind)
         registry = plugins.registry(kind)
-        if not isinstance(item, Mapping) or item.get("type") not in registry:
+        if (
+            not isinstance(item, Mapping)
+            or not all(isinstance(key, str) for key in item)
+            or not isinstance(item.get("type"), str)
+            or item["type"] not in registry
+        ):
             return []
         model = component_model(registry.get(item["type"]))
         try:

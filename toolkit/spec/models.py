@@ -65,7 +65,7 @@ class NormalizeSpec(StrictModel):
 class ModelSpec(BaseModel):
     """The `model:` section: backbone + head, input size, class names and input normalization."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     backbone: ComponentSpec
     head: ComponentSpec
     input_size: InputSize
@@ -84,7 +84,7 @@ class ModelSpec(BaseModel):
 class DataSpec(BaseModel):
     """The `data:` section: datasets, augmentation and loading."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     train: ComponentSpec = Field(description="training dataset")
     val: ComponentSpec | None = Field(default=None, description="validation dataset")
     augment: list[ComponentSpec] = Field(
@@ -136,7 +136,7 @@ class ExportSpec(StrictModel):
 class Spec(BaseModel):
     """A whole experiment: plugins to load and the sections that describe it."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     plugins: list[str] = Field(default_factory=list, description="extra plugin modules to load")
     model: ModelSpec
     data: DataSpec | None = Field(default=None, description="datasets, augmentation, loaders")
