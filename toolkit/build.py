@@ -25,10 +25,11 @@ from toolkit.contracts import (
     Normalization,
     Task,
     UsesLevels,
+    call_component,
     check_component,
     missing_members,
 )
-from toolkit.errors import ToolkitError
+from toolkit.errors import ComponentError, ToolkitError, describe_exception
 from toolkit.plugins import PluginManager, get_plugin_manager
 from toolkit.spec import ComponentSpec, DataSpec, ModelSpec, Spec, load_spec
 from toolkit.spec.derived import NO_WEIGHTS, PRETRAINED, plugin_accepts
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
 
     from toolkit.data.pipeline import ProcessedDataset
     from toolkit.model import ToolkitModel
+    from toolkit.registry import ComponentEntry
 
 
 # -- components ---------------------------------------------------------------------------------
@@ -48,9 +50,37 @@ def build_component(
     """Build the registered component `ref.type` of `kind` with its validated parameters; check it."""
     entry = plugins.registry(kind).get(ref.type, path=f"{path}.type")
     params = ref if isinstance(ref, entry.params) else entry.params.model_validate(_params_of(ref))
-    component = entry.build(params, **injected)
+    component = construct(entry, params, path=path, **injected)
     check_component(kind, ref.type, component, entry.plugin)
     return component
+
+
+def construct(entry: ComponentEntry, params: Any, *, path: str | None = None, **injected: Any) -> Any:
+    """`entry.build(params, **injected)`; an exception from the plugin's factory becomes a
+    ComponentError naming the kind, the component, its plugin and the spec path (a ToolkitError the
+    factory raises passes through)."""
+    try:
+        return entry.build(params, **injected)
+    except ToolkitError:
+        raise
+    except Exception as exc:
+        where = f"{path}: " if path else ""
+        raise ComponentError(
+            f"{where}{entry.kind} {entry.name!r} from {entry.plugin.describe()} failed to build: "
+            f"{_exception_text(exc)}; check its parameters (TOOLKIT_DEBUG=1 shows the traceback)"
+        ) from exc
+
+
+def _exception_text(exc: Exception) -> str:
+    from pydantic import ValidationError
+
+    if isinstance(exc, ValidationError):  # e.g. a head's default_loss with a wrong parameter
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc']) or 'params'}: {error['msg']}"
+            for error in exc.errors()
+        )
+        return f"invalid parameters ({problems})"
+    return describe_exception(exc)
 
 
 def build_task(name: str, *, plugins: PluginManager, named_by: str) -> Task:
@@ -62,7 +92,7 @@ def build_task(name: str, *, plugins: PluginManager, named_by: str) -> Task:
             f"{', '.join(registry.names()) or 'none'} (list them with 'toolkit plugins')"
         )
     entry = registry.get(name)
-    task = entry.build({})
+    task = construct(entry, {})
     check_component("task", name, task, entry.plugin)
     return task
 
@@ -80,7 +110,7 @@ def build_backbone(ref: ComponentSpec, *, plugins: PluginManager) -> nn.Module:
     else:
         data.pop(PRETRAINED, None)
         weights_file = None if value == NO_WEIGHTS else str(value)
-    backbone = entry.build(entry.params.model_validate(data))
+    backbone = construct(entry, entry.params.model_validate(data), path="model.backbone")
     check_component("backbone", ref.type, backbone, entry.plugin)
     if weights_file is not None:
         from toolkit.weights import load_pretrained
@@ -165,7 +195,8 @@ def build_loss(spec: Spec, model: ToolkitModel, *, plugins: PluginManager) -> nn
     if name is None:
         raise ToolkitError(f"head {spec.model.head.type!r} has a default_loss without 'type': set train.loss")
     entry = plugins.registry("loss").get(name, path="train.loss.type")
-    loss = entry.build(default, num_classes=num_classes)
+    named_by = f"head {spec.model.head.type!r} default_loss"
+    loss = construct(entry, default, path=named_by, num_classes=num_classes)
     check_component("loss", name, loss, entry.plugin)
     return loss
 
@@ -208,14 +239,15 @@ def build_transforms(spec: Spec, task: Task, *, train: bool, plugins: PluginMana
     from toolkit.inference import model_preprocessing
 
     if not train:  # already ends in float [0, 1]
-        return v2.Compose([*model_preprocessing(spec.model.input_size), *task.transforms_after()])
+        after = call_component(task, "listing its transforms", task.transforms_after)
+        return v2.Compose([*model_preprocessing(spec.model.input_size), *after])
     transforms = [
         build_component(
             "augmentation", ref, path=f"data.augment.{i}", plugins=plugins, input_size=spec.model.input_size
         )
         for i, ref in enumerate(data_section(spec).augment)
     ]
-    return compose(transforms, after=task.transforms_after())
+    return compose(transforms, after=call_component(task, "listing its transforms", task.transforms_after))
 
 
 def build_processed_dataset(
@@ -241,7 +273,9 @@ def build_processed_dataset(
     return ProcessedDataset(
         dataset,
         build_transforms(spec, task, train=split == "train" if train is None else train, plugins=plugins),
-        model.head.target_encoder(spec.model.input_size),
+        call_component(
+            model.head, "building its target encoder", model.head.target_encoder, spec.model.input_size
+        ),
         task,
         input_size=spec.model.input_size,
         seed=data.seed,
@@ -251,7 +285,9 @@ def build_processed_dataset(
 
 def build_evaluator(model: ToolkitModel, dataset: Any) -> Evaluator:
     """The model's task's evaluator for a dataset (checked against the Evaluator protocol)."""
-    evaluator = model.task.evaluator(dataset, list(model.class_names))
+    evaluator = call_component(
+        model.task, "building its evaluator", model.task.evaluator, dataset, list(model.class_names)
+    )
     missing = missing_members(evaluator, Evaluator)
     if missing:
         raise ToolkitError(

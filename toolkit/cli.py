@@ -12,6 +12,8 @@ import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from toolkit.outputs import check_output_dir, check_output_file
+
 EXIT_USER_ERROR = 2
 
 
@@ -68,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="overrides, e.g. train.epochs=3")
     train.add_argument("--out", metavar="DIR", help="run folder (default runs/<spec name>)")
     train.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt")
+    train.add_argument(
+        "--exist-ok", action="store_true", help="allow an --out folder that is not empty and not a run"
+    )
     train.add_argument("--no-progress", action="store_true", help="no progress output")
 
     evaluate = command("eval", _cmd_eval, "evaluate a checkpoint on data.val (COCO mAP or accuracy)")
@@ -178,7 +183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(stray or extra)}")
     if extra:
         args.overrides = [*args.overrides, *extra]
-    from toolkit.errors import ToolkitError
+    from toolkit.errors import ToolkitError, debug_enabled
 
     with warnings.catch_warnings():
         warnings.showwarning = _show_warning
@@ -189,11 +194,30 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.manager = plugins.configure(modules=[*args.plugins, *args.command_plugins])
             return int(args.handler(args))
         except ToolkitError as exc:
-            print(f"toolkit: error: {exc}", file=sys.stderr)
-            return exc.exit_code
+            return _report(exc, str(exc), exc.exit_code, debug=debug_enabled())
+        except OSError as exc:  # a file or folder the system refused (full disk, permissions, ...)
+            return _report(exc, _os_error_text(exc), EXIT_USER_ERROR, debug=debug_enabled())
         except KeyboardInterrupt:
             print("toolkit: interrupted", file=sys.stderr)
             return 130
+
+
+def _report(exc: BaseException, message: str, code: int, *, debug: bool) -> int:
+    """One line on stderr; with TOOLKIT_DEBUG=1 the traceback (and its causes) first."""
+    if debug:
+        import traceback
+
+        traceback.print_exception(exc, file=sys.stderr)
+    print(f"toolkit: error: {message}", file=sys.stderr)
+    return code
+
+
+def _os_error_text(exc: OSError) -> str:
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    if exc.filename is None:
+        return reason
+    target = f" -> {exc.filename2}" if exc.filename2 is not None else ""
+    return f"{exc.filename}{target}: {reason}"
 
 
 def _show_warning(
@@ -278,6 +302,8 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
 def _cmd_schema(args: argparse.Namespace) -> int:
     from toolkit.spec import spec_json_schema
 
+    if args.output:
+        check_output_file(args.output, "-o")
     text = json.dumps(spec_json_schema(args.manager), indent=2)
     if args.output:
         from pathlib import Path
@@ -324,13 +350,25 @@ def _cmd_build(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from toolkit.engine.run_dir import check_run_dir, is_main_process
+
+    out = Path(args.out) if args.out else None
+    if is_main_process():  # before anything is loaded; the trainer checks again and locks the folder
+        check_run_dir(out or Path("runs") / Path(args.spec).stem, resume=args.resume, exist_ok=args.exist_ok)
     from toolkit.engine.report import format_summary
     from toolkit.engine.trainer import train
     from toolkit.spec import load_spec
 
     spec = load_spec(args.spec, args.overrides, plugins=args.manager)
     summary = train(
-        spec, out_dir=args.out, resume=args.resume, plugins=args.manager, show_progress=not args.no_progress
+        spec,
+        out_dir=out,
+        resume=args.resume,
+        exist_ok=args.exist_ok,
+        plugins=args.manager,
+        show_progress=not args.no_progress,
     )
     if summary.files:  # rank 0 under torchrun
         print(format_summary(summary))
@@ -338,14 +376,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from toolkit.engine.evaluation_run import evaluate_checkpoint
     from toolkit.engine.report import format_metrics
     from toolkit.spec import load_spec
 
+    out = check_output_dir(args.out, "--out") if args.out else None
     spec = load_spec(args.spec, args.overrides, plugins=args.manager)
-    out = Path(args.out) if args.out else None
     metrics, names = evaluate_checkpoint(
         spec, args.checkpoint, split=args.split, out_dir=out, plugins=args.manager
     )
@@ -377,6 +413,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _cmd_export(args: argparse.Namespace) -> int:
     from toolkit.export.flow import run_export
 
+    if args.output:
+        check_output_file(args.output, "-o")
     for line in run_export(
         args.target,
         plugins=args.manager,
@@ -400,6 +438,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
     if args.batch < 1:
         raise ToolkitError(f"--batch must be at least 1, got {args.batch}")
+    if args.out:
+        check_output_dir(args.out, "--out")
     lines, failed = run_predict(
         args.model,
         args.sources,
@@ -430,6 +470,7 @@ def _cmd_data_export(args: argparse.Namespace) -> int:
     from toolkit.data import writers
     from toolkit.spec import load_spec
 
+    check_output_dir(args.out, "output folder")
     spec = load_spec(args.spec, args.overrides, plugins=args.manager)
     dataset = build_dataset(spec, args.split, plugins=args.manager)
     write = {"coco": writers.write_coco, "voc": writers.write_voc, "folder": writers.write_image_folder}
@@ -447,6 +488,7 @@ def _cmd_data_preview(args: argparse.Namespace) -> int:
         from toolkit.errors import ToolkitError
 
         raise ToolkitError(f"-n must be at least 1, got {args.count}")
+    check_output_file(args.output, "-o")
     spec = load_spec(args.spec, args.overrides, plugins=args.manager)
     grid = preview_grid(spec, split=args.split, count=args.count, plugins=args.manager)
     path = write_preview(grid, args.output)
@@ -459,6 +501,8 @@ def _cmd_data_stats(args: argparse.Namespace) -> int:
     from toolkit.data.stats import compute_stats, plot_stats
     from toolkit.spec import load_spec
 
+    if args.output:
+        check_output_file(args.output, "-o")
     spec = load_spec(args.spec, args.overrides, plugins=args.manager)
     stats = compute_stats(build_dataset(spec, args.split, plugins=args.manager))
     if args.json:

@@ -11,12 +11,14 @@ Images crossing a model boundary are float RGB in [0, 1], [N, 3, H, W]: a model 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from numbers import Integral
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
 
-from toolkit.errors import PluginError
+from toolkit.errors import ComponentError, PluginError, ToolkitError, describe_exception
 
 if TYPE_CHECKING:
     import torch
@@ -347,8 +349,111 @@ def missing_members(obj: Any, protocol: type) -> list[str]:
     return missing
 
 
+#: attribute under which the builder records what a built object is (kind, name, plugin)
+_LABEL = "_toolkit_component"
+
+
+def label_component(obj: Any, kind: str, name: str, plugin: PluginInfo) -> None:
+    """Record `kind 'name' from plugin ...` on a built object, for messages about its failures."""
+    # objects with __slots__ or frozen attributes: messages fall back to the type name
+    with contextlib.suppress(Exception):
+        setattr(obj, _LABEL, f"{kind} {name!r} from {plugin.describe()}")
+
+
+def component_label(obj: Any) -> str:
+    """What `label_component` recorded, else the object's type name."""
+    label = getattr(obj, _LABEL, None)
+    return label if isinstance(label, str) else f"{type(obj).__name__} object"
+
+
+def component_in_traceback(exc: BaseException) -> str | None:
+    """The label of the innermost labelled component whose method was running when `exc` was raised
+    (e.g. the backbone inside a model's forward), or None."""
+    found: str | None = None
+    tb = exc.__traceback__
+    while tb is not None:
+        owner = tb.tb_frame.f_locals.get("self")
+        label = getattr(owner, _LABEL, None) if owner is not None else None
+        if isinstance(label, str):
+            found = label
+        tb = tb.tb_next
+    return found
+
+
+def component_failure(component: Any, doing: str, exc: BaseException) -> ComponentError:
+    """The one-line error for an exception raised by a component's code while `doing` something."""
+    return ComponentError(
+        f"{component_label(component)} failed while {doing}: {describe_exception(exc)}; check its "
+        "parameters in the spec (TOOLKIT_DEBUG=1 shows the traceback)"
+    )
+
+
+def call_component(component: Any, doing: str, function: Callable[..., Any], *args: Any) -> Any:
+    """`function(*args)` (a method of `component`); its exceptions become `component_failure`
+    (user errors, ToolkitError, pass through)."""
+    try:
+        return function(*args)
+    except ToolkitError:
+        raise
+    except Exception as exc:
+        raise component_failure(component, doing, exc) from exc
+
+
+def _is_positive_int(value: Any) -> bool:
+    return isinstance(value, Integral) and not isinstance(value, bool) and int(value) >= 1
+
+
+def _positive_int(obj: Any, member: str) -> list[str]:
+    value = getattr(obj, member)
+    return [] if _is_positive_int(value) else [f"{member} is {value!r}, not a positive int"]
+
+
+def _levels_problems(levels: Any) -> list[str]:
+    try:
+        pairs = [tuple(level) for level in levels]
+    except TypeError:
+        return [f"levels is {levels!r}, not a sequence of (channels, stride) pairs"]
+    if not pairs or any(len(p) != 2 or not all(_is_positive_int(v) for v in p) for p in pairs):
+        return [f"levels is {levels!r}, not a non-empty sequence of (channels, stride) positive int pairs"]
+    return []
+
+
+def value_problems(kind: str, obj: Any) -> list[str]:
+    """What is wrong with the values a built object declares (types and ranges of its members)."""
+    problems: list[str] = []
+    if kind == "backbone":
+        problems += _positive_int(obj, "out_channels") + _positive_int(obj, "stride")
+        if isinstance(obj, HasLevels):
+            problems += _levels_problems(obj.levels)
+        if isinstance(obj, HasNormalization) and not isinstance(obj.normalization, Normalization):
+            problems.append(f"normalization is {obj.normalization!r}, not a toolkit.contracts.Normalization")
+        if isinstance(obj, IgnoresWeightKeys) and not (
+            isinstance(obj.ignored_weight_prefixes, tuple)
+            and all(isinstance(p, str) for p in obj.ignored_weight_prefixes)
+        ):
+            problems.append(f"ignored_weight_prefixes is {obj.ignored_weight_prefixes!r}, not a tuple of str")
+    if kind in ("backbone", "head") and isinstance(obj, HasInputMultiple):
+        problems += _positive_int(obj, "input_multiple")
+    if kind == "head" and not (isinstance(obj.task, str) and obj.task):
+        problems.append(f"task is {obj.task!r}, not the name of a task")
+    if kind == "dataset":
+        if not (isinstance(obj.task, str) and obj.task):
+            problems.append(f"task is {obj.task!r}, not the name of a task")
+        names = obj.class_names
+        if isinstance(names, str) or not all(isinstance(n, str) for n in names):
+            problems.append(f"class_names is {names!r}, not a sequence of str")
+    if kind == "task":
+        if not (isinstance(obj.name, str) and obj.name):
+            problems.append(f"name is {obj.name!r}, not a str")
+        if obj.best_metric not in tuple(obj.metric_names):
+            problems.append(f"best_metric {obj.best_metric!r} is not one of its metric_names")
+    return problems
+
+
 def check_component(kind: str, name: str, obj: Any, plugin: PluginInfo) -> None:
-    """Raise PluginError naming the member, the component and its plugin if `obj` breaks its contract."""
+    """Raise PluginError naming the member, the component and its plugin if `obj` breaks its contract
+    (a missing member, or a member whose value has the wrong type or range, e.g. a negative
+    `out_channels`); then label `obj` for later messages (`component_label`)."""
     protocol = PROTOCOLS.get(kind)
     problems: list[str] = []
     if kind in MODULE_KINDS:
@@ -360,9 +465,12 @@ def check_component(kind: str, name: str, obj: Any, plugin: PluginInfo) -> None:
         missing = missing_members(obj, protocol)
         if missing:
             problems.append(f"lacks {', '.join(missing)}")
+    if not problems:
+        problems = [f"has {problem}" for problem in value_problems(kind, obj)]
     if problems:
         raise PluginError(
             f"{kind} {name!r} from {plugin.describe()} breaks the {kind} contract "
             f"(toolkit.contracts.{protocol.__name__ if protocol else kind}): the object it built "
             f"{' and '.join(problems)}; see docs/plugins.md, section 4"
         )
+    label_component(obj, kind, name, plugin)

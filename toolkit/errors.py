@@ -3,17 +3,52 @@
 from __future__ import annotations
 
 import difflib
+import os
 from collections.abc import Iterable, Sequence
+from typing import Any
+
+#: set to 1 to see the traceback behind a user error (for plugin authors)
+ENV_DEBUG = "TOOLKIT_DEBUG"
+
+
+def debug_enabled() -> bool:
+    """True when TOOLKIT_DEBUG asks for tracebacks behind user errors."""
+    return os.environ.get(ENV_DEBUG, "").strip().lower() in {"1", "true", "yes", "on"}
 
 
 class ToolkitError(Exception):
-    """An error the user can fix (bad spec, missing file, broken plugin). Exit code 2 in the CLI."""
+    """An error the user can fix (bad spec, missing file, broken plugin). Exit code 2 in the CLI.
+
+    Picklable whatever a subclass's constructor takes (a DataLoader worker sends it to the main
+    process): it is rebuilt from its message and attributes.
+    """
 
     exit_code = 2
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_error, (type(self), str(self), dict(self.__dict__)))
+
+
+def _rebuild_error(cls: type[ToolkitError], message: str, state: dict[str, Any]) -> ToolkitError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, message)
+    error.__dict__.update(state)
+    return error
 
 
 class PluginError(ToolkitError):
     """A plugin could not be loaded or broke the plugin contract."""
+
+
+class ComponentError(PluginError):
+    """A plugin's component raised while it was built or used; the message names the kind, the
+    component and its plugin (TOOLKIT_DEBUG=1 shows the plugin's traceback)."""
+
+
+def describe_exception(exc: BaseException) -> str:
+    """`Type: message` on one line (the first line of the message)."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
 class DuplicateComponentError(ToolkitError):

@@ -6,7 +6,7 @@ backbone's `pretrained` reset to its default: the weights come from the checkpoi
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +30,12 @@ def checkpoint_model_spec(checkpoint: Mapping[str, Any], path: str, plugins: Plu
             "from its spec with toolkit.build_model(spec) and load the weights with load_state_dict"
         )
     model = dict(spec["model"])
-    plugin_modules = list(spec.get("plugins") or [])
+    plugin_modules = spec.get("plugins") or []
+    if not isinstance(plugin_modules, list) or not all(isinstance(m, str) for m in plugin_modules):
+        raise ToolkitError(
+            f"checkpoint {path!r}: its spec's 'plugins' entry is {plugin_modules!r}, not a list of module "
+            "names; it is damaged or was not written by toolkit"
+        )
     plugins.add_modules(plugin_modules, source="spec")
     backbone = dict(model.get("backbone") or {})
     registry = plugins.registry("backbone")
@@ -39,6 +44,21 @@ def checkpoint_model_spec(checkpoint: Mapping[str, Any], path: str, plugins: Plu
         backbone[PRETRAINED] = field.default if field is not None else NO_WEIGHTS
     model["backbone"] = backbone
     return {"plugins": plugin_modules, "model": model}
+
+
+def check_class_names(checkpoint: Mapping[str, Any], class_names: Sequence[str], path: str | Path) -> None:
+    """Refuse a checkpoint whose spec lists other class names than `class_names` (the spec the
+    caller builds the model from): its outputs would be read under the wrong names."""
+    spec = checkpoint.get("spec")
+    model = spec.get("model") if isinstance(spec, Mapping) else None
+    saved = model.get("class_names") if isinstance(model, Mapping) else None
+    if not isinstance(saved, list) or list(saved) == list(class_names):
+        return
+    raise ToolkitError(
+        f"checkpoint {str(path)!r} was trained with class_names {saved}, but the spec has "
+        f"{list(class_names)}; evaluate it with the spec it was trained with (spec.yaml in its run folder) "
+        "or set model.class_names to the checkpoint's"
+    )
 
 
 def load_model(

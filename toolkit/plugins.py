@@ -27,6 +27,9 @@ ENV_PLUGINS = "TOOLKIT_PLUGINS"
 ENV_STRICT = "TOOLKIT_STRICT_PLUGINS"
 ENV_TRACE = "TOOLKIT_TRACE_PLUGINS"
 _TRUE = {"1", "true", "yes", "on"}
+#: what a failing plugin may raise without taking toolkit down (a `sys.exit` at import included;
+#: KeyboardInterrupt still stops the program)
+_PLUGIN_FAILURES = (Exception, SystemExit)
 
 
 class PluginWarning(UserWarning):
@@ -135,7 +138,7 @@ class PluginManager:
             )
             try:
                 plugin = ep.load()
-            except Exception as exc:  # a broken plugin must not take toolkit down
+            except _PLUGIN_FAILURES as exc:  # a broken plugin must not take toolkit down
                 self._fail(info, "import", exc)
                 continue
             if self._register(plugin, info):
@@ -152,7 +155,7 @@ class PluginManager:
             info = PluginInfo(name=module_name, module=module_name, source=source)
             try:
                 plugin = importlib.import_module(module_name)
-            except Exception as exc:
+            except _PLUGIN_FAILURES as exc:
                 self._fail(info, "import", exc)
                 continue
             if self._pm.is_registered(plugin):
@@ -215,7 +218,7 @@ class PluginManager:
                     self._pm.subset_hook_caller(hook_name, remove_plugins=others)(registry=registry)
         except DuplicateComponentError:
             raise  # a duplicate name is never resolved silently
-        except Exception as exc:
+        except _PLUGIN_FAILURES as exc:
             self._rollback(info)
             self._fail(info, "register", exc)
             return
@@ -228,7 +231,7 @@ class PluginManager:
             self._pm.unregister(name=info.name)
 
     def _fail(self, info: PluginInfo, stage: str, exc: BaseException) -> None:
-        failure = FailedPlugin(info, stage, f"{type(exc).__name__}: {exc}")
+        failure = FailedPlugin(info, stage, _failure_text(exc))
         if self.strict:
             raise PluginError(f"{failure.describe()} ({ENV_STRICT} is set)") from exc
         self.failed.append(failure)
@@ -248,6 +251,12 @@ class PluginManager:
 
     def _is_blocked(self, name: str, module: str) -> bool:
         return self._pm.is_blocked(name) or self._pm.is_blocked(module)
+
+
+def _failure_text(exc: BaseException) -> str:
+    if isinstance(exc, SystemExit):
+        return f"it called sys.exit({exc.code!r})"
+    return f"{type(exc).__name__}: {exc}"
 
 
 def split_plugin_args(values: Iterable[str]) -> tuple[list[str], list[str]]:

@@ -21,7 +21,7 @@ import torch
 
 from toolkit.errors import ToolkitError
 
-__all__ = ["load_pretrained", "load_weights", "read_state_dict"]
+__all__ = ["download_state_dict", "load_pretrained", "load_weights", "read_state_dict"]
 
 _SHOWN_KEYS = 5
 _WRAPPERS = ("model", "state_dict")  # checkpoint keys holding the state dict, tried in this order
@@ -55,6 +55,24 @@ def _unwrap(obj: Any, source: str) -> dict[str, torch.Tensor]:
     if any(k.startswith(_MODEL_PREFIX) for k in state):
         state = {k[len(_MODEL_PREFIX) :]: v for k, v in state.items() if k.startswith(_MODEL_PREFIX)}
     return state
+
+
+def download_state_dict(weights: Any, *, component: str) -> dict[str, torch.Tensor]:
+    """torchvision `weights.get_state_dict()` (downloaded once into TORCH_HOME's cache).
+
+    Without a network (or with a damaged cache) raises `ToolkitError` saying where the file comes
+    from and how to give it as a local file (`pretrained: /path/to/FILE`) instead.
+    """
+    url = str(getattr(weights, "url", "") or "")
+    file_name = url.rsplit("/", 1)[-1] or f"{component}.pth"
+    try:
+        return weights.get_state_dict(progress=False)
+    except Exception as exc:
+        raise ToolkitError(
+            f"{component}: cannot get torchvision's {weights} weights ({type(exc).__name__}: "
+            f"{str(exc).strip().splitlines()[0] if str(exc).strip() else 'no detail'}); without a network, "
+            f"download {url or 'the weights'} on another machine and set pretrained: /path/to/{file_name}"
+        ) from exc
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:

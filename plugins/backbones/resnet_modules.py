@@ -15,7 +15,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from toolkit.contracts import IMAGENET_NORMALIZATION, FeatureInfo, Normalization
 from toolkit.errors import ToolkitError
-from toolkit.weights import load_weights
+from toolkit.weights import download_state_dict, load_weights
 
 _DEPTHS: dict[int, tuple[Any, Any, int]] = {
     18: (torchvision.models.resnet18, torchvision.models.ResNet18_Weights.IMAGENET1K_V1, 512),
@@ -106,7 +106,7 @@ class ResNetBackbone(nn.Module):
         self.layer4 = trunk.layer4
         self._frozen_stages = 0
         if pretrained == "imagenet":
-            state = imagenet_weights.get_state_dict(progress=True)
+            state = download_state_dict(imagenet_weights, component=f"resnet{depth}")
             load_weights(
                 self,
                 state,

@@ -4,6 +4,10 @@ builds the datasets and transforms).
 The sampler yields (index, epoch) keys: workers need no shared state to know the epoch, and every
 sample's augmentation is seeded from (data.seed, epoch, index), so batches do not depend on the
 number of workers. With `world_size > 1` each rank gets its own shard (DistributedSampler-style).
+
+A user error raised while a worker loads a sample reaches the main process inside its batch
+(`Batch.error`); `ToolkitLoader` raises it there, so the message and exit code are those of a run
+without workers (and not torch's "Caught ... in DataLoader worker process" with a traceback).
 """
 
 from __future__ import annotations
@@ -16,7 +20,8 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Sampler
 
-from toolkit.data.pipeline import ProcessedDataset, Sample, SkippedSample
+from toolkit.data.pipeline import FailedSample, ProcessedDataset, Sample, SkippedSample
+from toolkit.errors import ToolkitError
 from toolkit.spec import DataSpec
 
 
@@ -55,12 +60,14 @@ class EpochSampler(Sampler[tuple[int, int]]):
 
 @dataclass
 class Batch:
-    """Images [N,3,H,W], stacked encoded targets, per-image metadata, and skipped bad samples."""
+    """Images [N,3,H,W], stacked encoded targets, per-image metadata, and skipped bad samples;
+    `error`: the user error a worker met (the batch is then empty)."""
 
     images: torch.Tensor
     targets: dict[str, torch.Tensor]
     meta: list[dict[str, Any]] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    error: ToolkitError | None = None
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -71,6 +78,7 @@ class Batch:
             {k: v.pin_memory() for k, v in self.targets.items()},
             self.meta,
             self.skipped,
+            self.error,
         )
 
     def to(self, device: torch.device | str, *, non_blocking: bool = False) -> Batch:
@@ -79,11 +87,16 @@ class Batch:
             {k: v.to(device, non_blocking=non_blocking) for k, v in self.targets.items()},
             self.meta,
             self.skipped,
+            self.error,
         )
 
 
-def collate(samples: Sequence[Sample | SkippedSample]) -> Batch:
-    """Stack images and encoded targets; skipped samples are counted, not batched."""
+def collate(samples: Sequence[Sample | SkippedSample | FailedSample]) -> Batch:
+    """Stack images and encoded targets; skipped samples are counted, not batched; a failed sample
+    makes an empty batch carrying its error."""
+    failed = next((s for s in samples if isinstance(s, FailedSample)), None)
+    if failed is not None:
+        return Batch(torch.empty(0, 3, 0, 0), {}, [], [], failed.error)
     good = [s for s in samples if isinstance(s, Sample)]
     skipped = [s.reason for s in samples if isinstance(s, SkippedSample)]
     if not good:
@@ -103,6 +116,16 @@ def _stack(tensors: list[torch.Tensor]) -> torch.Tensor:
     return torch.stack(tensors, out=out)
 
 
+class ToolkitLoader(DataLoader):
+    """A DataLoader whose iteration raises, in the main process, the user error a worker met."""
+
+    def __iter__(self) -> Iterator[Batch]:  # type: ignore[override]
+        for batch in super().__iter__():
+            if batch.error is not None:
+                raise batch.error
+            yield batch
+
+
 def make_loader(
     dataset: ProcessedDataset,
     data: DataSpec,
@@ -114,10 +137,10 @@ def make_loader(
     batch_size: int | None = None,
     num_workers: int | None = None,
 ) -> DataLoader:
-    """A DataLoader over `dataset` with the spec's batch size, workers and memory pinning."""
+    """A ToolkitLoader over `dataset` with the spec's batch size, workers and memory pinning."""
     workers = data.num_workers if num_workers is None else num_workers
     pin = data.pin_memory if data.pin_memory is not None else torch.device(device).type == "cuda"
-    return DataLoader(
+    return ToolkitLoader(
         dataset,
         batch_size=batch_size or data.batch_size,
         sampler=EpochSampler(len(dataset), shuffle=shuffle, seed=data.seed, rank=rank, world_size=world_size),

@@ -5,6 +5,11 @@ target enters the transforms, extra steps such as box sanitizing, how targets ar
 head's encoder) is asked of the task object (`toolkit.contracts.Task`). Each sample is augmented
 under its own seed, derived from (data seed, epoch, index), so a batch is the same whatever the
 number of workers or the order in which they run.
+
+A user error raised while loading a sample inside a DataLoader worker travels to the main process
+as a `FailedSample` (the loader raises it there), so the message is the same with or without
+workers; an exception from a component (the dataset, an augmentation, the task) becomes a
+`ComponentError` naming it.
 """
 
 from __future__ import annotations
@@ -19,8 +24,8 @@ from torch.utils.data import Dataset
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-from toolkit.contracts import NeedsFloat, Task
-from toolkit.errors import BadSampleError, DataError
+from toolkit.contracts import NeedsFloat, Task, call_component, component_failure
+from toolkit.errors import BadSampleError, DataError, ToolkitError
 
 
 @dataclass
@@ -38,6 +43,14 @@ class SkippedSample:
 
     index: int
     reason: str
+
+
+@dataclass(frozen=True)
+class FailedSample:
+    """A sample whose loading raised a user error inside a DataLoader worker (re-raised by the loader)."""
+
+    index: int
+    error: ToolkitError
 
 
 def compose(
@@ -87,14 +100,26 @@ class ProcessedDataset(Dataset):
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, key: tuple[int, int] | int) -> Sample | SkippedSample:
+    def __getitem__(self, key: tuple[int, int] | int) -> Sample | SkippedSample | FailedSample:
         index, epoch = key if isinstance(key, tuple) else (key, 0)
+        try:
+            return self._load(index, epoch)
+        except ToolkitError as exc:
+            if torch.utils.data.get_worker_info() is None:
+                raise
+            return FailedSample(index, exc)  # the main process raises it (toolkit.data.loader)
+
+    def _load(self, index: int, epoch: int) -> Sample | SkippedSample:
         try:
             image, target = self.dataset[index]
         except BadSampleError as exc:
             if self.skip_bad:
                 return SkippedSample(index, str(exc))
             raise
+        except ToolkitError:
+            raise
+        except Exception as exc:
+            raise component_failure(self.dataset, f"reading sample {index}", exc) from exc
         return self.process(image, target, index=index, epoch=epoch)
 
     def augment(
@@ -102,11 +127,13 @@ class ProcessedDataset(Dataset):
     ) -> tuple[torch.Tensor, Any]:
         """Apply the transform under the sample's own seed; return (image, target dict)."""
         height, width = image.shape[-2:]
-        target = self.task.prepare_target(target)
+        target = call_component(
+            self.task, f"preparing the target of sample {index}", self.task.prepare_target, target
+        )
         target["orig_size"] = torch.tensor([height, width])
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(sample_seed(self.seed, epoch, index))
-            image, target = self.transform(tv_tensors.Image(image), target)
+            image, target = run_transforms(self.transform, tv_tensors.Image(image), target, index=index)
         if tuple(image.shape[-2:]) != self.input_size:
             raise DataError(
                 f"data.augment produced a {tuple(image.shape[-2:])} image but model.input_size is "
@@ -124,4 +151,22 @@ class ProcessedDataset(Dataset):
         }
         if "letterbox" in target:
             meta["letterbox"] = target["letterbox"]
-        return Sample(image, self.task.encode_target(target, self.encoder), meta)
+        encoded = call_component(
+            self.task, f"encoding the target of sample {index}", self.task.encode_target, target, self.encoder
+        )
+        return Sample(image, encoded, meta)
+
+
+def run_transforms(transform: Callable[..., Any], image: Any, target: Any, *, index: int) -> Any:
+    """`transform(image, target)`, step by step for a Compose: an exception from a step becomes a
+    ComponentError naming it (the augmentation and its plugin)."""
+    steps = transform.transforms if isinstance(transform, v2.Compose) else [transform]
+    inputs = (image, target)
+    for step in steps:
+        try:
+            inputs = step(*inputs)
+        except ToolkitError:
+            raise
+        except Exception as exc:
+            raise component_failure(step, f"transforming sample {index}", exc) from exc
+    return inputs

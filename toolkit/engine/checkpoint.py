@@ -1,45 +1,111 @@
-"""Checkpoints: written atomically (temp file, fsync, rename), read with `weights_only=True`."""
+"""Checkpoints: written atomically (temp file, fsync, rename), read with `weights_only=True`.
+
+Temp files are named `.NAME.PID.RANDOM.tmp`: a writer removes only the temp files of writers that
+are no longer alive. Files get the user's umask (not mkstemp's 0600).
+"""
 
 from __future__ import annotations
 
 import os
 import random
 import tempfile
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import torch
 
 from toolkit.errors import ToolkitError
 
 FORMAT_VERSION = 1
+#: what a run's checkpoint holds for `--resume`, with the type each entry must have
+TRAINING_ENTRIES: dict[str, type | tuple[type, ...]] = {
+    "model": Mapping,
+    "optimizer": Mapping,
+    "scheduler": Mapping,
+    "scaler": Mapping,
+    "epoch": int,
+    "step": int,
+    "rng": Mapping,
+    "spec": Mapping,
+}
 
 
-def save_atomic(obj: Any, path: str | Path) -> Path:
-    """torch.save to a temp file in the same folder, fsync it, rename over `path`, fsync the folder.
+def _umask() -> int:
+    """The process's umask (read from /proc when possible, without changing it)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
-    A process killed at any moment leaves either the previous file or the new one, never a torn one.
-    """
+
+def _write_atomic(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    descriptor, temp_name = tempfile.mkstemp(
+        prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent
+    )
     try:
+        os.fchmod(descriptor, 0o666 & ~_umask())
         with os.fdopen(descriptor, "wb") as handle:
-            torch.save(obj, handle)
+            write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temp_name, path)
     except BaseException:
         Path(temp_name).unlink(missing_ok=True)
         raise
-    for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a process killed while saving
-        stale.unlink(missing_ok=True)
     directory = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(directory)
     finally:
         os.close(directory)
+    remove_stale_temp_files(path)
     return path
+
+
+def save_atomic(obj: Any, path: str | Path) -> Path:
+    """torch.save to a temp file in the same folder, fsync it, rename over `path`, fsync the folder.
+
+    A process killed at any moment leaves either the previous file or the new one, never a torn one;
+    when this returns, the new file is durable.
+    """
+    return _write_atomic(path, lambda handle: torch.save(obj, handle))
+
+
+def write_atomic(path: str | Path, data: bytes) -> Path:
+    """Write `data` to `path` as `save_atomic` writes a checkpoint."""
+    return _write_atomic(path, lambda handle: handle.write(data))
+
+
+def remove_stale_temp_files(path: Path) -> None:
+    """Remove `.NAME.PID.*.tmp` files next to `path` whose writer is dead (or is this process: its
+    own saves finished); a live writer's temp file is left alone."""
+    for temp in path.parent.glob(f".{path.name}.*.tmp"):
+        pid_text = temp.name[len(path.name) + 2 :].split(".", 1)[0]
+        if not pid_text.isdigit():
+            continue
+        pid = int(pid_text)
+        if pid == os.getpid() or not _alive(pid):
+            temp.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, another user's
+        return True
+    except OSError:
+        return False
+    return True
 
 
 def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -58,6 +124,37 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
         ) from None
     if not isinstance(checkpoint, dict) or "model" not in checkpoint:
         raise ToolkitError(f"{str(path)!r} is not a toolkit checkpoint (no 'model' entry)")
+    if not isinstance(checkpoint["model"], Mapping):
+        raise ToolkitError(
+            f"{str(path)!r} is not a toolkit checkpoint: its 'model' entry is a "
+            f"{type(checkpoint['model']).__name__}, not a state dict"
+        )
+    return checkpoint
+
+
+def load_training_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """`load_checkpoint`, then check every entry `--resume` needs (TRAINING_ENTRIES); the error
+    names the file and what is missing or of the wrong type."""
+    checkpoint = load_checkpoint(path, map_location=map_location)
+    missing = [key for key in TRAINING_ENTRIES if key not in checkpoint]
+    wrong = [
+        f"{key} ({type(checkpoint[key]).__name__})"
+        for key, kind in TRAINING_ENTRIES.items()
+        if key in checkpoint and (not isinstance(checkpoint[key], kind) or isinstance(checkpoint[key], bool))
+    ]
+    spec = checkpoint.get("spec")
+    if isinstance(spec, Mapping) and not isinstance(spec.get("model"), Mapping):
+        wrong.append("spec (no 'model' section)")
+    if missing or wrong:
+        problems = []
+        if missing:
+            problems.append(f"no {', '.join(repr(k) for k in missing)}")
+        if wrong:
+            problems.append(f"wrong entries: {', '.join(wrong)}")
+        raise ToolkitError(
+            f"--resume: {str(path)!r} is not a run checkpoint ({'; '.join(problems)}); "
+            "resume from the last.pt a toolkit run wrote"
+        )
     return checkpoint
 
 

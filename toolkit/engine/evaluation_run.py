@@ -13,6 +13,7 @@ from toolkit.engine.checkpoint import load_checkpoint
 from toolkit.engine.distributed import resolve_device
 from toolkit.engine.evaluate import evaluate
 from toolkit.errors import ToolkitError
+from toolkit.loading import check_class_names
 from toolkit.plugins import PluginManager
 from toolkit.spec import Spec, TrainSpec
 
@@ -44,12 +45,16 @@ def evaluate_checkpoint(
 ) -> tuple[dict[str, Any], tuple[str, ...]]:
     """Build the spec's model, load the checkpoint, evaluate on data.<split> (the model's preprocessing).
 
+    A checkpoint trained with other class names than the spec's is refused.
+
     Returns the metrics and the task's metric names (headline first).
     """
     config = spec.train or TrainSpec()
     device = resolve_device(config.device)
+    checkpoint = load_checkpoint(checkpoint_path)
+    check_class_names(checkpoint, spec.model.class_names, checkpoint_path)
     model = build_model(spec, plugins=plugins)
-    load_model_weights(model, checkpoint_path)
+    load_model_weights(model, checkpoint_path, checkpoint)
     model.to(device)
     dataset = build_processed_dataset(spec, model, split, train=False, plugins=plugins)
     loader = make_loader(dataset, data_section(spec), shuffle=False, device=device)

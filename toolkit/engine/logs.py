@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from collections.abc import Mapping
@@ -25,6 +26,12 @@ class MetricsLog:
     def write(self, record: Mapping[str, Any]) -> None:
         with self.path.open("a", encoding="utf-8") as handle:
             handle.write(json.dumps(record, default=float) + "\n")
+
+    def sync(self) -> None:
+        """Make what was written durable (fsync), before a checkpoint records the step."""
+        if self.path.exists():
+            with self.path.open("rb") as handle:
+                os.fsync(handle.fileno())
 
     def records(self) -> list[dict[str, Any]]:
         return read_metrics(self.path)

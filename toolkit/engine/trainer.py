@@ -15,14 +15,23 @@ import yaml
 from torch import nn
 
 from toolkit.build import build_loss, build_model, build_processed_dataset, data_section
-from toolkit.contracts import Freezable
+from toolkit.contracts import Freezable, component_in_traceback
 from toolkit.data.loader import make_loader
 from toolkit.engine import distributed
-from toolkit.engine.checkpoint import FORMAT_VERSION, load_checkpoint, rng_state, save_atomic, set_rng_state
+from toolkit.engine.checkpoint import (
+    FORMAT_VERSION,
+    load_training_checkpoint,
+    rng_state,
+    save_atomic,
+    set_rng_state,
+    write_atomic,
+)
 from toolkit.engine.evaluate import evaluate
 from toolkit.engine.logs import MetricsLog, Progress, plot_curves
 from toolkit.engine.optim import build_optimizer, build_scheduler
-from toolkit.errors import ToolkitError
+from toolkit.engine.run_dir import claim_run_dir, is_main_process
+from toolkit.engine.sync_bn import convert_sync_batchnorm
+from toolkit.errors import ComponentError, ToolkitError, describe_exception
 from toolkit.plugins import PluginManager, get_plugin_manager
 from toolkit.spec import Spec, TrainSpec
 
@@ -55,11 +64,14 @@ def train(
     *,
     out_dir: str | Path | None = None,
     resume: bool = False,
+    exist_ok: bool = False,
     plugins: PluginManager | None = None,
     show_progress: bool = True,
 ) -> RunSummary:
     """Train the spec's model on its data; returns the run's summary (see Trainer)."""
-    return Trainer(spec, out_dir=out_dir, resume=resume, plugins=plugins, show_progress=show_progress).fit()
+    return Trainer(
+        spec, out_dir=out_dir, resume=resume, exist_ok=exist_ok, plugins=plugins, show_progress=show_progress
+    ).fit()
 
 
 def default_out_dir(spec: Spec) -> Path:
@@ -68,7 +80,13 @@ def default_out_dir(spec: Spec) -> Path:
 
 
 class Trainer:
-    """Fine-tunes a backbone + head from a spec, on one device or under torchrun (DDP)."""
+    """Fine-tunes a backbone + head from a spec, on one device or under torchrun (DDP).
+
+    The run folder is claimed (checked and locked, `toolkit.engine.run_dir`) before anything is
+    built; `resume` continues from its last.pt, `exist_ok` allows a non-empty folder that is not a
+    run. Saves write best.pt before last.pt, so last.pt never records a best value that best.pt
+    does not hold yet.
+    """
 
     def __init__(
         self,
@@ -76,6 +94,7 @@ class Trainer:
         *,
         out_dir: str | Path | None = None,
         resume: bool = False,
+        exist_ok: bool = False,
         plugins: PluginManager | None = None,
         show_progress: bool = True,
     ) -> None:
@@ -85,12 +104,9 @@ class Trainer:
         self.plugins = plugins or get_plugin_manager()
         self.out_dir = Path(out_dir) if out_dir is not None else default_out_dir(spec)
         self.resume = resume
+        self.exist_ok = exist_ok
         self.show_progress = show_progress
-        if not resume and (self.out_dir / "last.pt").exists():
-            raise ToolkitError(
-                f"{self.out_dir} already holds a run (last.pt); continue it with --resume "
-                "or choose another folder with --out"
-            )
+        self._wrote = False  # whether this run wrote into its folder yet
 
     # -- setup ----------------------------------------------------------------------------------
     def _setup(self) -> None:
@@ -138,6 +154,8 @@ class Trainer:
         self.amp = self.amp_dtype is not None and device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp and config.amp == "fp16")
         self.network: nn.Module = self.model
+        if self.context.distributed and config.sync_bn:
+            convert_sync_batchnorm(self.model)
         if self.context.distributed:
             self.network = nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[device.index] if device.type == "cuda" else None
@@ -146,9 +164,16 @@ class Trainer:
         self.step = 0
         self.best_value: float | None = None
         self.final_metrics: dict[str, Any] = {}
-        if self.resume:
+        resuming = self.resume and (self.out_dir / "last.pt").exists()
+        if resuming:
             self._load_last()
-        self.log = MetricsLog(self.out_dir / "metrics.jsonl", resume_step=self.step if self.resume else None)
+        elif self.resume and self.context.is_main:
+            warnings.warn(
+                f"--resume: {self.out_dir} holds no last.pt (the run stopped before its first checkpoint); "
+                "starting from the first epoch",
+                stacklevel=2,
+            )
+        self.log = MetricsLog(self.out_dir / "metrics.jsonl", resume_step=self.step if resuming else None)
 
     # -- checkpoints ----------------------------------------------------------------------------
     def _state(self) -> dict[str, Any]:
@@ -168,44 +193,73 @@ class Trainer:
 
     def _load_last(self) -> None:
         path = self.out_dir / "last.pt"
-        checkpoint = load_checkpoint(path, map_location=self.context.device)
-        saved_model = checkpoint["spec"].get("model")
+        checkpoint = load_training_checkpoint(path, map_location=self.context.device)
+        saved_model = checkpoint["spec"]["model"]
         if saved_model != self.spec.model_dump(mode="json")["model"]:
             raise ToolkitError(f"--resume: the model section differs from the one {path} was trained with")
-        self.model.load_state_dict(checkpoint["model"])
-        self.optimizer.load_state_dict(checkpoint["optimizer"])
-        self.scheduler.load_state_dict(checkpoint["scheduler"])
-        self.scaler.load_state_dict(checkpoint["scaler"])
+        parts = (
+            ("model", self.model),
+            ("optimizer", self.optimizer),
+            ("scheduler", self.scheduler),
+            ("scaler", self.scaler),
+        )
+        for key, target in parts:
+            try:
+                target.load_state_dict(checkpoint[key])
+            except (RuntimeError, ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise ToolkitError(
+                    f"--resume: the {key} state in {path} does not fit this run ({first}); "
+                    "resume with the spec the run was started with (spec.yaml in the run folder)"
+                ) from None
         self.epoch = int(checkpoint["epoch"])
         self.step = int(checkpoint["step"])
         self.best_value = checkpoint.get("best_value")
-        set_rng_state(checkpoint["rng"])
+        try:
+            set_rng_state(checkpoint["rng"])
+        except (RuntimeError, ValueError, KeyError, TypeError) as exc:
+            raise ToolkitError(f"--resume: the random state in {path} is damaged ({exc})") from None
         unfreeze = self.config.unfreeze_at_epoch
         if unfreeze is not None and self.epoch >= unfreeze:
             self.model.backbone.set_frozen_stages(0)
 
     def _save(self, improved: bool) -> None:
+        """best.pt first (durable when save_atomic returns), then last.pt: a kill at any point leaves
+        last.pt recording only a best value whose weights best.pt already holds."""
         if not self.context.is_main:
             return
+        self.log.sync()
         state = self._state()
-        save_atomic(state, self.out_dir / "last.pt")
         if improved:
             save_atomic(state, self.out_dir / "best.pt")
+        save_atomic(state, self.out_dir / "last.pt")
 
     # -- loop -----------------------------------------------------------------------------------
     def fit(self) -> RunSummary:
-        self._setup()
+        lock = None
+        if is_main_process():
+            lock = claim_run_dir(self.out_dir, resume=self.resume, exist_ok=self.exist_ok)
         try:
-            return self._fit()
+            self._setup()
+            try:
+                return self._fit()
+            finally:
+                distributed.shutdown(self.context)
+        except BaseException:
+            if lock is not None and not self._wrote:
+                lock.abandon()  # nothing of this run was written: leave the folder as it was
+            raise
         finally:
-            distributed.shutdown(self.context)
+            if lock is not None:
+                lock.release()
 
     def _fit(self) -> RunSummary:
         config = self.config
         if self.context.is_main:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
-            (self.out_dir / "spec.yaml").write_text(
-                yaml.safe_dump(self.spec.model_dump(mode="json"), sort_keys=False)
+            self._wrote = True
+            write_atomic(
+                self.out_dir / "spec.yaml",
+                yaml.safe_dump(self.spec.model_dump(mode="json"), sort_keys=False).encode(),
             )
         train_seconds, images_seen, skipped = 0.0, 0, 0
         while self.epoch < config.epochs:
@@ -293,11 +347,16 @@ class Trainer:
         images = batch.images
         if config.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(self.context.device.type, dtype=self.amp_dtype, enabled=self.amp):
-            outputs = self.network(images)
-        outputs = {k: v.float() for k, v in outputs.items()}
-        terms = self.loss_fn(outputs, batch.targets)
-        loss = terms["loss"]
+        try:
+            with torch.autocast(self.context.device.type, dtype=self.amp_dtype, enabled=self.amp):
+                outputs = self.network(images)
+            outputs = {k: v.float() for k, v in outputs.items()}
+            terms = self.loss_fn(outputs, batch.targets)
+            loss = terms["loss"]
+        except ToolkitError:
+            raise
+        except Exception as exc:
+            raise self._step_failure(exc) from exc
         if not bool(torch.isfinite(loss)):
             detail = ", ".join(f"{k}={float(v):.4g}" for k, v in terms.items())
             raise NonFiniteLossError(
@@ -316,6 +375,20 @@ class Trainer:
         self.scheduler.step()
         self.step += 1
         return terms
+
+    def _step_failure(self, exc: Exception) -> ToolkitError:
+        """The one-line error for an exception in the forward pass or the loss (a plugin's code)."""
+        where = f"at step {self.step + 1} (epoch {self.epoch + 1})"
+        if isinstance(exc, torch.OutOfMemoryError):
+            return ToolkitError(
+                f"out of memory {where}: lower data.batch_size or model.input_size, or set train.amp"
+            )
+        culprit = component_in_traceback(exc) or (
+            f"the model ({self.spec.model.backbone.type} + {self.spec.model.head.type}) or its loss"
+        )
+        return ComponentError(
+            f"{culprit} failed {where}: {describe_exception(exc)} (TOOLKIT_DEBUG=1 shows the traceback)"
+        )
 
     def _maybe_evaluate(self) -> bool:
         """Evaluate when due; True when the chosen metric improved (or when there is no validation)."""

@@ -96,6 +96,10 @@ class TrainSpec(StrictModel):
         default=None, ge=1, le=512, description="torch CPU threads (default: torch's)"
     )
     channels_last: bool = Field(default=False, description="channels-last memory format (faster convs)")
+    sync_bn: bool = Field(
+        default=False,
+        description="under torchrun: BatchNorm statistics over the global batch of all processes",
+    )
     eval_interval: int = Field(default=1, ge=0, description="evaluate every N epochs (0: only at the end)")
     best_metric: str | None = Field(
         default=None, description="metric that selects best.pt (default AP / accuracy)"
