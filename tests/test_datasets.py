@@ -66,6 +66,7 @@ def test_registered_params_exclude_the_injected_on_bad_sample(registry) -> None:
         "annotations",
         "skip_empty",
         "class_names",
+        "allow_absolute_paths",
     }
     assert set(registry.get("voc").params.model_fields) == {"root", "split", "class_names", "use_difficult"}
     assert set(registry.get("image_folder").params.model_fields) == {"root", "class_names"}

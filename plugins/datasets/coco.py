@@ -22,9 +22,20 @@ def coco(
         list[str] | None,
         Field(description="categories to use, by name, in label order (others ignored); default: all, by id"),
     ] = None,
+    allow_absolute_paths: Annotated[
+        bool,
+        Field(
+            description="accept absolute file_name values (images kept apart from the annotations); "
+            "relative ones must stay under images either way"
+        ),
+    ] = False,
     on_bad_sample: str = "error",
 ) -> CocoDataset:
-    """COCO instances: category ids map to contiguous labels in id order; crowd boxes only in ground truth."""
+    """COCO instances: category ids map to contiguous labels in id order; crowd boxes only in ground truth.
+
+    Every file_name must stay under `images` (no `..`, no link leading out; absolute names only with
+    allow_absolute_paths).
+    """
     from toolkit_plugins.datasets.coco_dataset import CocoDataset
 
     return CocoDataset(
@@ -33,6 +44,7 @@ def coco(
         skip_empty=skip_empty,
         class_names=class_names,
         on_bad_sample=on_bad_sample,
+        allow_absolute_paths=allow_absolute_paths,
     )
 
 

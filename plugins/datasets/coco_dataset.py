@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -15,7 +12,18 @@ import torch
 
 from toolkit.data.images import read_image
 from toolkit.errors import BadSampleError, DataError
-from toolkit_plugins.datasets.common import BadSamples, GtObject, coco_ground_truth, detection_target
+from toolkit_plugins.datasets.common import (
+    BadSamples,
+    GtObject,
+    PathOutsideRoot,
+    RootedPaths,
+    coco_ground_truth,
+    detection_target,
+    finite,
+    flag,
+    is_id,
+    is_side,
+)
 
 TOLERANCE = 1.0  # pixels a box may stick out of the image (clipped); beyond that it is bad
 
@@ -38,6 +46,7 @@ class CocoDataset(torch.utils.data.Dataset):
         skip_empty: bool = False,
         class_names: Sequence[str] | None = None,
         on_bad_sample: str = "error",
+        allow_absolute_paths: bool = False,
     ) -> None:
         self.image_root = Path(images)
         self.annotation_file = Path(annotations)
@@ -51,7 +60,10 @@ class CocoDataset(torch.utils.data.Dataset):
         categories = _categories(data, source)
         self.category_ids, self.class_names = _select(categories, class_names, source)
         label_of = {cat_id: label for label, cat_id in enumerate(self.category_ids)}
-        image_entries = _images(data, bad, source)
+        paths = RootedPaths(
+            self.image_root, allow_absolute=allow_absolute_paths, absolute_option="allow_absolute_paths"
+        )
+        image_entries, image_paths = _images(data, paths, bad, source)
         raw_annotations = data["annotations"]
         if not raw_annotations:
             problem = f"{source}: the file has no annotations at all (no image has objects)"
@@ -60,19 +72,21 @@ class CocoDataset(torch.utils.data.Dataset):
                     f"{problem}; add annotations, or set data.on_bad_sample: skip to use it anyway"
                 )
             bad.skipped.append(problem)
-        coco = _index(data, image_entries, raw_annotations, bad, source)
+        by_image = _index(image_entries, raw_annotations, bad, source)
         self.items: list[dict[str, Any]] = []
+        self._paths: list[Path] = []
         self._objects: list[list[GtObject]] = []
         for image_id in sorted(image_entries):
             entry = image_entries[image_id]
             objects = []
-            for ann in coco.imgToAnns.get(image_id, []):
+            for ann in by_image.get(image_id, []):
                 obj = _check_annotation(ann, entry, categories, label_of, bad, source)
                 if obj is not None:
                     objects.append(obj)
             if skip_empty and not any(not (o.iscrowd or o.ignore) for o in objects):
                 continue
             self.items.append(entry)
+            self._paths.append(image_paths[image_id])
             self._objects.append(objects)
         if not self.items:
             raise DataError(
@@ -89,7 +103,7 @@ class CocoDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, Any]]:
         entry = self.items[index]
-        path = self.image_root / entry["file_name"]
+        path = self._paths[index]
         image = read_image(path)
         height, width = image.shape[-2:]
         if (width, height) != (entry["width"], entry["height"]):
@@ -119,6 +133,10 @@ def _read_json(path: Path) -> dict[str, Any]:
         raise DataError(
             f"{path}: malformed JSON at line {exc.lineno}, column {exc.colno} ({exc.msg}); fix the file"
         ) from None
+    except RecursionError:
+        raise DataError(f"{path}: JSON nested too deeply for a COCO instances file; fix the file") from None
+    except ValueError as exc:  # an integer beyond Python's digit limit
+        raise DataError(f"{path}: refused JSON ({exc}); fix the file").with_traceback(None) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: cannot read the annotation file ({exc})") from None
     if not isinstance(data, dict):
@@ -132,11 +150,14 @@ def _read_json(path: Path) -> dict[str, Any]:
 def _categories(data: dict[str, Any], source: str) -> dict[int, str]:
     categories: dict[int, str] = {}
     for position, cat in enumerate(data["categories"]):
-        if not isinstance(cat, dict) or not isinstance(cat.get("id"), int) or "name" not in cat:
-            raise DataError(f"{source}: category #{position} needs an integer 'id' and a 'name', got {cat!r}")
+        if not isinstance(cat, dict) or not is_id(cat.get("id")) or not _name(cat.get("name")):
+            raise DataError(
+                f"{source}: category #{position} needs an integer 'id' and a non-empty string 'name', "
+                f"got {_show(cat)}"
+            )
         if cat["id"] in categories:
             raise DataError(f"{source}: category id {cat['id']} is listed twice; make the ids unique")
-        categories[cat["id"]] = str(cat["name"])
+        categories[cat["id"]] = cat["name"]
     if not categories:
         raise DataError(f"{source}: the file lists no categories; add its 'categories'")
     return categories
@@ -159,61 +180,58 @@ def _select(
     return [id_of[name] for name in class_names], list(class_names)
 
 
-def _images(data: dict[str, Any], bad: BadSamples, source: str) -> dict[int, dict[str, Any]]:
+def _images(
+    data: dict[str, Any], paths: RootedPaths, bad: BadSamples, source: str
+) -> tuple[dict[int, dict[str, Any]], dict[int, Path]]:
+    """The well-formed image entries by id, and the path of each (under the image folder)."""
     images: dict[int, dict[str, Any]] = {}
+    found: dict[int, Path] = {}
     for position, entry in enumerate(data["images"]):
-        ok = (
-            isinstance(entry, dict)
-            and isinstance(entry.get("id"), int)
-            and isinstance(entry.get("file_name"), str)
-        )
-        size_ok = ok and all(isinstance(entry.get(k), int) and entry[k] > 0 for k in ("width", "height"))
-        if not size_ok or entry["id"] in images:
-            what = f"image entry #{position}"
+        what = f"image entry #{position}"
+        ok = isinstance(entry, dict) and is_id(entry.get("id")) and isinstance(entry.get("file_name"), str)
+        if not ok or not all(is_side(entry.get(k)) for k in ("width", "height")):
             reason = (
-                f"duplicate image id {entry['id']}"
-                if size_ok
-                else "an image needs an integer 'id', a 'file_name' and positive integer 'width' and 'height'"
+                "an image needs an integer 'id', a string 'file_name' and positive integer 'width' and "
+                f"'height', got {_show(entry)}"
             )
             bad.handle(BadSampleError(source, f"{what}: {reason}; fix or remove the entry"))
+            continue
+        what = f"{what} (id {entry['id']})"
+        if entry["id"] in images:
+            bad.handle(BadSampleError(source, f"{what}: duplicate image id; fix or remove the entry"))
+            continue
+        try:
+            found[entry["id"]] = paths.resolve(entry["file_name"])
+        except PathOutsideRoot as exc:
+            bad.handle(BadSampleError(source, f"{what}: {exc}"))
             continue
         images[entry["id"]] = entry
     if not images:
         raise DataError(f"{source}: the file lists no usable images; add its 'images'")
-    return images
+    return images, found
 
 
 def _index(
-    data: dict[str, Any],
-    images: dict[int, dict[str, Any]],
-    annotations: list[Any],
-    bad: BadSamples,
-    source: str,
-) -> Any:
-    """pycocotools index over the well-formed annotations (those with an id and a known image id)."""
-    from pycocotools.coco import COCO
-
-    usable = []
+    images: dict[int, dict[str, Any]], annotations: list[Any], bad: BadSamples, source: str
+) -> dict[int, list[dict[str, Any]]]:
+    """The well-formed annotations (an integer id, a known image id) grouped by image id, in file order."""
+    by_image: dict[int, list[dict[str, Any]]] = {}
     for position, ann in enumerate(annotations):
-        if not isinstance(ann, dict) or not isinstance(ann.get("id"), int):
+        if not isinstance(ann, dict) or not is_id(ann.get("id")):
             bad.handle(
                 BadSampleError(source, "an annotation needs an integer 'id'", annotation=f"#{position}")
             )
-        elif ann.get("image_id") not in images:
+        elif not is_id(ann.get("image_id")) or ann["image_id"] not in images:
             bad.handle(
                 BadSampleError(
                     source,
-                    f"image_id {ann.get('image_id')!r} is not an image of the file; fix or remove it",
+                    f"image_id {_show(ann.get('image_id'))} is not an image of the file; fix or remove it",
                     annotation=f"id {ann['id']}",
                 )
             )
         else:
-            usable.append(ann)
-    coco = COCO()
-    coco.dataset = {**data, "images": list(images.values()), "annotations": usable}
-    with contextlib.redirect_stdout(io.StringIO()):
-        coco.createIndex()
-    return coco
+            by_image.setdefault(ann["image_id"], []).append(ann)
+    return by_image
 
 
 def _check_annotation(
@@ -229,21 +247,18 @@ def _check_annotation(
     file_name = image["file_name"]
     width, height = image["width"], image["height"]
     category = ann.get("category_id")
-    if category not in categories:
+    if not is_id(category) or category not in categories:
         known = ", ".join(str(c) for c in sorted(categories))
-        return _bad(bad, source, f"unknown category_id {category!r} (known: {known})", where, file_name)
+        return _bad(bad, source, f"unknown category_id {_show(category)} (known: {known})", where, file_name)
     if category not in label_of:
         return None  # a category left out by class_names
     bbox = ann.get("bbox")
-    if not (
-        isinstance(bbox, list)
-        and len(bbox) == 4
-        and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in bbox)
-    ):
+    numbers = [finite(v) for v in bbox] if isinstance(bbox, list) and len(bbox) == 4 else [None]
+    if any(v is None for v in numbers):
         return _bad(
-            bad, source, f"missing or malformed bbox {bbox!r} (expected [x, y, w, h])", where, file_name
+            bad, source, f"missing or malformed bbox {_show(bbox)} (expected [x, y, w, h])", where, file_name
         )
-    x, y, w, h = (float(v) for v in bbox)
+    x, y, w, h = numbers  # type: ignore[misc]
     if w <= 0 or h <= 0:
         return _bad(bad, source, f"bbox {bbox} has a non-positive width or height", where, file_name)
     if x < -TOLERANCE or y < -TOLERANCE or x + w > width + TOLERANCE or y + h > height + TOLERANCE:
@@ -252,11 +267,24 @@ def _check_annotation(
     x2, y2 = min(x + w, float(width)), min(y + h, float(height))
     if x2 <= x1 or y2 <= y1:
         return _bad(bad, source, f"bbox {bbox} lies outside the {width}x{height} image", where, file_name)
-    area = ann.get("area")
-    area = float(area) if isinstance(area, (int, float)) and not isinstance(area, bool) else None
-    return GtObject(
-        (x1, y1, x2, y2), label_of[category], bool(ann.get("iscrowd", 0)), bool(ann.get("ignore", 0)), area
-    )
+    area = finite(ann["area"]) if "area" in ann else None
+    if "area" in ann and (area is None or area < 0):
+        return _bad(bad, source, f"area {_show(ann['area'])} is not a number >= 0", where, file_name)
+    iscrowd, ignore = flag(ann.get("iscrowd", 0)), flag(ann.get("ignore", 0))
+    if iscrowd is None or ignore is None:
+        key = "iscrowd" if iscrowd is None else "ignore"
+        return _bad(bad, source, f"{key} {_show(ann[key])} is not 0 or 1", where, file_name)
+    return GtObject((x1, y1, x2, y2), label_of[category], iscrowd, ignore, area)
+
+
+def _name(value: Any) -> bool:
+    return isinstance(value, str) and bool(value.strip())
+
+
+def _show(value: Any) -> str:
+    """A value quoted for a message, shortened when long."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _bad(bad: BadSamples, source: str, reason: str, where: str, file_name: str) -> None:

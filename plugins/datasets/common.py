@@ -1,9 +1,13 @@
-"""Shared by the dataset implementations: the bad-sample policy, detection targets, COCO ground truth."""
+"""Shared by the dataset implementations: the bad-sample policy, paths kept under a dataset's root,
+checked annotation values, detection targets, COCO ground truth."""
 
 from __future__ import annotations
 
+import math
+import os
 import warnings
 from collections.abc import Sequence
+from pathlib import Path, PurePath
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -44,6 +48,105 @@ class BadSamples:
                 DataWarning,
                 stacklevel=3,
             )
+
+
+class PathOutsideRoot(ValueError):
+    """A path a dataset file names that is not allowed (leaves the root, absolute, malformed)."""
+
+
+def is_inside(path: str, folder: str) -> bool:
+    """Whether the (real) `path` is `folder` or lies below it."""
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+class RootedPaths:
+    """Resolves the relative paths a dataset file names under `root`; refuses any that leave it.
+
+    A name is checked as written first (no absolute paths unless `allow_absolute`, no `..` out of
+    the root) without touching the file system, then through links: the real path of the file and
+    of its folder must stay under the real path of the root. Only `lstat`s happen here: nothing is
+    opened.
+    """
+
+    def __init__(
+        self, root: str | Path, *, allow_absolute: bool = False, absolute_option: str | None = None
+    ) -> None:
+        self.root = Path(root)
+        self.real_root = os.path.realpath(self.root)
+        self.allow_absolute = allow_absolute
+        self.absolute_option = absolute_option  # the dataset option that allows absolute names
+        self._real_folders: dict[str, str] = {}
+
+    def resolve(self, name: Any) -> Path:
+        """The path `name` denotes (under the root); PathOutsideRoot with the reason otherwise."""
+        if not isinstance(name, str) or not name.strip():
+            raise PathOutsideRoot(f"expected a file name (a non-empty string), got {name!r}")
+        if "\x00" in name:
+            raise PathOutsideRoot(f"the file name {name!r} contains a NUL character")
+        if PurePath(name).is_absolute() or os.path.isabs(name):
+            if self.allow_absolute:
+                return Path(name)
+            hint = (
+                f" (set {self.absolute_option}: true to allow absolute ones)" if self.absolute_option else ""
+            )
+            raise PathOutsideRoot(
+                f"the file name {name!r} is absolute; file names are relative to {self.root}{hint}"
+            )
+        normal = os.path.normpath(name)
+        if normal == os.curdir or normal.split(os.sep)[0] == os.pardir:
+            raise PathOutsideRoot(f"the file name {name!r} leaves {self.root}; fix the entry")
+        path = self.root / normal
+        real = self._real(path)
+        if not is_inside(real, self.real_root) or real == self.real_root:
+            raise PathOutsideRoot(
+                f"the file name {name!r} leads through a link to {real}, outside {self.root}; "
+                "copy the file in or fix the entry"
+            )
+        return path
+
+    def _real(self, path: Path) -> str:
+        folder = str(path.parent)
+        if folder not in self._real_folders:
+            self._real_folders[folder] = os.path.realpath(folder)
+        real_folder = self._real_folders[folder]
+        if os.path.islink(path):
+            return os.path.realpath(path)
+        return os.path.join(real_folder, path.name)
+
+
+#: a positive image side at most this (int32)
+MAX_IMAGE_SIDE = 2**31 - 1
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+def is_id(value: Any) -> bool:
+    """An integer id (not a bool) within int64."""
+    return isinstance(value, int) and not isinstance(value, bool) and INT64_MIN <= value <= INT64_MAX
+
+
+def is_side(value: Any) -> bool:
+    """An image width or height: a positive int (not a bool) up to MAX_IMAGE_SIDE."""
+    return is_id(value) and 0 < value <= MAX_IMAGE_SIDE
+
+
+def finite(value: Any) -> float | None:
+    """`value` as a finite float when it is an int or float (not a bool), else None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def flag(value: Any) -> bool | None:
+    """A 0/1 flag (`iscrowd`, `ignore`): 0, 1, false or true; None for anything else."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    return None
 
 
 class GtObject(NamedTuple):

@@ -1,4 +1,8 @@
-"""Pascal VOC dataset: every XML parsed (with defusedxml) and validated at construction."""
+"""Pascal VOC dataset: every XML parsed (with defusedxml) and validated at construction.
+
+The split file's ids name `Annotations/<id>.xml` and `JPEGImages/<id>.<ext>`; each must stay in
+its folder (no `..`, no link leading out), else the line is a bad sample naming the split file.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ import math
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -15,7 +19,15 @@ from defusedxml.common import DefusedXmlException
 
 from toolkit.data.images import image_size, read_image
 from toolkit.errors import BadSampleError, DataError
-from toolkit_plugins.datasets.common import BadSamples, GtObject, coco_ground_truth, detection_target
+from toolkit_plugins.datasets.common import (
+    MAX_IMAGE_SIDE,
+    BadSamples,
+    GtObject,
+    PathOutsideRoot,
+    RootedPaths,
+    coco_ground_truth,
+    detection_target,
+)
 
 TOLERANCE = 1.0  # pixels a box may stick out of the image (clipped); beyond that it is bad
 IMAGE_SUFFIXES = (".jpg", ".png", ".jpeg", ".JPG", ".PNG", ".JPEG")
@@ -45,16 +57,25 @@ class VocDataset(torch.utils.data.Dataset):
         self.class_names = list(class_names)
         self.category_ids = list(range(len(self.class_names)))
         self.use_difficult = use_difficult
-        split_file = self.root / "ImageSets" / "Main" / f"{split}.txt"
+        try:
+            split_file = RootedPaths(self.root / "ImageSets" / "Main").resolve(f"{split}.txt")
+        except PathOutsideRoot as exc:
+            raise DataError(f"{self.root}: split {split!r}: {exc}") from None
         bad = BadSamples(on_bad_sample, str(split_file))
         _check_layout(self.root, split_file)
         ids = _read_split(split_file)
+        folders = _Folders(RootedPaths(self.root / "Annotations"), RootedPaths(self.root / "JPEGImages"))
         label_of = {name: label for label, name in enumerate(self.class_names)}
         self.items: list[dict[str, Any]] = []
         self._objects: list[list[GtObject]] = []
-        for image_id, name in enumerate(ids):
+        for image_id, (line, name) in enumerate(ids):
             try:
-                item, objects = _parse(self.root, name, image_id, label_of, bad)
+                xml = folders.annotations.resolve(f"{name}.xml")
+            except PathOutsideRoot as exc:
+                bad.handle(BadSampleError(str(split_file), f"line {line}: {exc}"))
+                continue
+            try:
+                item, objects = _parse(xml, folders.images, name, image_id, label_of, bad)
             except BadSampleError as error:
                 bad.handle(error)
                 continue
@@ -114,22 +135,30 @@ def _check_layout(root: Path, split_file: Path) -> None:
         raise DataError(f"{split_file}: split file not found; check the dataset's 'split'{hint}")
 
 
-def _read_split(split_file: Path) -> list[str]:
+class _Folders(NamedTuple):
+    annotations: RootedPaths
+    images: RootedPaths
+
+
+def _read_split(split_file: Path) -> list[tuple[int, str]]:
+    """(line number, image id) of each image the split file lists, first mention only."""
     try:
         lines = split_file.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(f"{split_file}: cannot read the split file ({exc})") from None
-    ids = list(dict.fromkeys(line.split()[0] for line in lines if line.strip()))
-    if not ids:
+    first: dict[str, int] = {}
+    for number, line in enumerate(lines, start=1):
+        if line.strip():
+            first.setdefault(line.split()[0], number)
+    if not first:
         raise DataError(f"{split_file}: the split file lists no images; add image ids, one per line")
-    return ids
+    return [(number, name) for name, number in first.items()]
 
 
 def _parse(
-    root: Path, name: str, image_id: int, label_of: dict[str, int], bad: BadSamples
+    xml: Path, images: RootedPaths, name: str, image_id: int, label_of: dict[str, int], bad: BadSamples
 ) -> tuple[dict[str, Any], list[GtObject]]:
     """One image's item and objects; BadSampleError for an unusable XML, bad objects go to `bad`."""
-    xml = root / "Annotations" / f"{name}.xml"
     if not xml.is_file():
         raise BadSampleError(
             str(xml), "annotation file not found; add it or remove the id from the split file"
@@ -145,7 +174,10 @@ def _parse(
     except ET.ParseError as exc:
         raise BadSampleError(str(xml), f"malformed XML ({exc}); fix or regenerate the file") from None
     annotation = tree.getroot()
-    path = _image_path(root / "JPEGImages", name, annotation.findtext("filename"))
+    try:
+        path = _image_path(images, name, annotation.findtext("filename"))
+    except PathOutsideRoot as exc:
+        raise BadSampleError(str(xml), f"the image: {exc}") from None
     width, height = _size(annotation, path, xml)
     objects = []
     for position, obj in enumerate(annotation.iter("object")):
@@ -157,20 +189,35 @@ def _parse(
     return item, objects
 
 
-def _image_path(folder: Path, name: str, filename: str | None) -> Path:
-    """The XML's <filename> when that file exists, else <id>.jpg/.png/.jpeg; <id>.jpg if none exists."""
-    candidates = [folder / Path(filename.strip()).name] if filename and filename.strip() else []
-    candidates += [folder / f"{name}{suffix}" for suffix in IMAGE_SUFFIXES]
-    return next((c for c in candidates if c.is_file()), folder / f"{name}.jpg")
+def _image_path(images: RootedPaths, name: str, filename: str | None) -> Path:
+    """The XML's <filename> when that file exists, else <id>.jpg/.png/.jpeg; <id>.jpg if none exists.
+
+    PathOutsideRoot when a candidate leads out of JPEGImages/.
+    """
+    candidates = [Path(filename.strip()).name] if filename and filename.strip() else []
+    candidates += [f"{name}{suffix}" for suffix in IMAGE_SUFFIXES]
+    for candidate in candidates:
+        path = images.resolve(candidate)
+        if path.is_file():
+            return path
+    return images.resolve(f"{name}.jpg")
 
 
 def _size(annotation: ET.Element, path: Path, xml: Path) -> tuple[int, int]:
     """(width, height) from <size>, or from the image header when <size> is missing or zero."""
-    try:
-        width = int(float(annotation.findtext("size/width") or 0))
-        height = int(float(annotation.findtext("size/height") or 0))
-    except ValueError:
-        raise BadSampleError(str(xml), "<size> holds a non-number; fix width/height") from None
+    sides = []
+    for key in ("width", "height"):
+        text = annotation.findtext(f"size/{key}") or "0"
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value) or value > MAX_IMAGE_SIDE:
+            raise BadSampleError(
+                str(xml), f"<size><{key}> is {text.strip()[:40]!r}, not a usable number; fix it"
+            )
+        sides.append(int(value))
+    width, height = sides
     if width > 0 and height > 0:
         return width, height
     return image_size(path)
