@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import inspect
 import types
 import typing
@@ -15,7 +16,61 @@ from pydantic import BaseModel, ConfigDict, create_model
 from toolkit.errors import DuplicateComponentError, PluginError, UnknownComponentError
 from toolkit.kinds import KINDS
 
-__all__ = ["KINDS", "ComponentEntry", "PluginInfo", "Registry", "params_from_signature"]
+__all__ = [
+    "KINDS",
+    "OPTIONAL_COMPONENTS",
+    "ComponentEntry",
+    "MissingExtraError",
+    "OptionalComponent",
+    "PluginInfo",
+    "Registry",
+    "missing_extra_hint",
+    "params_from_signature",
+]
+
+
+@dataclass(frozen=True)
+class OptionalComponent:
+    """A built-in component that registers only when an optional extra of toolkit is installed."""
+
+    extra: str  # pip install 'toolkit[extra]'
+    modules: tuple[str, ...]  # the importable modules the extra provides
+
+
+#: (kind, name) -> the extra that provides it; an unknown name found here is told what to install
+OPTIONAL_COMPONENTS: dict[tuple[str, str], OptionalComponent] = {
+    ("backbone", "timm"): OptionalComponent(extra="timm", modules=("timm",)),
+}
+
+
+def missing_extra_hint(kind: str, name: str) -> str | None:
+    """The one-line fix for an unknown `kind` `name` that an uninstalled extra provides, else None.
+
+    None too when the extra's modules are importable: the component is missing for another reason
+    (its plugin is disabled or failed to load), which the usual unknown-component message covers.
+    """
+    optional = OPTIONAL_COMPONENTS.get((kind, name))
+    if optional is None or all(_importable(module) for module in optional.modules):
+        return None
+    return f"{kind} {name!r} needs the optional extra: pip install 'toolkit[{optional.extra}]'"
+
+
+def _importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+class MissingExtraError(UnknownComponentError):
+    """An unknown component that an optional extra provides; the message names the extra."""
+
+    def __init__(self, kind: str, name: str, hint: str, *, path: str | None = None) -> None:
+        self.hint = hint
+        super().__init__(kind, name, known=(), path=path)
+
+    def describe(self) -> str:
+        return f"{self.path}: {self.hint}" if self.path else self.hint
 
 
 @dataclass(frozen=True)
@@ -153,10 +208,14 @@ class Registry:
         return entry
 
     def get(self, name: str, *, path: str | None = None) -> ComponentEntry:
-        """Return the entry for `name` or raise UnknownComponentError with suggestions."""
+        """Return the entry for `name`, else raise UnknownComponentError with suggestions
+        (MissingExtraError when an uninstalled extra of toolkit provides it)."""
         try:
             return self._entries[name]
         except KeyError:
+            hint = missing_extra_hint(self.kind, name)
+            if hint is not None:
+                raise MissingExtraError(self.kind, name, hint, path=path) from None
             raise UnknownComponentError(
                 self.kind, name, known=self._entries, path=path, failed_plugins=self.failed_plugins
             ) from None
