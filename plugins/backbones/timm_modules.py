@@ -63,7 +63,7 @@ def create_features(
             raise ToolkitError(
                 f"timm backbone: could not get timm's pretrained weights for {model_name!r} "
                 f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); without a "
-                "network, save them on a connected machine (torch.save(timm.create_model(name, "
+                f"network, save them on a connected machine (torch.save(timm.create_model({model_name!r}, "
                 "pretrained=True).state_dict(), 'weights.pt')) and set pretrained: weights.pt"
             ) from exc
         raise ToolkitError(
