@@ -136,7 +136,8 @@ def _read_json(path: Path) -> dict[str, Any]:
     except RecursionError:
         raise DataError(f"{path}: JSON nested too deeply for a COCO instances file; fix the file") from None
     except ValueError as exc:  # an integer beyond Python's digit limit
-        raise DataError(f"{path}: refused JSON ({exc}); fix the file").with_traceback(None) from None
+        reason = "an integer of thousands of digits" if "digits" in str(exc) else str(exc)
+        raise DataError(f"{path}: refused JSON: {reason}; fix the file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: cannot read the annotation file ({exc})") from None
     if not isinstance(data, dict):
