@@ -1,7 +1,8 @@
 """Spec files: pydantic models validated against the plugin registries, files and overrides, errors.
 
-`load_spec` reads a YAML/JSON file (or a mapping), applies `key.sub=value` overrides, loads the
-spec's plugins and validates; `spec_json_schema` is the JSON Schema editors use.
+`load_spec` reads a YAML/JSON file (or a mapping), merges its `extends` chain, applies
+`key.sub=value` overrides, loads the spec's plugins and validates; `merged_spec_text` shows what
+validation sees; `spec_json_schema` is the JSON Schema editors use.
 """
 
 from typing import Any
@@ -10,6 +11,7 @@ from toolkit.plugins import PluginManager
 from toolkit.spec.base import ComponentSpec, StrictModel
 from toolkit.spec.derived import spec_model
 from toolkit.spec.errors import SpecError, SpecIssue
+from toolkit.spec.extends import merged_spec, merged_spec_text
 from toolkit.spec.load import load_spec
 from toolkit.spec.models import DataSpec, ExportSpec, ModelSpec, NormalizeSpec, Spec
 from toolkit.spec.train import TrainSpec
@@ -35,6 +37,8 @@ __all__ = [
     "StrictModel",
     "TrainSpec",
     "load_spec",
+    "merged_spec",
+    "merged_spec_text",
     "spec_json_schema",
     "spec_model",
 ]
