@@ -303,7 +303,7 @@ def _cmd_schema(args: argparse.Namespace) -> int:
     from toolkit.spec import spec_json_schema
 
     if args.output:
-        check_output_file(args.output, "-o")
+        check_output_file(args.output, "-o", example="spec.schema.json")
     text = json.dumps(spec_json_schema(args.manager), indent=2)
     if args.output:
         from pathlib import Path
@@ -414,7 +414,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from toolkit.export.flow import run_export
 
     if args.output:
-        check_output_file(args.output, "-o")
+        check_output_file(args.output, "-o", example="model.onnx")
     for line in run_export(
         args.target,
         plugins=args.manager,
@@ -488,7 +488,7 @@ def _cmd_data_preview(args: argparse.Namespace) -> int:
         from toolkit.errors import ToolkitError
 
         raise ToolkitError(f"-n must be at least 1, got {args.count}")
-    check_output_file(args.output, "-o")
+    check_output_file(args.output, "-o", example="preview.png")
     spec = load_spec(args.spec, args.overrides, plugins=args.manager)
     grid = preview_grid(spec, split=args.split, count=args.count, plugins=args.manager)
     path = write_preview(grid, args.output)
@@ -502,7 +502,7 @@ def _cmd_data_stats(args: argparse.Namespace) -> int:
     from toolkit.spec import load_spec
 
     if args.output:
-        check_output_file(args.output, "-o")
+        check_output_file(args.output, "-o", example="stats.png")
     spec = load_spec(args.spec, args.overrides, plugins=args.manager)
     stats = compute_stats(build_dataset(spec, args.split, plugins=args.manager))
     if args.json:

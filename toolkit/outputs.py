@@ -14,11 +14,11 @@ from pathlib import Path
 from toolkit.errors import ToolkitError
 
 
-def check_output_file(path: str | Path, option: str) -> Path:
+def check_output_file(path: str | Path, option: str, *, example: str = "out") -> Path:
     """`path` can be written as a file: not a folder, its folder creatable and writable."""
     path = Path(path)
     if path.is_dir():
-        raise ToolkitError(f"{option} {path} is a folder; name a file (e.g. {path / 'out'}{path.suffix})")
+        raise ToolkitError(f"{option} {path} is a folder; name a file (e.g. {path / example})")
     if path.exists():
         if not os.access(path, os.W_OK):
             raise ToolkitError(f"{option} {path}: the file is not writable")

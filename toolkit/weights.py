@@ -84,9 +84,11 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
+        from toolkit.engine.checkpoint import load_problem
+
         raise ToolkitError(
             f"cannot read pretrained weights {str(path)!r} as a PyTorch state dict "
-            f"({type(exc).__name__}: {exc}); pass a file written with torch.save(state_dict)"
+            f"({load_problem(exc)}); pass a file written with torch.save(state_dict)"
         ) from exc
     return _unwrap(obj, str(path))
 

@@ -119,8 +119,8 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:
         raise ToolkitError(
-            f"cannot read checkpoint {str(path)!r}: {type(exc).__name__}: {exc}. "
-            "It is not a toolkit checkpoint or it is damaged; use last.pt or best.pt of a run"
+            f"cannot read checkpoint {str(path)!r}: {load_problem(exc)}. It is not a toolkit checkpoint, "
+            "it is damaged, or it holds code (never run); use last.pt or best.pt of a run"
         ) from None
     if not isinstance(checkpoint, dict) or "model" not in checkpoint:
         raise ToolkitError(f"{str(path)!r} is not a toolkit checkpoint (no 'model' entry)")
@@ -130,6 +130,19 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
             f"{type(checkpoint['model']).__name__}, not a state dict"
         )
     return checkpoint
+
+
+_TORCH_LOAD_BOILERPLATE = ("Weights only load failed", "Please file an issue", "Check the documentation")
+
+
+def load_problem(exc: Exception) -> str:
+    """What torch.load said is wrong with a file, on one line (without its weights_only boilerplate)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    detail = [line for line in lines if not line.startswith(_TORCH_LOAD_BOILERPLATE)]
+    text = (detail or lines or [""])[0]
+    if len(text) > 200:
+        text = text[:200].rsplit(" ", 1)[0] + " ..."
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def load_training_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -22,8 +22,12 @@ def load_model_weights(
     model: torch.nn.Module, checkpoint_path: str | Path, checkpoint: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     """Load a run's checkpoint (read from `checkpoint_path` unless given) into `model`; a mismatch
-    names the checkpoint and the keys."""
+    names the checkpoint and the keys. A checkpoint trained with other class names than the
+    model's is refused."""
     checkpoint = checkpoint if checkpoint is not None else load_checkpoint(checkpoint_path)
+    class_names = getattr(model, "class_names", None)
+    if class_names is not None:
+        check_class_names(checkpoint, class_names, checkpoint_path)
     try:
         model.load_state_dict(checkpoint["model"])
     except (RuntimeError, TypeError, AttributeError) as exc:

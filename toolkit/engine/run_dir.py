@@ -180,15 +180,14 @@ def _owner_text(marker: Path) -> str:
 
 
 def _check_creatable(path: Path) -> None:
-    ancestor = path.parent
-    while not ancestor.exists() and ancestor != ancestor.parent:
-        ancestor = ancestor.parent
-    if not ancestor.is_dir():
-        raise RunDirError(f"--out {path}: {ancestor} is a file, so the folder cannot be created there")
-    _check_writable(ancestor, creating=path)
+    from toolkit.outputs import check_output_dir
+
+    try:
+        check_output_dir(path, "--out")  # probes: creates the folder and removes it again
+    except ToolkitError as exc:
+        raise RunDirError(str(exc)) from None
 
 
-def _check_writable(directory: Path, *, creating: Path | None = None) -> None:
+def _check_writable(directory: Path) -> None:
     if not os.access(directory, os.W_OK | os.X_OK):
-        what = f"cannot create {creating}: " if creating is not None else ""
-        raise RunDirError(f"--out {creating or directory}: {what}{directory} is not writable")
+        raise RunDirError(f"--out {directory}: the folder is not writable")
