@@ -139,6 +139,16 @@ BAD_SPECS: list[tuple[str, str, list[str]]] = [
     ("not-a-mapping", "- model\n- data\n", ["must be a mapping of sections, got list"]),
     ("empty-file", "# nothing here\n", ["the spec is empty"]),
     ("plugins-not-list", "plugins: toolkit_mobilenet\n" + GOOD_MODEL, ["plugins: must be a list"]),
+    (
+        "optimizer-without-type",
+        GOOD_MODEL + "train:\n  optimizer: {lr: 0.1}\n",
+        ["train.optimizer.type: missing 'type': one of adam, adamw, sgd"],
+    ),
+    (
+        "flat-key",
+        GOOD_MODEL + "epochs: 3\n",
+        ["epochs: unknown field (did you mean train.epochs?)"],
+    ),
 ]
 
 

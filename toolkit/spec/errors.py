@@ -77,6 +77,12 @@ def _message(
     if kind_of_error == "union_tag_not_found" and kind:
         names = ", ".join(plugins.registry(kind).names())
         return f"missing 'type': name a {kind} ({names})"
+    if kind_of_error == "union_tag_not_found" and parent is not None and path:
+        field = parent.model_fields.get(path[-1])
+        tags = sorted(_union_members(_unwrap(field.annotation)[0])) if field else []
+        if tags:
+            path.append("type")
+            return f"missing 'type': one of {', '.join(tags)}"
     if kind_of_error == "union_tag_invalid":
         path.append("type")
         expected = [tag.strip(" '") for tag in str(ctx.get("expected_tags", "")).split(",") if tag.strip()]
