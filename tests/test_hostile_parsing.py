@@ -302,6 +302,11 @@ def value_results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Ran]:
         spec = _value_spec(folder, case)
         before[name] = _snapshot(folder)
         cases[name] = Case(["data", "stats", str(spec)], [str(work / "elsewhere")])
+    control = work / "control-good"
+    control.mkdir()
+    good = ValueCase(_coco_text(annotation__iscrowd=False, annotation__area=100), [])
+    cases["control-good"] = Case(["data", "stats", str(_value_spec(control, good)), "--json"])
+    before["control-good"] = _snapshot(control)
     ran = run_cases(cases, work)
     return {name: Ran(result, before[name] != _snapshot(work / name)) for name, result in ran.items()}
 
@@ -314,10 +319,9 @@ def test_hostile_annotation_value_is_refused(name: str, value_results: dict[str,
     assert not ran.changed
 
 
-def test_good_annotation_values_are_read(tmp_path: Path) -> None:
+def test_good_annotation_values_are_read(value_results: dict[str, Ran]) -> None:
     """The base of the value cases reads: 1 image, 1 object (so each case fails for its reason)."""
-    spec = _value_spec(tmp_path, ValueCase(_coco_text(annotation__iscrowd=False, annotation__area=100), []))
-    result = run_cli("data", "stats", str(spec), "--json")
-    assert result.returncode == 0, result.stderr
+    result = value_results["control-good"].result
+    assert result.code == 0, result.stderr
     stats = json.loads(result.stdout)
     assert stats["images"] == 1 and stats["classes"]["thing"]["objects"] == 1
