@@ -53,6 +53,7 @@ class ImageFolderDataset(torch.utils.data.Dataset):
                 )
             self.samples += [(path, label) for path in files]
         self.targets = [label for _, label in self.samples]
+        self.labels = self.targets  # what `toolkit data stats` counts, without decoding images
         self.skipped = bad.skipped
         bad.warn("links leading out of their class folder")
 
