@@ -247,10 +247,6 @@ def test_without_timm_it_is_not_listed() -> None:
     assert "toolkit.timm" in {p["name"] for p in listing["plugins"] if p["status"] == "loaded"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs toolkit/spec/errors.py (_message, union_tag_invalid) to use registry.missing_extra_hint",
-)
 def test_without_timm_a_spec_naming_it_says_which_extra_to_install() -> None:
     result = _without_timm("validate", str(EXAMPLE))
     assert result.returncode == 2

@@ -13,6 +13,7 @@ from pydantic.fields import FieldInfo
 from toolkit.errors import ToolkitError, UnknownComponentError, closest
 from toolkit.kinds import injected_from
 from toolkit.plugins import PluginManager
+from toolkit.registry import missing_extra_hint
 
 KIND_KEY = "x-toolkit-kind"
 
@@ -67,6 +68,9 @@ def _message(
     if kind_of_error in {"union_tag_invalid", "union_tag_not_found"} and kind:
         path.append("type")
     if kind_of_error == "union_tag_invalid" and kind:
+        hint = missing_extra_hint(kind, str(ctx.get("tag")))
+        if hint is not None:
+            return hint
         registry = plugins.registry(kind)
         return UnknownComponentError(
             kind,
