@@ -101,10 +101,12 @@ def check_run_dir(path: Path, *, resume: bool, exist_ok: bool) -> None:
 class RunLock:
     """The run's hold on its folder: the marker file, locked (`flock`) until `release`."""
 
-    def __init__(self, path: Path, descriptor: int, *, created_dir: bool, created_marker: bool) -> None:
+    def __init__(
+        self, path: Path, descriptor: int, *, created_dirs: list[Path], created_marker: bool
+    ) -> None:
         self.path = path
         self._descriptor: int | None = descriptor
-        self._created_dir = created_dir
+        self._created_dirs = created_dirs  # deepest first
         self._created_marker = created_marker
 
     def release(self) -> None:
@@ -119,9 +121,11 @@ class RunLock:
         if self._created_marker:
             (self.path / MARKER).unlink(missing_ok=True)
         self.release()
-        if self._created_dir:
-            with contextlib.suppress(OSError):  # not empty: something else was written, keep it
-                self.path.rmdir()
+        for folder in self._created_dirs:
+            try:
+                folder.rmdir()
+            except OSError:  # not empty: something else was written there, keep it
+                break
 
 
 def claim_run_dir(path: Path, *, resume: bool, exist_ok: bool) -> RunLock:
@@ -129,7 +133,7 @@ def claim_run_dir(path: Path, *, resume: bool, exist_ok: bool) -> RunLock:
     check_run_dir(path, resume=resume, exist_ok=exist_ok)
     import fcntl
 
-    created_dir = not path.exists()
+    created_dirs = [folder for folder in (path, *path.parents) if not folder.exists()]
     marker = path / MARKER
     created_marker = not marker.exists()
     try:
@@ -149,7 +153,7 @@ def claim_run_dir(path: Path, *, resume: bool, exist_ok: bool) -> RunLock:
     _HELD.add(descriptor)
     os.ftruncate(descriptor, 0)
     os.write(descriptor, f"pid {os.getpid()}\n".encode())
-    return RunLock(path, descriptor, created_dir=created_dir, created_marker=created_marker)
+    return RunLock(path, descriptor, created_dirs=created_dirs, created_marker=created_marker)
 
 
 def _locked_by(marker: Path) -> str | None:

@@ -21,6 +21,7 @@ from toolkit.engine import distributed
 from toolkit.engine.checkpoint import (
     FORMAT_VERSION,
     load_training_checkpoint,
+    remove_stale_temp_files,
     rng_state,
     save_atomic,
     set_rng_state,
@@ -34,6 +35,9 @@ from toolkit.engine.sync_bn import convert_sync_batchnorm
 from toolkit.errors import ComponentError, ToolkitError, describe_exception
 from toolkit.plugins import PluginManager, get_plugin_manager
 from toolkit.spec import Spec, TrainSpec
+
+#: files a run writes atomically (their temp files are cleaned when a run claims the folder)
+RUN_FILES = ("last.pt", "best.pt", "spec.yaml")
 
 
 class NonFiniteLossError(ToolkitError):
@@ -239,6 +243,8 @@ class Trainer:
         lock = None
         if is_main_process():
             lock = claim_run_dir(self.out_dir, resume=self.resume, exist_ok=self.exist_ok)
+            for name in RUN_FILES:  # left by a run killed while saving
+                remove_stale_temp_files(self.out_dir / name)
         try:
             self._setup()
             try:
