@@ -339,6 +339,8 @@ NAMES = ["a", "b", "c", "d"]
 def test_classification_metrics_hand_computed() -> None:
     result = classification_metrics(torch.tensor(LABELS), PREDICTED, NAMES)
     assert result["accuracy"] == pytest.approx(6 / 9)
+    # balanced accuracy: mean recall over the classes that occur (sklearn's definition), "d" left out
+    assert result["balanced_accuracy"] == pytest.approx((1 / 2 + 1 / 2 + 1) / 3)
     assert result["confusion_matrix"] == [[2, 1, 1, 0], [1, 1, 0, 0], [0, 0, 3, 0], [0, 0, 0, 0]]
     expected = {
         "a": (2 / 3, 1 / 2, 4 / 7, 4),

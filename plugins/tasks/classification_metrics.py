@@ -20,8 +20,9 @@ __all__ = ["classification_metrics", "confusion_matrix_figure", "plot_confusion_
 def classification_metrics(labels: Any, predictions: Any, class_names: Sequence[str]) -> dict[str, Any]:
     """Metrics of predicted class indices against true ones (1-D ints: lists, arrays or CPU tensors).
 
-    Returns `accuracy`, `macro_precision`, `macro_recall`, `macro_f1` (unweighted means over the
-    classes), `per_class` {name: {precision, recall, f1, support}} and `confusion_matrix` (nested
+    Returns `accuracy`, `balanced_accuracy` (the mean per-class recall, as sklearn defines it: 0.5
+    for a constant guess on two classes, however imbalanced), `macro_precision`, `macro_recall`,
+    `macro_f1` (unweighted means over the classes), `per_class` {name: {precision, recall, f1, support}} and `confusion_matrix` (nested
     lists, rows true class, columns predicted class). A zero denominator gives 0.0. ValueError on
     mismatched lengths or indices outside `range(len(class_names))`.
     """
@@ -50,6 +51,7 @@ def classification_metrics(labels: Any, predictions: Any, class_names: Sequence[
     }
     return {
         "accuracy": float(_divide(hits.sum(), true.size)),
+        "balanced_accuracy": float(recall[support > 0].mean()) if (support > 0).any() else 0.0,
         "macro_precision": float(precision.mean()) if classes else 0.0,
         "macro_recall": float(recall.mean()) if classes else 0.0,
         "macro_f1": float(f1.mean()) if classes else 0.0,

@@ -24,7 +24,13 @@ class ClassificationTask:
 
     name: str = "classification"
     dataset_tasks: tuple[str, ...] = ("classification",)
-    metric_names: tuple[str, ...] = ("accuracy", "macro_precision", "macro_recall", "macro_f1")
+    metric_names: tuple[str, ...] = (
+        "accuracy",
+        "balanced_accuracy",
+        "macro_precision",
+        "macro_recall",
+        "macro_f1",
+    )
     best_metric: str = "accuracy"
     lower_is_better: tuple[str, ...] = ()  # every metric: higher is better
     output_names: Mapping[str, str] = {  # a plain dict: JSON-serializable; read-only by convention

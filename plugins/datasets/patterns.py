@@ -1,0 +1,102 @@
+"""Patterned-object datasets (the fine-tuning demo's world), registered without importing torch.
+
+`presence`: is the target (a shape and a texture in yellow and black, like a hornet) in the scene?
+`pattern_objects`: one object per image, classified by shape and texture (the pretraining task).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated, Literal
+
+from pydantic import AfterValidator, Field
+
+import toolkit
+from toolkit.errors import ToolkitError
+from toolkit_plugins.augmentations import ordered_pair
+from toolkit_plugins.datasets.shapes import CATALOGUE, ShapeNames, _check_shape
+
+if TYPE_CHECKING:
+    from toolkit_plugins.datasets.patterns_dataset import PatternObjectsDataset, PresenceDataset
+
+Texture = Literal["stripes", "checker", "spots", "solid"]
+DEFAULT_SHAPES = ["circle", "square", "triangle", "star", "diamond", "ellipse", "cross", "hexagon"]
+Side = Annotated[int, Field(ge=32, le=1024, description="side of the square images")]
+Seed = Annotated[int, Field(ge=0, description="image i depends only on (seed, i)")]
+
+
+def presence(
+    positives: Annotated[int, Field(ge=0, le=10_000_000, description="images with the target")] = 1042,
+    negatives: Annotated[int, Field(ge=0, le=10_000_000, description="images without it")] = 1844,
+    image_size: Side = 64,
+    seed: Seed = 0,
+    target_shape: Annotated[
+        str, AfterValidator(_check_shape), Field(description="the target's shape")
+    ] = "ellipse",
+    target_texture: Annotated[Texture, Field(description="the target's texture")] = "stripes",
+    shapes: ShapeNames = DEFAULT_SHAPES,
+    distractors: Annotated[
+        tuple[Annotated[int, Field(ge=0, le=20)], Annotated[int, Field(ge=0, le=20)]],
+        AfterValidator(ordered_pair),
+        Field(description="(min, max) distractor objects per image"),
+    ] = (1, 4),
+) -> PresenceDataset:
+    """Presence/absence of a striped yellow-and-black target among decoys, distractors and clutter."""
+    from toolkit_plugins.datasets.patterns_dataset import PresenceDataset
+
+    if positives + negatives == 0:
+        raise ToolkitError("presence dataset: positives and negatives are both 0; ask for some images")
+    if target_shape not in shapes or len(shapes) < 2:
+        raise ToolkitError(
+            f"presence dataset: shapes must hold the target shape {target_shape!r} and at least one other "
+            f"(got {shapes}); the catalogue is: {', '.join(CATALOGUE)}"
+        )
+    return PresenceDataset(
+        positives=positives,
+        negatives=negatives,
+        image_size=image_size,
+        seed=seed,
+        target_shape=target_shape,
+        target_texture=target_texture,
+        shapes=shapes,
+        distractors=distractors,
+    )
+
+
+def pattern_objects(
+    task: Annotated[
+        Literal["detection", "classification"],
+        Field(description="scenes with boxes, or one object per image"),
+    ] = "detection",
+    length: Annotated[int, Field(ge=1, le=10_000_000, description="number of images")] = 6000,
+    image_size: Side = 64,
+    seed: Seed = 0,
+    shapes: ShapeNames = DEFAULT_SHAPES,
+    objects: Annotated[
+        tuple[Annotated[int, Field(ge=1, le=20)], Annotated[int, Field(ge=1, le=20)]],
+        AfterValidator(ordered_pair),
+        Field(description="detection: (min, max) objects per image"),
+    ] = (1, 5),
+    object_size: Annotated[
+        tuple[Annotated[float, Field(gt=0.05, le=0.9)], Annotated[float, Field(gt=0.05, le=0.9)]],
+        AfterValidator(ordered_pair),
+        Field(description="(min, max) object diameter as a fraction of the image side"),
+    ] = (0.22, 0.42),
+) -> PatternObjectsDataset:
+    """Patterned objects among clutter; classes are every (shape, texture) pair, named 'shape/texture'."""
+    from toolkit_plugins.datasets.patterns_dataset import PatternObjectsDataset
+
+    return PatternObjectsDataset(
+        task=task,
+        length=length,
+        image_size=image_size,
+        seed=seed,
+        shapes=shapes,
+        objects=objects,
+        object_size=object_size,
+    )
+
+
+@toolkit.hookimpl
+def toolkit_register_datasets(registry: toolkit.Registry) -> None:
+    registry.register("presence", presence)
+    registry.register("pattern_objects", pattern_objects)
