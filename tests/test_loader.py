@@ -69,8 +69,11 @@ def test_batches_are_model_ready(spec, model, manager: PluginManager) -> None:  
     loader = build_loader(spec, model, "train", plugins=manager)
     batch = next(iter(loader))
     assert batch.images.shape == (4, 3, 64, 64) and batch.images.dtype == torch.float32
-    low, high = float(batch.images.min()), float(batch.images.max())
-    assert low >= 0.0 and high <= 1.0, "in [0, 1]: the model normalizes"
+    images = batch.images
+    assert float(images.min()) == 0.0 and float(images.max()) > 0.9, "[0, 1] with real content"
+    # exactly uint8 / 255: scaled, never normalized with mean and std (the model does that)
+    torch.testing.assert_close(images, (images * 255).round() / 255, rtol=0, atol=1e-6)
+    torch.testing.assert_close(model.normalize(images), (images - model.input_mean) / model.input_std)
     assert batch.targets["heatmap"].shape == (4, 3, 16, 16)
     assert batch.targets["index"].dtype == torch.int64
     assert all("letterbox" in m and "orig_size" in m for m in batch.meta)
