@@ -70,3 +70,84 @@ def test_two_process_ddp_matches_one_process(tmp_path: Path) -> None:
     assert one.keys() == two.keys()
     for key in one:
         torch.testing.assert_close(two[key], one[key], rtol=1e-4, atol=1e-5, msg=key)
+
+
+RESNET_CENTERNET = {
+    "model": {
+        "backbone": {"type": "resnet18", "frozen_stages": 0},
+        "head": {"type": "centernet", "neck_channels": [32, 16, 16], "head_conv": 8, "max_detections": 10},
+        "input_size": 64,
+        "class_names": ["circle", "square", "triangle"],
+    },
+    "data": {
+        "train": {"type": "shapes", "length": 4, "image_size": 64, "seed": 0},
+        "augment": [{"type": "hflip"}, {"type": "resize"}],
+        "batch_size": 2,  # per process: the global batch is the whole dataset
+        "num_workers": 0,
+    },
+    "train": {
+        "epochs": 1,
+        "optimizer": {"type": "sgd", "lr": 0.01},
+        "schedule": {"type": "constant"},
+        "log_interval": 1,
+        "device": "cpu",
+        "threads": 1,
+    },
+}
+
+
+def _torchrun(spec_path: Path, out: Path, *overrides: str) -> None:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("TOOLKIT_")}
+    environment["OMP_NUM_THREADS"] = "1"
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+         "-m", "toolkit", "train", str(spec_path), "--out", str(out), "--no-progress", *overrides],
+        capture_output=True, text=True, cwd=REPO, env=environment, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def _batchnorm_statistics_after_one_step(indices: list[int]) -> dict[str, torch.Tensor]:
+    """The running statistics a single process gets from one training forward pass over the
+    given samples of epoch 0, starting from the trainer's initialization (seed 0)."""
+    import random
+
+    from toolkit.build import build_model, build_processed_dataset
+    from toolkit.data.loader import collate
+    from toolkit.plugins import PluginManager
+    from toolkit.spec import load_spec
+
+    manager = PluginManager()
+    spec = load_spec(RESNET_CENTERNET, plugins=manager)
+    torch.manual_seed(0)  # as the trainer seeds before building
+    random.seed(0)
+    model = build_model(spec, plugins=manager).train()
+    dataset = build_processed_dataset(spec, model, "train", plugins=manager)
+    batch = collate([dataset[(index, 0)] for index in indices])
+    with torch.no_grad():
+        model(batch.images)
+    return {k: v for k, v in model.state_dict().items() if "running_" in k}
+
+
+@pytest.mark.slow
+def test_sync_bn_computes_batchnorm_statistics_over_the_global_batch(tmp_path: Path) -> None:
+    """ResNet-18 + CenterNet under 2 processes, one step: with train.sync_bn the BatchNorm running
+    statistics are those of the whole global batch; without it, those of rank 0's half alone."""
+    from toolkit.data.loader import EpochSampler
+
+    spec_path = tmp_path / "spec.yaml"
+    spec_path.write_text(yaml.safe_dump(RESNET_CENTERNET))
+    _torchrun(spec_path, tmp_path / "sync", "train.sync_bn=true")
+    _torchrun(spec_path, tmp_path / "local")
+    synced = torch.load(tmp_path / "sync" / "last.pt", weights_only=True)["model"]
+    local = torch.load(tmp_path / "local" / "last.pt", weights_only=True)["model"]
+    rank0 = [index for index, _ in EpochSampler(4, shuffle=True, seed=0, rank=0, world_size=2)]
+    everything = _batchnorm_statistics_after_one_step([0, 1, 2, 3])
+    half = _batchnorm_statistics_after_one_step(rank0)
+    assert len(everything) == 2 * sum(1 for k in everything if k.endswith("running_mean")) > 40
+    for key, value in everything.items():
+        torch.testing.assert_close(synced[key], value, rtol=1e-4, atol=1e-5, msg=key)
+        torch.testing.assert_close(local[key], half[key], rtol=1e-4, atol=1e-5, msg=key)
+    stem = "backbone.bn1.running_var"
+    assert not torch.allclose(everything[stem], half[stem], rtol=1e-3), "the halves must differ"
+    assert synced["backbone.bn1.num_batches_tracked"] == 1
