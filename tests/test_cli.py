@@ -138,3 +138,19 @@ def test_build_with_skips_prints_the_levels_model() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "heatmap [1, 8, 16, 16]" in result.stdout
+
+
+def test_validate_print_shows_the_merged_spec_as_yaml() -> None:
+    import yaml
+
+    result = run_cli("validate", "configs/centernet_resnet50.yaml", "--print", "model.input_size=[256, 320]")
+    assert result.returncode == 0, result.stderr
+    merged = yaml.safe_load(result.stdout)  # the summary is a YAML comment: stdout stays YAML
+    assert "extends" not in merged
+    assert merged["model"]["backbone"]["type"] == "resnet50"  # from the file
+    assert merged["model"]["head"]["type"] == "centernet"  # from its base, centernet_resnet18.yaml
+    assert merged["model"]["input_size"] == [256, 320]  # the override
+    assert result.stdout.splitlines()[-1] == (
+        "# configs/centernet_resnet50.yaml: valid "
+        "(resnet50 + centernet, 8 classes, input 256x320, multiple of 32)"
+    )

@@ -65,6 +65,13 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument(
             "overrides", nargs="*", metavar="KEY=VALUE", help="overrides, e.g. model.input_size=256"
         )
+        if name == "validate":
+            sub.add_argument(
+                "--print",
+                action="store_true",
+                dest="print_spec",
+                help="print the merged spec (extends chain and overrides applied) as YAML first",
+            )
     train = command("train", _cmd_train, "train the spec's model on its data (torchrun for several GPUs)")
     train.add_argument("spec", metavar="SPEC", help="spec file with model, data and train sections")
     train.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="overrides, e.g. train.epochs=3")
@@ -319,6 +326,10 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     from toolkit.spec import load_spec
     from toolkit.spec.load import declared_input_multiple
 
+    if args.print_spec:  # what validation sees; the summary follows as a YAML comment
+        from toolkit.spec import merged_spec_text
+
+        print(merged_spec_text(args.spec, args.overrides), end="")
     spec = load_spec(args.spec, args.overrides, plugins=args.manager)
     model = spec.model
     backbone = args.manager.registry("backbone").get(model.backbone.type)
@@ -330,7 +341,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         multiple = declared_input_multiple(spec, args.manager)[0]  # type: ignore[index]
     height, width = model.input_size
     print(
-        f"{args.spec}: valid ({model.backbone.type} + {model.head.type}, "
+        f"{'# ' if args.print_spec else ''}{args.spec}: valid ({model.backbone.type} + {model.head.type}, "
         f"{_count(model.num_classes, 'class', 'classes')}, input {height}x{width}, multiple of {multiple})"
     )
     return 0
