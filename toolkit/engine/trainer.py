@@ -246,11 +246,12 @@ class Trainer:
             for name in RUN_FILES:  # left by a run killed while saving
                 remove_stale_temp_files(self.out_dir / name)
         try:
-            self._setup()
             try:
+                self._setup()
                 return self._fit()
             finally:
-                distributed.shutdown(self.context)
+                if hasattr(self, "context"):  # set first thing in _setup
+                    distributed.shutdown(self.context)
         except BaseException:
             if lock is not None and not self._wrote:
                 lock.abandon()  # nothing of this run was written: leave the folder as it was
