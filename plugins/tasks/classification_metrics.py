@@ -22,9 +22,9 @@ def classification_metrics(labels: Any, predictions: Any, class_names: Sequence[
 
     Returns `accuracy`, `balanced_accuracy` (the mean per-class recall, as sklearn defines it: 0.5
     for a constant guess on two classes, however imbalanced), `macro_precision`, `macro_recall`,
-    `macro_f1` (unweighted means over the classes), `per_class` {name: {precision, recall, f1, support}} and `confusion_matrix` (nested
-    lists, rows true class, columns predicted class). A zero denominator gives 0.0. ValueError on
-    mismatched lengths or indices outside `range(len(class_names))`.
+    `macro_f1` (unweighted means over the classes), `per_class` {name: {precision, recall, f1,
+    support}} and `confusion_matrix` (nested lists, rows true class, columns predicted class). A
+    zero denominator gives 0.0. ValueError on mismatched lengths or indices outside `range(len(class_names))`.
     """
     true = _indices(labels, "labels")
     predicted = _indices(predictions, "predictions")

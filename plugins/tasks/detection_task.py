@@ -9,6 +9,11 @@ import torch
 from torchvision.transforms import v2
 
 from toolkit.data.drawing import draw_boxes
+from toolkit_plugins.tasks.attack_objectives import (
+    DETECTION_OBJECTIVES,
+    detection_attack_loss,
+    detection_attack_success,
+)
 from toolkit_plugins.tasks.detection_results import image_results
 
 if TYPE_CHECKING:
@@ -35,6 +40,39 @@ class DetectionTask:
         "scores": "[N, K] float32, descending",
         "labels": "[N, K] int64",
     }
+
+    attack_objectives: tuple[str, ...] = DETECTION_OBJECTIVES  # the first is the default
+
+    def attack_loss(
+        self,
+        outputs: Mapping[str, torch.Tensor],
+        targets: Mapping[str, torch.Tensor],
+        *,
+        objective: str,
+        target_class: int | None,
+    ) -> torch.Tensor:
+        """Per-image loss [N] an attack drives up (toolkit_plugins.tasks.attack_objectives)."""
+        return detection_attack_loss(outputs, targets, objective=objective, target_class=target_class)
+
+    def attack_success(
+        self,
+        clean: Sequence[Mapping[str, Any]],
+        adversarial: Sequence[Mapping[str, Any]],
+        targets: Mapping[str, torch.Tensor],
+        *,
+        objective: str,
+        target_class: int | None,
+        score_threshold: float = 0.3,
+    ) -> list[bool | None]:
+        """Per image: did the attack succeed (None: the image does not count)?"""
+        return detection_attack_success(
+            clean,
+            adversarial,
+            targets,
+            objective=objective,
+            target_class=target_class,
+            score_threshold=score_threshold,
+        )
 
     def __repr__(self) -> str:
         return "DetectionTask()"

@@ -13,7 +13,7 @@ from toolkit.spec.derived import spec_model
 from toolkit.spec.errors import SpecError, SpecIssue
 from toolkit.spec.extends import merged_spec, merged_spec_text
 from toolkit.spec.load import load_spec
-from toolkit.spec.models import DataSpec, ExportSpec, ModelSpec, NormalizeSpec, Spec
+from toolkit.spec.models import AttackSpec, DataSpec, ExportSpec, ModelSpec, NormalizeSpec, Spec
 from toolkit.spec.train import TrainSpec
 
 
@@ -28,6 +28,7 @@ def spec_json_schema(plugins: PluginManager | None = None) -> dict[str, Any]:
 __all__ = [
     "ComponentSpec",
     "DataSpec",
+    "AttackSpec",
     "ExportSpec",
     "ModelSpec",
     "NormalizeSpec",

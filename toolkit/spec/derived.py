@@ -29,7 +29,7 @@ from toolkit.plugins import PluginManager
 from toolkit.registry import ComponentEntry, Registry
 from toolkit.spec.base import ComponentSpec
 from toolkit.spec.errors import KIND_KEY
-from toolkit.spec.models import DataSpec, ModelSpec, Spec
+from toolkit.spec.models import AttackSpec, DataSpec, ModelSpec, Spec
 from toolkit.spec.train import TrainSpec
 
 PRETRAINED = "pretrained"
@@ -156,6 +156,15 @@ def spec_model(plugins: PluginManager) -> type[Spec]:
                 Field(default=None, description=TrainSpec.model_fields["loss"].description),
             ),
         )
+        attack_section = create_model(
+            "AttackSpec",
+            __base__=AttackSpec,
+            __module__=__name__,
+            method=(
+                component_field(plugins.registry("attack")),
+                Field(description=AttackSpec.model_fields["method"].description),
+            ),
+        )
         cache[key] = create_model(
             "Spec",
             __base__=Spec,
@@ -165,6 +174,10 @@ def spec_model(plugins: PluginManager) -> type[Spec]:
             train=(
                 train_section | None,
                 Field(default=None, description=Spec.model_fields["train"].description),
+            ),
+            attack=(
+                attack_section | None,
+                Field(default=None, description=Spec.model_fields["attack"].description),
             ),
         )
     return cache[key]

@@ -133,6 +133,22 @@ class ExportSpec(StrictModel):
         return self
 
 
+class AttackSpec(StrictModel):
+    """The `attack:` section (`toolkit attack`): the attack and the data it runs on."""
+
+    method: ComponentSpec = Field(description="the attack: fgsm, pgd, patch or a plugin's")
+    split: Literal["val", "train"] = Field(default="val", description="the data split attacked")
+    max_images: int | None = Field(default=None, ge=1, description="attack at most this many images")
+    batch_size: int | None = Field(default=None, ge=1, le=4096, description="default: data.batch_size")
+    examples: int = Field(default=6, ge=0, le=64, description="images shown in examples.png")
+    score_threshold: float = Field(
+        default=0.3, ge=0.0, le=1.0, description="detections at or above this count as found (success rate)"
+    )
+    fit_steps_split: Literal["train", "val"] = Field(
+        default="train", description="attacks that learn (the patch) fit on this split"
+    )
+
+
 class Spec(BaseModel):
     """A whole experiment: plugins to load and the sections that describe it."""
 
@@ -144,6 +160,7 @@ class Spec(BaseModel):
     export: ExportSpec | None = Field(
         default=None, description="ONNX export: shapes, precision, verification"
     )
+    attack: AttackSpec | None = Field(default=None, description="adversarial attack: method, data, report")
     _source: str = PrivateAttr(default="<dict>")
 
     @property
@@ -152,4 +169,4 @@ class Spec(BaseModel):
         return self._source
 
 
-__all__ = ["ComponentSpec", "DataSpec", "ExportSpec", "InputSize", "ModelSpec", "NormalizeSpec", "Spec"]
+__all__ = ["AttackSpec", "ComponentSpec", "DataSpec", "ExportSpec", "InputSize", "ModelSpec", "NormalizeSpec", "Spec"]

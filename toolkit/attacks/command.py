@@ -1,0 +1,255 @@
+"""The `toolkit attack` command: load, fit, attack, sweep, draw and report (JSON + table)."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torchvision.utils import make_grid
+
+from toolkit.attacks.run import (
+    FitsOnData,
+    SavesArtifact,
+    attack_section,
+    batches,
+    build_attack,
+    cycle_batches,
+    objective_of,
+    parse_sweep,
+    run_attack_on,
+)
+from toolkit.data.preview import to_uint8, write_preview
+from toolkit.errors import ToolkitError
+from toolkit.model import ToolkitModel
+from toolkit.plugins import PluginManager
+from toolkit.spec import Spec
+from toolkit.table import format_table
+
+
+def _progress(total: int, description: str, enabled: bool) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(
+        total=total, desc=description, unit="img", disable=not enabled, leave=False, dynamic_ncols=True
+    )
+
+
+def fit_if_needed(
+    attack: Any, model: ToolkitModel, spec: Spec, *, plugins: PluginManager, show_progress: bool
+) -> None:
+    """Fit an attack that learns (the patch) on `attack.fit_split`'s batches, with a progress bar."""
+    if not isinstance(attack, FitsOnData):
+        return
+    section = attack_section(spec)
+    data = batches(spec, model, section.fit_split, plugins=plugins, limit=None, batch_size=section.batch_size)
+    steps = int(getattr(attack, "steps", 0)) or len(data)
+    with _progress(steps, f"fitting {type(attack).__name__}", show_progress) as bar:
+
+        def progress(step: int, value: float) -> None:
+            bar.update(1)
+            bar.set_postfix(objective=f"{value:.3f}")
+
+        attack.fit(
+            model, [(b.images, b.targets) for b in data] if data else cycle_batches(data), progress=progress
+        )
+
+
+def examples_image(model: ToolkitModel, examples: Sequence[Any], path: Path) -> Path:
+    """Rows of original | perturbation (amplified to the full range) | adversarial, predictions drawn."""
+    tiles = []
+    names = list(model.class_names)
+    for clean, adversarial, clean_result, adversarial_result in examples:
+        delta = adversarial.float() - clean.float()
+        scale = delta.abs().max().clamp(min=1e-8)
+        amplified = (0.5 + 0.5 * delta / scale).clamp(0, 1)
+        tiles += [
+            model.task.draw(to_uint8(clean), clean_result, names),
+            to_uint8(amplified),
+            model.task.draw(to_uint8(adversarial), adversarial_result, names),
+        ]
+    return write_preview(make_grid(torch.stack(tiles), nrow=3, padding=4, pad_value=255), path)
+
+
+def sweep_plot(
+    name: str, values: Sequence[float], rows: Sequence[dict[str, Any]], metric: str, path: Path
+) -> Path:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(5.5, 4), layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    labels = [f"{v * 255:.3g}/255" if name == "eps" else f"{v:.3g}" for v in values]
+    axes.plot(
+        range(len(values)),
+        [r["adversarial"].get(metric, math.nan) for r in rows],
+        "o-",
+        label=f"adversarial {metric}",
+    )
+    axes.plot(
+        range(len(values)),
+        [r["clean"].get(metric, math.nan) for r in rows],
+        "--",
+        color="grey",
+        label=f"clean {metric}",
+    )
+    axes.plot(range(len(values)), [r["success_rate"] for r in rows], "s:", label="success rate")
+    axes.set_xticks(range(len(values)), labels=labels, rotation=30)
+    axes.set_xlabel(name)
+    axes.set_ylim(-0.02, 1.02)
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=8)
+    figure.savefig(path, dpi=120)
+    return path
+
+
+def headline(model: ToolkitModel) -> list[str]:
+    names = list(model.task.metric_names)
+    return names[:2] if "AP50" not in names else ["AP", "AP50"]
+
+
+def report_table(report: dict[str, Any], metrics: Sequence[str]) -> str:
+    rows = [
+        [
+            metric,
+            f"{report['clean'].get(metric, math.nan):.4f}",
+            f"{report['adversarial'].get(metric, math.nan):.4f}",
+        ]
+        for metric in metrics
+    ]
+    if "onnx_adversarial" in report:
+        for row, metric in zip(rows, metrics, strict=True):
+            row.append(f"{report['onnx_adversarial'].get(metric, math.nan):.4f}")
+    header = [
+        "metric",
+        "clean",
+        "adversarial",
+        *(["adversarial (onnx)"] if "onnx_adversarial" in report else []),
+    ]
+    lines = [format_table(header, rows), ""]
+    lines.append(
+        format_table(
+            ["", "value"],
+            [
+                [
+                    "success rate",
+                    f"{report['success_rate']:.4f} ({report['success_counted']} images counted)",
+                ],
+                [
+                    "L-inf mean / max",
+                    f"{report['linf_mean']:.5f} / {report['linf_max']:.5f} "
+                    f"({report['linf_max'] * 255:.2f}/255)",
+                ],
+                ["L2 mean / max", f"{report['l2_mean']:.4f} / {report['l2_max']:.4f}"],
+                ["images", str(report["images"])],
+                ["attack time (s)", f"{report['attack_seconds']:.1f}"],
+            ],
+        )
+    )
+    return "\n".join(lines)
+
+
+def run_attack_command(
+    spec: Spec,
+    model: ToolkitModel,
+    out: Path,
+    *,
+    plugins: PluginManager,
+    sweep: str | None = None,
+    onnx_path: Path | None = None,
+    show_progress: bool = True,
+) -> dict[str, Any]:
+    """Attack the spec's split with its attack; write attack.json, examples.png (and sweep.png, patch.png)."""
+    section = attack_section(spec)
+    sweep_values = parse_sweep(sweep) if sweep else None
+    out.mkdir(parents=True, exist_ok=True)
+    onnx = None
+    if onnx_path is not None:
+        from toolkit.export.runtime import OnnxModel
+
+        onnx = OnnxModel(onnx_path, providers="cpu")
+    data = batches(
+        spec, model, section.split, plugins=plugins, limit=section.max_images, batch_size=section.batch_size
+    )
+    dataset = data_dataset(spec, model, section.split, plugins=plugins)
+    attack = build_attack(spec, plugins=plugins)
+    objective, target_class = objective_of(attack, model)
+    fit_if_needed(attack, model, spec, plugins=plugins, show_progress=show_progress)
+    files: dict[str, str] = {}
+    if isinstance(attack, SavesArtifact) and getattr(attack, "patch", None) is not None:
+        files["patch"] = str(attack.save(out / "patch.png"))
+    total = sum(len(b) for b in data)
+    with _progress(total, f"attacking ({type(attack).__name__})", show_progress) as bar:
+        report = run_attack_on(
+            model, attack, data, dataset, objective=objective, target_class=target_class,
+            score_threshold=section.score_threshold, onnx=onnx, keep=section.examples, progress=bar.update,
+        )  # fmt: skip
+    examples = report.pop("_examples")
+    if examples:
+        files["examples"] = str(examples_image(model, examples, out / "examples.png"))
+    report.update(
+        objective=objective, target_class=None if target_class is None else model.class_names[target_class]
+    )
+    report["attack"] = repr(attack)
+    if hasattr(attack, "side") and getattr(attack, "patch", None) is not None:
+        height, width = model.input_size
+        report["patch_pixels"] = [attack.side, attack.side]
+        report["patch_fraction"] = attack.side**2 / (height * width)
+    if sweep_values is not None:
+        name, values = sweep_values
+        rows = []
+        for value in values:
+            swept = build_attack(spec, plugins=plugins, params={name: value})
+            fit_if_needed(swept, model, spec, plugins=plugins, show_progress=show_progress)
+            with _progress(total, f"{name}={value:.4g}", show_progress) as bar:
+                row = run_attack_on(
+                    model, swept, data, dataset, objective=objective, target_class=target_class,
+                    score_threshold=section.score_threshold, progress=bar.update,
+                )  # fmt: skip
+            row.pop("_examples")
+            rows.append({name: value, **row})
+        metric = headline(model)[-1]
+        files["sweep"] = str(sweep_plot(name, values, rows, metric, out / "sweep.png"))
+        report["sweep"] = rows
+    report["files"] = files
+    (out / "attack.json").write_text(json.dumps(report, indent=2) + "\n")
+    files["report"] = str(out / "attack.json")
+    return report
+
+
+def data_dataset(spec: Spec, model: ToolkitModel, split: str, *, plugins: PluginManager) -> Any:
+    from toolkit.build import build_dataset
+
+    return build_dataset(spec, split, plugins=plugins)
+
+
+def print_report(report: dict[str, Any], model: ToolkitModel) -> None:
+    print(report_table(report, headline(model)))
+    if "sweep" in report:
+        metric = headline(model)[-1]
+        name = next(k for k in report["sweep"][0] if k not in ("clean", "adversarial"))
+        print()
+        print(
+            format_table(
+                [name, f"adversarial {metric}", "success rate"],
+                [
+                    [
+                        f"{r[name]:.5g}",
+                        f"{r['adversarial'].get(metric, math.nan):.4f}",
+                        f"{r['success_rate']:.4f}",
+                    ]
+                    for r in report["sweep"]
+                ],
+            )
+        )
+    for key, path in report["files"].items():
+        print(f"{key}: {path}")
+
+
+def check_attackable(model: ToolkitModel) -> None:
+    if not hasattr(model.task, "attack_success"):
+        raise ToolkitError(f"task {model.task.name!r} has no attack_success; see docs/attacks.md")

@@ -1,0 +1,244 @@
+"""`toolkit attack`: a spec's attack on its data, clean against adversarial, reported and drawn.
+
+For each batch of the split (the model's own preprocessing): predictions on the clean images,
+the attack, predictions on the adversarial images; the task's evaluator scores both, the task
+says per image whether the attack succeeded, and the perturbation's L-inf and L2 norms are kept.
+An attack that learns (`fit`, e.g. the patch) first fits on the `fit_split` batches. With an ONNX
+file the same adversarial images (made on the torch model) are also scored by the runtime: a
+transfer attack on the deployed model.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+from torch import Tensor
+
+from toolkit.attacks.objectives import resolve_objective
+from toolkit.build import build_component, build_evaluator, build_processed_dataset
+from toolkit.data.loader import make_loader
+from toolkit.errors import ToolkitError
+from toolkit.inference import eval_mode, predict_batch
+from toolkit.model import ToolkitModel
+from toolkit.plugins import PluginManager
+from toolkit.spec import AttackSpec, Spec
+
+
+@runtime_checkable
+class FitsOnData(Protocol):
+    """Optional attack part: learn from batches before attacking (the patch does)."""
+
+    def fit(self, model: Any, batches: Any, *, progress: Any = None) -> Any: ...
+
+
+@runtime_checkable
+class SavesArtifact(Protocol):
+    """Optional attack part: write what it learned (the patch: a printable PNG)."""
+
+    def save(self, path: Path) -> Path: ...
+
+
+@dataclass
+class AttackTotals:
+    """Accumulated over the batches of one attack run."""
+
+    images: int = 0
+    counted: int = 0
+    succeeded: int = 0
+    linf: list[float] = field(default_factory=list)
+    l2: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def add(self, clean: Tensor, adversarial: Tensor, flags: Sequence[bool | None], seconds: float) -> None:
+        delta = (adversarial - clean).flatten(1).float()
+        self.linf += delta.abs().amax(1).tolist()
+        self.l2 += delta.norm(dim=1).tolist()
+        self.images += len(flags)
+        self.counted += sum(flag is not None for flag in flags)
+        self.succeeded += sum(flag is True for flag in flags)
+        self.seconds += seconds
+
+    def summary(self) -> dict[str, float | int]:
+        return {
+            "images": self.images,
+            "success_rate": self.succeeded / self.counted if self.counted else float("nan"),
+            "success_counted": self.counted,
+            "linf_mean": _mean(self.linf),
+            "linf_max": max(self.linf, default=0.0),
+            "l2_mean": _mean(self.l2),
+            "l2_max": max(self.l2, default=0.0),
+            "attack_seconds": self.seconds,
+        }
+
+
+def _mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values) if values else 0.0
+
+
+def attack_section(spec: Spec) -> AttackSpec:
+    if spec.attack is None:
+        raise ToolkitError(
+            f"{spec.source}: no attack section; add one, e.g. "
+            "attack: {method: {type: pgd, eps: 0.0314}}, or pass attack.method.type=pgd"
+        )
+    return spec.attack
+
+
+def build_attack(spec: Spec, *, plugins: PluginManager, params: Mapping[str, Any] | None = None) -> Any:
+    """The spec's attack component, with `params` replacing some of its parameters (sweeps)."""
+    method = attack_section(spec).method
+    if params:
+        method = method.model_copy(update=dict(params))
+        method = type(method).model_validate(method.model_dump())
+    return build_component("attack", method, plugins=plugins, path="attack.method")
+
+
+def batches(
+    spec: Spec,
+    model: ToolkitModel,
+    split: str,
+    *,
+    plugins: PluginManager,
+    limit: int | None,
+    batch_size: int | None,
+) -> list[Any]:
+    """The split's batches (model preprocessing, encoded targets), up to `limit` images, in memory."""
+    if split == "val" and spec.data is not None and spec.data.val is None:
+        raise ToolkitError(f"{spec.source}: data.val is missing; add a validation dataset to attack")
+    dataset = build_processed_dataset(spec, model, split, train=False, plugins=plugins)
+    assert spec.data is not None
+    loader = make_loader(dataset, spec.data, shuffle=False, batch_size=batch_size, num_workers=0)
+    kept, count = [], 0
+    for batch in loader:
+        if batch.error is not None:
+            raise batch.error
+        if not len(batch):
+            continue
+        if limit is not None and count + len(batch) > limit:
+            batch = type(batch)(
+                batch.images[: limit - count],
+                {k: v[: limit - count] for k, v in batch.targets.items()},
+                batch.meta[: limit - count],
+            )
+        kept.append(batch)
+        count += len(batch)
+        if limit is not None and count >= limit:
+            break
+    if not kept:
+        raise ToolkitError(f"data.{split} gave no images to attack")
+    return kept
+
+
+def run_attack_on(
+    model: ToolkitModel,
+    attack: Any,
+    data: Sequence[Any],
+    dataset: Any,
+    *,
+    objective: str,
+    target_class: int | None,
+    score_threshold: float,
+    onnx: Any = None,
+    keep: int = 0,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """Clean and adversarial metrics, success rate, norms and time of `attack` over `data` batches."""
+    clean_eval, adversarial_eval = build_evaluator(model, dataset), build_evaluator(model, dataset)
+    onnx_eval = build_evaluator(model, dataset) if onnx is not None else None
+    totals = AttackTotals()
+    examples: list[tuple[Tensor, Tensor, dict[str, Any], dict[str, Any]]] = []
+    for batch in data:
+        with eval_mode(model), torch.inference_mode():
+            clean = predict_batch(model, batch.images, batch.meta)
+        started = time.perf_counter()
+        adversarial_images = attack(model, batch.images, batch.targets).detach()
+        seconds = time.perf_counter() - started
+        _check_images(adversarial_images, batch.images)
+        with eval_mode(model), torch.inference_mode():
+            adversarial = predict_batch(model, adversarial_images, batch.meta)
+            if len(examples) < keep:
+                input_meta = [{"orig_size": tuple(model.input_size)} for _ in batch.meta]
+                drawn_clean = predict_batch(model, batch.images, input_meta)
+                drawn_adv = predict_batch(model, adversarial_images, input_meta)
+                for i in range(min(keep - len(examples), len(batch))):
+                    examples.append((batch.images[i], adversarial_images[i], drawn_clean[i], drawn_adv[i]))
+        clean_eval.update(clean, batch.targets, batch.meta)
+        adversarial_eval.update(adversarial, batch.targets, batch.meta)
+        if onnx_eval is not None:
+            outputs = onnx.run(adversarial_images.to(onnx.device))
+            transferred = onnx.task.results(outputs, batch.meta, onnx.input_size, onnx.class_names, 0.0)
+            onnx_eval.update(transferred, batch.targets, batch.meta)
+        flags = model.task.attack_success(
+            clean,
+            adversarial,
+            batch.targets,
+            objective=objective,
+            target_class=target_class,
+            score_threshold=score_threshold,
+        )
+        totals.add(batch.images, adversarial_images, flags, seconds)
+        if progress is not None:
+            progress(len(batch))
+    report: dict[str, Any] = {
+        "clean": _numbers(clean_eval.compute(None)),
+        "adversarial": _numbers(adversarial_eval.compute(None)),
+        **totals.summary(),
+    }
+    if onnx_eval is not None:
+        report["onnx_adversarial"] = _numbers(onnx_eval.compute(None))
+    report["_examples"] = examples
+    return report
+
+
+def _check_images(adversarial: Tensor, images: Tensor) -> None:
+    if adversarial.shape != images.shape:
+        raise ToolkitError(
+            f"the attack returned images of shape {tuple(adversarial.shape)} for {tuple(images.shape)}; "
+            "an attack must return images of the input's shape"
+        )
+    if not torch.isfinite(adversarial).all() or adversarial.min() < 0 or adversarial.max() > 1:
+        raise ToolkitError("the attack returned pixels outside [0, 1] (or not finite); clamp its output")
+
+
+def _numbers(metrics: Mapping[str, Any]) -> dict[str, float]:
+    return {
+        k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
+    }
+
+
+def parse_sweep(text: str) -> tuple[str, list[float]]:
+    """`eps=0,1/255,2/255` -> ("eps", [0.0, 0.0039.., 0.0078..]); fractions and decimals accepted."""
+    name, sep, values = text.partition("=")
+    if not sep or not name.strip() or not values.strip():
+        raise ToolkitError(f"--sweep {text!r}: expected NAME=V1,V2,... (e.g. eps=0,1/255,2/255,4/255)")
+    parsed = []
+    for item in values.split(","):
+        item = item.strip()
+        try:
+            numerator, slash, denominator = item.partition("/")
+            value = float(numerator) / float(denominator) if slash else float(item)
+        except (ValueError, ZeroDivisionError):
+            raise ToolkitError(
+                f"--sweep {text!r}: {item!r} is not a number or a fraction such as 8/255"
+            ) from None
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ToolkitError(f"--sweep {text!r}: {item!r} is not finite")
+        parsed.append(value)
+    if len(parsed) > 64:
+        raise ToolkitError(f"--sweep {text!r}: at most 64 values")
+    return name.strip(), parsed
+
+
+def cycle_batches(data: Sequence[Any]) -> Iterator[tuple[Tensor, Mapping[str, Tensor]]]:
+    for batch in data:
+        yield batch.images, batch.targets
+
+
+def objective_of(attack: Any, model: ToolkitModel) -> tuple[str, int | None]:
+    """The objective and target class the attack climbs (for the success rate)."""
+    return resolve_objective(model, getattr(attack, "objective", None), getattr(attack, "target_class", None))
