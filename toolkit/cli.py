@@ -132,6 +132,27 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--provider", help="ONNX files: auto (default), tensorrt, cuda or cpu")
     predict.add_argument("--json", action="store_true", help="print the results as JSON")
 
+    attack = command(
+        "attack", _cmd_attack, "attack a model on its data: clean vs adversarial metrics, examples, sweeps"
+    )
+    attack.add_argument(
+        "target", metavar="SPEC|CKPT", help="a spec file (with --checkpoint) or a run's checkpoint"
+    )
+    attack.add_argument(
+        "overrides", nargs="*", metavar="KEY=VALUE", help="spec overrides, e.g. attack.method.eps=0.0314"
+    )
+    attack.add_argument("--checkpoint", metavar="CKPT", help="the weights, when the target is a spec")
+    attack.add_argument("--out", metavar="DIR", help="report folder (default: runs/attack/<target name>)")
+    attack.add_argument(
+        "--sweep",
+        metavar="NAME=V1,V2,...",
+        help="also run the attack for each value, e.g. eps=0,1/255,2/255,4/255",
+    )
+    attack.add_argument(
+        "--onnx", metavar="FILE", help="also score the adversarial images with this exported model"
+    )
+    attack.add_argument("--no-progress", action="store_true", help="no progress bars")
+
     command("env", _cmd_env, "versions of torch, CUDA, onnxruntime and its providers, GPUs")
 
     demo = command("demo", _cmd_demo, "the main job offline: train, evaluate and draw CenterNet on shapes")
@@ -143,10 +164,15 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--finetune",
         action="store_true",
-        help="instead: frozen vs unfrozen fine-tuning of a classifier from the detection demo's backbone",
+        help="instead: the fine-tuning comparison (scratch, frozen, unfrozen, ...) over seeds",
     )
     demo.add_argument(
-        "--weights", metavar="FILE", help="--finetune starting weights (default: the demo's best.pt)"
+        "--weights",
+        metavar="FILE",
+        help="--finetune pretrained backbone (default: OUT/pretrain/best.pt, pretrained once if missing)",
+    )
+    demo.add_argument(
+        "--seeds", type=int, default=3, metavar="N", help="--finetune seeds per row (default 3)"
     )
 
     _add_data_commands(commands)
@@ -408,16 +434,49 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from toolkit.engine.demo import run_detection_demo, run_finetune_demo
+    from toolkit.engine.demo import run_detection_demo
 
     config = Path(args.config) if args.config else None
     if args.finetune:
+        from toolkit.engine.finetune_demo import run_finetune_demo
+
         weights = Path(args.weights) if args.weights else None
         run_finetune_demo(
-            Path(args.out), plugins=args.manager, weights=weights, config=config, overrides=args.overrides
+            Path(args.out),
+            plugins=args.manager,
+            weights=weights,
+            config=config,
+            overrides=args.overrides,
+            seeds=args.seeds,
         )
     else:
         run_detection_demo(Path(args.out), plugins=args.manager, config=config, overrides=args.overrides)
+    return 0
+
+
+def _cmd_attack(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from toolkit.attacks.command import print_report, run_attack_command
+    from toolkit.loading import load_target
+
+    out = Path(args.out) if args.out else Path("runs") / "attack" / Path(args.target).stem
+    check_output_dir(out, "--out")
+    if args.onnx and not Path(args.onnx).is_file():
+        from toolkit.errors import ToolkitError
+
+        raise ToolkitError(f"--onnx {args.onnx!r} not found; export one with 'toolkit export'")
+    model, spec, _ = load_target(args.target, args.checkpoint, args.overrides, args.manager)
+    report = run_attack_command(
+        spec,
+        model,
+        out,
+        plugins=args.manager,
+        sweep=args.sweep,
+        onnx_path=Path(args.onnx) if args.onnx else None,
+        show_progress=not args.no_progress,
+    )
+    print_report(report, model)
     return 0
 
 

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     import torch
 
     from toolkit.model import ToolkitModel
+    from toolkit.spec import Spec
 
 
 def checkpoint_model_spec(checkpoint: Mapping[str, Any], path: str, plugins: PluginManager) -> dict[str, Any]:
@@ -84,3 +85,42 @@ def model_from_checkpoint(
     model = build_model(spec, plugins=plugins)
     load_model_weights(model, path, dict(checkpoint))
     return model.eval()
+
+
+def load_target(
+    target: str, checkpoint: str | None, overrides: Sequence[str], plugins: PluginManager
+) -> tuple[Any, Spec, Path]:
+    """(model with weights in eval mode, its spec, the checkpoint's path or the spec's stem) of a
+    `SPEC [--checkpoint CKPT]` or `CKPT` command target; a checkpoint alone brings its full spec
+    (data too) when that still validates, else its model section."""
+    from toolkit.build import build_model
+    from toolkit.engine.checkpoint import load_checkpoint
+    from toolkit.engine.evaluation_run import load_model_weights
+    from toolkit.spec import SpecError, load_spec
+
+    path = Path(target)
+    if path.suffix in (".pt", ".pth"):
+        if checkpoint is not None:
+            raise ToolkitError("give a checkpoint either as the target or with --checkpoint, not both")
+        read = load_checkpoint(path)  # once: it may weigh hundreds of MB
+        model = model_from_checkpoint(read, path, plugins=plugins)
+        saved = read.get("spec") or {}
+        try:  # the full spec (data too) when it still validates here; else its model section
+            spec = load_spec(dict(saved), overrides, plugins=plugins)
+        except SpecError:
+            spec = load_spec(
+                checkpoint_model_spec({"spec": saved}, str(path), plugins), overrides, plugins=plugins
+            )
+        return model, spec, path
+    spec = load_spec(path, overrides, plugins=plugins)
+    model = build_model(spec, plugins=plugins)
+    if checkpoint is not None:
+        load_model_weights(model, checkpoint)
+        return model.eval(), spec, Path(checkpoint)
+    import warnings
+
+    warnings.warn(
+        f"no --checkpoint: using {path}'s freshly built weights (pass --checkpoint runs/.../best.pt)",
+        stacklevel=2,
+    )
+    return model.eval(), spec, Path(path.stem)

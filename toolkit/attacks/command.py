@@ -166,12 +166,15 @@ def run_attack_command(
     """Attack the spec's split with its attack; write attack.json, examples.png (and sweep.png, patch.png)."""
     section = attack_section(spec)
     sweep_values = parse_sweep(sweep) if sweep else None
+    if sweep_values is not None:  # a bad name or value fails now, not after the main run
+        for value in sweep_values[1]:
+            build_attack(spec, plugins=plugins, params={sweep_values[0]: value})
     out.mkdir(parents=True, exist_ok=True)
     onnx = None
     if onnx_path is not None:
         from toolkit.export.runtime import OnnxModel
 
-        onnx = OnnxModel(onnx_path, providers="cpu")
+        onnx = OnnxModel(onnx_path, plugins=plugins, provider="cpu")
     data = batches(
         spec, model, section.split, plugins=plugins, limit=section.max_images, batch_size=section.batch_size
     )

@@ -93,8 +93,20 @@ def build_attack(spec: Spec, *, plugins: PluginManager, params: Mapping[str, Any
     """The spec's attack component, with `params` replacing some of its parameters (sweeps)."""
     method = attack_section(spec).method
     if params:
-        method = method.model_copy(update=dict(params))
-        method = type(method).model_validate(method.model_dump())
+        fields = [name for name in type(method).model_fields if name != "type"]
+        unknown = [name for name in params if name not in fields]
+        if unknown:
+            raise ToolkitError(
+                f"attack {method.type!r} has no parameter {unknown[0]!r} to sweep; its parameters: "
+                f"{', '.join(fields) or 'none'}"
+            )
+        try:
+            method = type(method).model_validate({**method.model_dump(), **params})
+        except ValueError as exc:
+            first = str(exc).splitlines()[1:3]
+            raise ToolkitError(
+                f"attack.method with {dict(params)}: {' '.join(s.strip() for s in first)}"
+            ) from None
     return build_component("attack", method, plugins=plugins, path="attack.method")
 
 

@@ -31,38 +31,10 @@ def _load(
     target: str, checkpoint: str | None, overrides: Sequence[str], plugins: PluginManager
 ) -> tuple[Any, Spec, Path]:
     """(model with weights, the spec, the default output path)."""
-    from toolkit.build import build_model
-    from toolkit.engine.checkpoint import load_checkpoint
-    from toolkit.engine.evaluation_run import load_model_weights
-    from toolkit.loading import checkpoint_model_spec, model_from_checkpoint
-    from toolkit.spec import SpecError, load_spec
+    from toolkit.loading import load_target
 
-    path = Path(target)
-    if path.suffix in (".pt", ".pth"):
-        if checkpoint is not None:
-            raise ToolkitError("give a checkpoint either as the target or with --checkpoint, not both")
-        read = load_checkpoint(path)  # once: it may weigh hundreds of MB
-        model = model_from_checkpoint(read, path, plugins=plugins)
-        saved = read.get("spec") or {}
-        try:  # the full spec (data too) when it still validates here; else its model section
-            spec = load_spec(dict(saved), overrides, plugins=plugins)
-        except SpecError:
-            spec = load_spec(
-                checkpoint_model_spec({"spec": saved}, str(path), plugins), overrides, plugins=plugins
-            )
-        return model, spec, path.with_suffix(".onnx")
-    spec = load_spec(path, overrides, plugins=plugins)
-    model = build_model(spec, plugins=plugins)
-    if checkpoint is not None:
-        load_model_weights(model, checkpoint)
-        return model.eval(), spec, Path(checkpoint).with_suffix(".onnx")
-    import warnings
-
-    warnings.warn(
-        f"no --checkpoint: exporting {path}'s freshly built weights (pass --checkpoint runs/.../best.pt)",
-        stacklevel=2,
-    )
-    return model.eval(), spec, Path(path.stem + ".onnx")
+    model, spec, source = load_target(target, checkpoint, overrides, plugins)
+    return model, spec, source.with_suffix(".onnx")
 
 
 def _dataset(spec: Spec, plugins: PluginManager) -> Any | None:

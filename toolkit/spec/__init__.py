@@ -26,9 +26,9 @@ def spec_json_schema(plugins: PluginManager | None = None) -> dict[str, Any]:
 
 
 __all__ = [
+    "AttackSpec",
     "ComponentSpec",
     "DataSpec",
-    "AttackSpec",
     "ExportSpec",
     "ModelSpec",
     "NormalizeSpec",

@@ -144,7 +144,7 @@ class AttackSpec(StrictModel):
     score_threshold: float = Field(
         default=0.3, ge=0.0, le=1.0, description="detections at or above this count as found (success rate)"
     )
-    fit_steps_split: Literal["train", "val"] = Field(
+    fit_split: Literal["train", "val"] = Field(
         default="train", description="attacks that learn (the patch) fit on this split"
     )
 
@@ -169,4 +169,13 @@ class Spec(BaseModel):
         return self._source
 
 
-__all__ = ["AttackSpec", "ComponentSpec", "DataSpec", "ExportSpec", "InputSize", "ModelSpec", "NormalizeSpec", "Spec"]
+__all__ = [
+    "AttackSpec",
+    "ComponentSpec",
+    "DataSpec",
+    "ExportSpec",
+    "InputSize",
+    "ModelSpec",
+    "NormalizeSpec",
+    "Spec",
+]
