@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -10,28 +11,45 @@ import torchvision
 from conftest import run_cli
 
 
-def test_finetune_demo_compares_frozen_and_unfrozen(tmp_path: Path) -> None:
+def test_finetune_demo_compares_five_rows_over_seeds(tmp_path: Path) -> None:
+    """The comparison in miniature: every row over two seeds, the table, results.json, the PR curve."""
     weights = tmp_path / "backbone.pt"
     torch.manual_seed(0)
     torch.save(torchvision.models.resnet18(weights=None).state_dict(), weights)
+    out = tmp_path / "demo"
     result = run_cli(
-        "demo", "--finetune", "--out", str(tmp_path / "demo"), "--weights", str(weights),
-        "data.train.length=16", "data.val.length=8", "train.epochs=1", "model.input_size=64",
-        "data.train.image_size=64", "data.val.image_size=64", "data.num_workers=0",
+        "demo", "--finetune", "--out", str(out), "--weights", str(weights), "--seeds", "2",
+        "data.train.positives=8", "data.train.negatives=8", "data.val.positives=6", "data.val.negatives=10",
+        "data.batch_size=8", "train.threads=2",
     )  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    rows = {line.split()[0]: line.split() for line in result.stdout.splitlines() if line.strip()}
-    assert rows["frozen"][2:4] == ["1,026", "11,176,512"], "linear probe: only the head trains"
-    assert rows["unfrozen"][2:4] == ["11,177,538", "0"]
-    for variant in ("frozen", "unfrozen"):
-        assert 0.0 <= float(rows[variant][1]) <= 1.0
-        assert (tmp_path / "demo" / f"finetune_{variant}" / "last.pt").is_file()
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = json.loads((out / "finetune" / "results.json").read_text())
+    rows = {row["variant"]: row for row in results["rows"]}
+    best = results["best"]
+    names = ["from scratch", "frozen (linear probe)", "unfrozen", "unfrozen, backbone lr x0.1"]
+    assert list(rows) == [*names, f"{best}, no augmentation"]
+    assert rows["frozen (linear probe)"]["trainable_parameters"] == 1026, "linear probe: only the head trains"
+    assert rows["unfrozen"]["trainable_parameters"] == 11_177_538
+    for row in rows.values():
+        assert len(row["balanced_accuracy"]) == len(row["f1_present"]) == 2, "one value per seed"
+        assert all(0.0 <= v <= 1.0 for v in row["balanced_accuracy"])
+        assert row["balanced_accuracy_mean"] == pytest.approx(sum(row["balanced_accuracy"]) / 2)
+    assert rows[f"{best}, no augmentation"]["overrides"][-1] == "data.augment=[{type: resize}]"
+    assert (
+        max(rows[name]["balanced_accuracy_mean"] for name in list(rows)[:4])
+        == rows[best]["balanced_accuracy_mean"]
+    )
+    assert (out / "finetune" / "pr_curve.png").is_file() and 0.0 <= results["best_threshold"] <= 1.0
+    assert Path(results["best_model"]).is_file(), "the best row's first model is kept (the model to attack)"
+    kept = list((out / "finetune").rglob("*.pt"))
+    assert kept == [Path(results["best_model"])], "the other runs' checkpoints are dropped"
+    assert "± " in result.stdout and "F1 (present)" in result.stdout
 
 
-def test_finetune_demo_needs_starting_weights(tmp_path: Path) -> None:
-    result = run_cli("demo", "--finetune", "--out", str(tmp_path))
+def test_finetune_demo_names_missing_weights(tmp_path: Path) -> None:
+    result = run_cli("demo", "--finetune", "--out", str(tmp_path), "--weights", str(tmp_path / "none.pt"))
     assert result.returncode == 2
-    assert "run 'toolkit demo' first" in result.stderr and "--weights" in result.stderr
+    assert "--weights" in result.stderr and "not found" in result.stderr
 
 
 @pytest.mark.slow

@@ -33,9 +33,10 @@ TEXTURES: tuple[str, ...] = ("stripes", "checker", "spots", "solid")
 #: The target's colours: yellow and near-black (jittered per object).
 TARGET_COLOURS = ((225, 185, 30), (35, 25, 20))
 COLOUR_JITTER = 25
-OBJECT_SIZE = (0.22, 0.42)  # (min, max) object diameter as a fraction of the image side (log-uniform)
+OBJECT_SIZE = (0.3, 0.5)  # (min, max) object diameter as a fraction of the image side (log-uniform)
 TARGET_PALETTE_P = 0.4  # chance that a distractor wears the target's colours
 PLACEMENT_TRIES = 12
+DECOY_SAME_SHAPE = 1.0  # share of decoys with the target's shape (the rest: its texture)
 MIN_VISIBLE = 0.5  # detection: an object less visible than this (fraction of its area) is not labelled
 
 
@@ -249,7 +250,7 @@ class PresenceDataset(torch.utils.data.Dataset):
 
     def _decoy(self, rng: np.random.Generator) -> PatternObject:
         """The target colours with the target's shape or its texture (half-covering), not both."""
-        if rng.random() < 0.5:
+        if rng.random() < DECOY_SAME_SHAPE:
             textures = [t for t in ("stripes", "checker") if t != self.target.texture] or ["spots"]
             return PatternObject(self.target.shape, textures[int(rng.integers(len(textures)))], True)
         shapes = [s for s in self.shapes if s != self.target.shape]
