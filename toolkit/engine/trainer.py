@@ -14,7 +14,7 @@ import torch
 import yaml
 from torch import nn
 
-from toolkit.build import build_loss, build_model, build_processed_dataset, data_section
+from toolkit.build import build_component, build_loss, build_model, build_processed_dataset, data_section
 from toolkit.contracts import Freezable, component_in_traceback
 from toolkit.data.loader import make_loader
 from toolkit.engine import distributed
@@ -137,6 +137,11 @@ class Trainer:
                 f"{self.spec.model.backbone.type} has none"
             )
         self.loss_fn = build_loss(self.spec, self.model, plugins=self.plugins).to(device)
+        self.adversarial = None
+        if config.adversarial is not None:
+            self.adversarial = build_component(
+                "attack", config.adversarial.attack, plugins=self.plugins, path="train.adversarial.attack"
+            )
         train_set = build_processed_dataset(self.spec, self.model, "train", train=True, plugins=self.plugins)
         self.train_loader = make_loader(
             train_set,
@@ -352,6 +357,8 @@ class Trainer:
     def _train_step(self, batch: Any) -> dict[str, torch.Tensor]:
         config = self.config
         images = batch.images
+        if self.adversarial is not None:
+            images = self._with_adversarial(images, batch.targets)
         if config.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         try:
@@ -382,6 +389,21 @@ class Trainer:
         self.scheduler.step()
         self.step += 1
         return terms
+
+    def _with_adversarial(self, images: torch.Tensor, targets: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The batch with its first round(ratio * N) images replaced by the attack's examples (made
+        with the model in eval mode, its BatchNorm statistics untouched; the rest stay clean)."""
+        assert self.config.adversarial is not None
+        count = round(self.config.adversarial.ratio * len(images))
+        if count == 0:
+            return images
+        try:
+            made = self.adversarial(self.model, images[:count], {k: v[:count] for k, v in targets.items()})
+        except ToolkitError:
+            raise
+        except Exception as exc:
+            raise self._step_failure(exc) from exc
+        return torch.cat([made.detach().to(images.dtype), images[count:]])
 
     def _step_failure(self, exc: Exception) -> ToolkitError:
         """The one-line error for an exception in the forward pass or the loss (a plugin's code)."""

@@ -30,7 +30,7 @@ from toolkit.registry import ComponentEntry, Registry
 from toolkit.spec.base import ComponentSpec
 from toolkit.spec.errors import KIND_KEY
 from toolkit.spec.models import AttackSpec, DataSpec, ModelSpec, Spec
-from toolkit.spec.train import TrainSpec
+from toolkit.spec.train import AdversarialSpec, TrainSpec
 
 PRETRAINED = "pretrained"
 NO_WEIGHTS = "none"
@@ -147,6 +147,13 @@ def spec_model(plugins: PluginManager) -> type[Spec]:
                 Field(default_factory=list, description=DataSpec.model_fields["augment"].description),
             ),
         )
+        attack = component_field(plugins.registry("attack"))
+        adversarial_section = create_model(
+            "AdversarialSpec",
+            __base__=AdversarialSpec,
+            __module__=__name__,
+            attack=(attack, Field(description=AdversarialSpec.model_fields["attack"].description)),
+        )
         train_section = create_model(
             "TrainSpec",
             __base__=TrainSpec,
@@ -155,15 +162,16 @@ def spec_model(plugins: PluginManager) -> type[Spec]:
                 component_field(plugins.registry("loss")) | None,
                 Field(default=None, description=TrainSpec.model_fields["loss"].description),
             ),
+            adversarial=(
+                adversarial_section | None,
+                Field(default=None, description=TrainSpec.model_fields["adversarial"].description),
+            ),
         )
         attack_section = create_model(
             "AttackSpec",
             __base__=AttackSpec,
             __module__=__name__,
-            method=(
-                component_field(plugins.registry("attack")),
-                Field(description=AttackSpec.model_fields["method"].description),
-            ),
+            method=(attack, Field(description=AttackSpec.model_fields["method"].description)),
         )
         cache[key] = create_model(
             "Spec",

@@ -76,6 +76,15 @@ class OneCycle(StrictModel):
 Schedule = Annotated[Constant | Cosine | Step | OneCycle, Field(discriminator="type")]
 
 
+class AdversarialSpec(StrictModel):
+    """`train.adversarial`: adversarial examples mixed into training batches (adversarial training)."""
+
+    attack: ComponentSpec = Field(description="the attack that makes them, e.g. {type: pgd, eps: 0.0314}")
+    ratio: float = Field(
+        default=0.5, gt=0.0, le=1.0, description="share of each batch replaced by its adversarial examples"
+    )
+
+
 class TrainSpec(StrictModel):
     """The `train:` section."""
 
@@ -111,6 +120,9 @@ class TrainSpec(StrictModel):
         default=1.0, description="learning-rate multiplier of the backbone"
     )
     log_interval: int = Field(default=20, ge=1, description="steps between progress lines and log records")
+    adversarial: AdversarialSpec | None = Field(
+        default=None, description="adversarial training: an attack and the share of each batch it replaces"
+    )
 
     @model_validator(mode="after")
     def _check_schedule(self) -> TrainSpec:
