@@ -83,7 +83,8 @@ def test_unknown_name_suggests_and_explains() -> None:
 @pytest.mark.parametrize(
     ("name", "target", "message"),
     [
-        ("bad name", factory, "use letters"),
+        ("bad name", factory, "use ASCII letters"),
+        ("r\u0435snet18", factory, "use ASCII letters"),  # Cyrillic 'е': prints like resnet18
         ("ok", 42, "not callable"),
     ],
 )

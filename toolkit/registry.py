@@ -163,10 +163,16 @@ class Registry:
         `input_multiple` (backbones, heads): what input sides must be multiples of, as an int or a
         function of the validated params; without it the builder reads it off the built object.
         """
-        if not isinstance(name, str) or not name or not name.replace("_", "").replace("-", "").isalnum():
+        if (
+            not isinstance(name, str)
+            or not name
+            or not name.isascii()
+            or not name.replace("_", "").replace("-", "").isalnum()
+        ):
             raise PluginError(
                 f"{self._current_plugin.describe()} registered {self.kind} name {name!r}: "
-                "use letters, digits, '_' or '-'"
+                "use ASCII letters, digits, '_' or '-' (a look-alike such as Cyrillic 'е' would print like "
+                "another name)"
             )
         if not callable(factory):
             raise PluginError(
