@@ -84,7 +84,7 @@ def test_unknown_name_suggests_and_explains() -> None:
     ("name", "target", "message"),
     [
         ("bad name", factory, "use ASCII letters"),
-        ("r\u0435snet18", factory, "use ASCII letters"),  # Cyrillic 'е': prints like resnet18
+        ("r\u0435snet18", factory, "use ASCII letters"),  # a Cyrillic ie: prints like resnet18
         ("ok", 42, "not callable"),
     ],
 )

@@ -460,7 +460,9 @@ def _cmd_attack(args: argparse.Namespace) -> int:
     from toolkit.attacks.command import print_report, run_attack_command
     from toolkit.loading import load_target
 
-    out = Path(args.out) if args.out else Path("runs") / "attack" / Path(args.target).stem
+    target = Path(args.checkpoint or args.target)
+    name = f"{target.parent.name}_{target.stem}" if target.suffix in (".pt", ".pth") else target.stem
+    out = Path(args.out) if args.out else Path("runs") / "attack" / name
     check_output_dir(out, "--out")
     if args.onnx and not Path(args.onnx).is_file():
         from toolkit.errors import ToolkitError

@@ -171,7 +171,7 @@ class Registry:
         ):
             raise PluginError(
                 f"{self._current_plugin.describe()} registered {self.kind} name {name!r}: "
-                "use ASCII letters, digits, '_' or '-' (a look-alike such as Cyrillic 'е' would print like "
+                "use ASCII letters, digits, '_' or '-' (a look-alike such as Cyrillic ie would print like "
                 "another name)"
             )
         if not callable(factory):

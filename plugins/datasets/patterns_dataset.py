@@ -6,10 +6,10 @@ random lighting (gain, offset, a gradient) and pixel noise.
 
 - `PresenceDataset`: is the target object (a shape *and* a texture, in the target colours, like
   a hornet's striped abdomen) in the scene? Every scene holds distractors; a negative scene holds
-  a decoy in the target's place: the target colours with either the target shape or the target
-  texture, never both. Decoy and target are drawn last, with the same size distribution, so
-  colour statistics carry almost no signal: only shape and texture together do.
-- `PatternObjectsDataset`: one object per image, labelled with its shape and texture (the broad
+  a decoy in the target's place: the target colours and shape with another texture (for a share
+  1 - DECOY_SAME_SHAPE, the target texture on another shape instead), never both. Decoy and target
+  are drawn last, with the same size distribution, so colour statistics carry almost no signal.
+- `PatternObjectsDataset`: patterned objects labelled with their shape and texture (the broad
   "pretraining" task of this world, the way ImageNet holds hornets among a thousand classes).
 
 Image `i` depends only on (seed, i).

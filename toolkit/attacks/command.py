@@ -164,6 +164,7 @@ def run_attack_command(
     show_progress: bool = True,
 ) -> dict[str, Any]:
     """Attack the spec's split with its attack; write attack.json, examples.png (and sweep.png, patch.png)."""
+    check_attackable(model)
     section = attack_section(spec)
     sweep_values = parse_sweep(sweep) if sweep else None
     if sweep_values is not None:  # a bad name or value fails now, not after the main run
@@ -219,7 +220,7 @@ def run_attack_command(
         files["sweep"] = str(sweep_plot(name, values, rows, metric, out / "sweep.png"))
         report["sweep"] = rows
     report["files"] = files
-    (out / "attack.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / "attack.json").write_text(json.dumps(_finite(report), indent=2, allow_nan=False) + "\n")
     files["report"] = str(out / "attack.json")
     return report
 
@@ -254,5 +255,19 @@ def print_report(report: dict[str, Any], model: ToolkitModel) -> None:
 
 
 def check_attackable(model: ToolkitModel) -> None:
-    if not hasattr(model.task, "attack_success"):
-        raise ToolkitError(f"task {model.task.name!r} has no attack_success; see docs/attacks.md")
+    for member in ("attack_objectives", "attack_loss", "attack_success"):
+        if not hasattr(model.task, member):
+            raise ToolkitError(
+                f"task {model.task.name!r} has no {member}: it cannot be attacked; see docs/attacks.md"
+            )
+
+
+def _finite(value: Any) -> Any:
+    """The report with NaN and infinities as null (strict JSON)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value

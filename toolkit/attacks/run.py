@@ -175,8 +175,10 @@ def run_attack_on(
             adversarial = predict_batch(model, adversarial_images, batch.meta)
             if len(examples) < keep:
                 input_meta = [{"orig_size": tuple(model.input_size)} for _ in batch.meta]
-                drawn_clean = predict_batch(model, batch.images, input_meta)
-                drawn_adv = predict_batch(model, adversarial_images, input_meta)
+                drawn_clean = predict_batch(model, batch.images, input_meta, score_threshold=score_threshold)
+                drawn_adv = predict_batch(
+                    model, adversarial_images, input_meta, score_threshold=score_threshold
+                )
                 for i in range(min(keep - len(examples), len(batch))):
                     examples.append((batch.images[i], adversarial_images[i], drawn_clean[i], drawn_adv[i]))
         clean_eval.update(clean, batch.targets, batch.meta)

@@ -80,7 +80,8 @@ def _message(
         ).describe()
     if kind_of_error == "union_tag_not_found" and kind:
         names = ", ".join(plugins.registry(kind).names())
-        return f"missing 'type': name a {kind} ({names})"
+        article = "an" if kind[:1] in "aeiou" else "a"
+        return f"missing 'type': name {article} {kind} ({names})"
     if kind_of_error == "union_tag_not_found" and parent is not None and path:
         field = parent.model_fields.get(path[-1])
         tags = sorted(_union_members(_unwrap(field.annotation)[0])) if field else []
