@@ -200,8 +200,8 @@ def test_shipped_configs_extend_their_bases(manager: PluginManager) -> None:
     ("override", "expected"),
     [
         ("epochs=3", "epochs: unknown field (did you mean train.epochs?)"),
-        ("lr=1e-3", "lr: unknown field (did you mean train.optimizer.lr?)"),
-        ("batch_size=8", "batch_size: unknown field (did you mean data.batch_size?)"),
+        ("lr=1e-3", "lr: unknown field (did you mean train.optimizer.lr or attack.method.lr?)"),
+        ("batch_size=8", "batch_size: unknown field (did you mean data.batch_size or attack.batch_size?)"),
     ],
 )
 def test_flat_overrides_get_the_full_path_through_the_cli(override: str, expected: str) -> None:
