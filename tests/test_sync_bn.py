@@ -43,6 +43,8 @@ if rank == 0:
         "grads": {n: p.grad.cpu() for n, p in model.named_parameters()},
         "state": {k: v.cpu() for k, v in model.state_dict().items()},
     }, sys.argv[1])
+dist.barrier()  # both done before anything is torn down
+del network, model, outputs  # DDP's reducer goes before its process group (else gloo may abort at exit)
 dist.destroy_process_group()
 """
 
