@@ -83,9 +83,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--no-progress", action="store_true", help="no progress output")
 
     evaluate = command("eval", _cmd_eval, "evaluate a checkpoint on data.val (COCO mAP or accuracy)")
-    evaluate.add_argument("spec", metavar="SPEC", help="spec file")
+    evaluate.add_argument(
+        "spec",
+        metavar="SPEC|CKPT",
+        help="a spec file (with --checkpoint), or a run's checkpoint alone (its own spec)",
+    )
     evaluate.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="spec overrides")
-    evaluate.add_argument("--checkpoint", required=True, metavar="CKPT", help="last.pt or best.pt of a run")
+    evaluate.add_argument("--checkpoint", metavar="CKPT", help="last.pt or best.pt of a run (with a SPEC)")
     evaluate.add_argument("--split", choices=["train", "val"], default="val")
     evaluate.add_argument("--out", metavar="DIR", help="write metrics.json (and confusion.png) there")
     evaluate.add_argument("--json", action="store_true", help="print metrics as JSON")
@@ -413,14 +417,29 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from toolkit.engine.evaluation_run import evaluate_checkpoint
     from toolkit.engine.report import format_metrics
+    from toolkit.errors import ToolkitError
+    from toolkit.loading import checkpoint_spec
     from toolkit.spec import load_spec
 
     out = check_output_dir(args.out, "--out") if args.out else None
-    spec = load_spec(args.spec, args.overrides, plugins=args.manager)
+    checkpoint = args.checkpoint
+    if Path(args.spec).suffix in (".pt", ".pth"):
+        if checkpoint is not None:
+            raise ToolkitError("give a checkpoint either as the target or with --checkpoint, not both")
+        spec, checkpoint = checkpoint_spec(args.spec, args.overrides, plugins=args.manager), args.spec
+    else:
+        if checkpoint is None:
+            raise ToolkitError(
+                f"toolkit eval {args.spec}: which weights? pass --checkpoint runs/.../best.pt, or give the "
+                "checkpoint alone (toolkit eval runs/.../best.pt) to use the spec it carries"
+            )
+        spec = load_spec(args.spec, args.overrides, plugins=args.manager)
     metrics, names = evaluate_checkpoint(
-        spec, args.checkpoint, split=args.split, out_dir=out, plugins=args.manager
+        spec, checkpoint, split=args.split, out_dir=out, plugins=args.manager
     )
     if args.json:
         print(json.dumps(metrics, indent=2, default=float))

@@ -124,3 +124,17 @@ def load_target(
         stacklevel=2,
     )
     return model.eval(), spec, Path(path.stem)
+
+
+def checkpoint_spec(path: str | Path, overrides: Sequence[str], plugins: PluginManager) -> Spec:
+    """The full spec a checkpoint carries (data too), with `overrides`; a user error when it has none."""
+    from toolkit.engine.checkpoint import load_checkpoint
+    from toolkit.spec import load_spec
+
+    saved = load_checkpoint(path).get("spec")
+    if not isinstance(saved, Mapping) or not isinstance(saved.get("data"), Mapping):
+        raise ToolkitError(
+            f"checkpoint {str(path)!r} carries no spec with a data section; evaluate it with its spec: "
+            f"toolkit eval SPEC --checkpoint {path}"
+        )
+    return load_spec(dict(saved), overrides, plugins=plugins)
