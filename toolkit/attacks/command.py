@@ -17,7 +17,6 @@ from toolkit.attacks.run import (
     attack_section,
     batches,
     build_attack,
-    cycle_batches,
     objective_of,
     parse_sweep,
     run_attack_on,
@@ -53,9 +52,7 @@ def fit_if_needed(
             bar.update(1)
             bar.set_postfix(objective=f"{value:.3f}")
 
-        attack.fit(
-            model, [(b.images, b.targets) for b in data] if data else cycle_batches(data), progress=progress
-        )
+        attack.fit(model, [(b.images, b.targets) for b in data], progress=progress)
 
 
 def examples_image(model: ToolkitModel, examples: Sequence[Any], path: Path) -> Path:

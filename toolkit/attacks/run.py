@@ -11,7 +11,7 @@ transfer attack on the deployed model.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -246,11 +246,6 @@ def parse_sweep(text: str) -> tuple[str, list[float]]:
     if len(parsed) > 64:
         raise ToolkitError(f"--sweep {text!r}: at most 64 values")
     return name.strip(), parsed
-
-
-def cycle_batches(data: Sequence[Any]) -> Iterator[tuple[Tensor, Mapping[str, Tensor]]]:
-    for batch in data:
-        yield batch.images, batch.targets
 
 
 def objective_of(attack: Any, model: ToolkitModel) -> tuple[str, int | None]:

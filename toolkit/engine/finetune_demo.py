@@ -15,7 +15,6 @@ trained once (a few minutes) and kept in OUT/pretrain/best.pt.
 from __future__ import annotations
 
 import json
-import shutil
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -27,6 +26,7 @@ import numpy as np
 import torch
 
 from toolkit.build import build_dataset
+from toolkit.engine.demo import _config, _fresh
 from toolkit.engine.trainer import RunSummary, train
 from toolkit.errors import ToolkitError
 from toolkit.loading import load_model
@@ -91,22 +91,6 @@ class RowResult:
             "seconds": self.seconds,
             "seconds_mean": self.mean(self.seconds),
         }
-
-
-def _config(path: Path | None, default: Path) -> Path:
-    config = path or default
-    if not config.is_file():
-        raise ToolkitError(
-            f"demo config {str(config)!r} not found; run from the repository root or pass --config"
-        )
-    return config
-
-
-def _fresh(directory: Path) -> Path:
-    if directory.exists():
-        shutil.rmtree(directory)
-    directory.mkdir(parents=True)
-    return directory
 
 
 def pretrained_weights(out: Path, weights: Path | None, *, plugins: PluginManager) -> Path:
