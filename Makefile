@@ -1,5 +1,5 @@
 # make demo: create .venv, install toolkit, run the main job offline on the embedded defaults.
-# make test: create .venv, install toolkit with the dev and timm extras, run the whole test suite.
+# make test: create .venv, install toolkit with the dev, timm and tensorboard extras, run the whole test suite.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -15,7 +15,7 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml
 	touch $@
 
 $(VENV)/.installed-dev: $(BIN)/python pyproject.toml
-	$(BIN)/python -m pip install --quiet -e ".[dev,timm]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,timm,tensorboard]"
 	touch $@ $(VENV)/.installed
 
 install: $(VENV)/.installed

@@ -215,6 +215,33 @@ class Dataset(Protocol):
 
 
 @runtime_checkable
+class RunLogger(Protocol):
+    """Receives what a training run logs (`train.loggers`); see `toolkit.engine.loggers`.
+
+    - `start(run_dir, *, resume_step)`: once, before anything is logged; `resume_step` is not None
+      when a run continues (`--resume`) from that optimizer step: drop what was logged after it,
+      so that a resumed run's outputs equal an uninterrupted run's;
+    - `log(record)`: one JSON-serializable record, `record["kind"]` one of
+      "train" (`epoch`, `step`, `lr`, `loss` {term: float}, `images_per_s`), every log interval;
+      "val" (`epoch`, `step`, `metrics`), after each evaluation; "epoch" (`epoch`, `step`, `lr`,
+      `train_loss` {term: epoch mean}, `seconds`, and `metrics` when evaluated), once per epoch;
+    - `log_image(tag, path, *, step)`: a PNG the run wrote (plots);
+    - `flush()`: make what was logged durable; called before every checkpoint save;
+    - `finish(summary)`: the end of the run, with its summary as a dict.
+    """
+
+    def start(self, run_dir: Path, *, resume_step: int | None) -> None: ...
+
+    def log(self, record: Mapping[str, Any]) -> None: ...
+
+    def log_image(self, tag: str, path: Path, *, step: int) -> None: ...
+
+    def flush(self) -> None: ...
+
+    def finish(self, summary: Mapping[str, Any]) -> None: ...
+
+
+@runtime_checkable
 class Evaluator(Protocol):
     """Accumulates one task's results over an evaluation run.
 
@@ -307,6 +334,7 @@ PROTOCOLS: dict[str, type] = {
     "augmentation": Augmentation,
     "attack": Attack,
     "dataset": Dataset,
+    "logger": RunLogger,
 }
 #: optional parts, for the documentation test and `toolkit plugins`
 OPTIONAL_PROTOCOLS: dict[str, tuple[type, ...]] = {

@@ -73,3 +73,15 @@ def toolkit_register_attacks(registry: Registry) -> None:
 @hookspec
 def toolkit_register_datasets(registry: Registry) -> None:
     """Register datasets (`contracts.Dataset`) yielding `(uint8 image [3,H,W], target)` samples."""
+
+
+@hookspec
+def toolkit_register_loggers(registry: Registry) -> None:
+    """Register run loggers (`contracts.RunLogger`), named by the spec's `train.loggers`.
+
+    The factory's keyword arguments are the logger's spec parameters. The trainer calls
+    `start(run_dir, resume_step=...)` once, then `log(record)` for each "train", "val" and "epoch"
+    record, `log_image(tag, path, step=...)` for each plot it writes, `flush()` before every
+    checkpoint save and `finish(summary)` at the end; a logger that raises is warned about once
+    and dropped, the run goes on (`toolkit.engine.loggers.RunLoggers`).
+    """

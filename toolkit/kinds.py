@@ -41,6 +41,7 @@ KIND_TABLE: tuple[Kind, ...] = (
     Kind("augmentation", "toolkit_register_augmentations", {"input_size": "model.input_size"}),
     Kind("attack", "toolkit_register_attacks"),
     Kind("dataset", "toolkit_register_datasets", {"on_bad_sample": "data.on_bad_sample"}),
+    Kind("logger", "toolkit_register_loggers"),
 )
 
 #: kind name -> Kind, in the order hooks are called (tasks first: heads name them).

@@ -10,11 +10,14 @@ accepts (e.g. 'imagenet'), the path of a local weights file, loaded by the core
 from __future__ import annotations
 
 import functools
+import json
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     TypeAdapter,
@@ -123,6 +126,56 @@ def component_field(registry: Registry) -> Any:
     return Annotated[union, Field(discriminator="type", json_schema_extra=extra)]
 
 
+def _logger_shorthand(value: Any) -> Any:
+    """`train.loggers: [jsonl, csv]`: a bare name stands for `{type: NAME}`."""
+    if isinstance(value, list):
+        return [{"type": item} if isinstance(item, str) else item for item in value]
+    return value
+
+
+def _one_output_each(loggers: list[BaseModel]) -> list[BaseModel]:
+    """Refuse a logger listed twice with the same parameters: both would write the same output."""
+    seen: dict[str, int] = {}
+    for index, logger in enumerate(loggers):
+        key = json.dumps(logger.model_dump(mode="json"), sort_keys=True)
+        if key in seen:
+            raise ValueError(
+                f"entries {seen[key]} and {index} are the same {logger.type!r} logger and would write the "
+                "same output; remove one, or give one another file (e.g. filename: other.csv)"
+            )
+        seen[key] = index
+    return loggers
+
+
+def loggers_field(registry: Registry) -> tuple[Any, FieldInfo]:
+    """(annotation, field) of `train.loggers`: components of the logger registry, bare names allowed;
+    the default is TrainSpec's (jsonl and csv) where those loggers are registered."""
+    defaults = [
+        {"type": logger.type}
+        for logger in TrainSpec.model_fields["loggers"].default_factory()  # type: ignore[misc,call-arg]
+        if logger.type in registry
+    ]
+    annotation = Annotated[
+        list[component_field(registry)],  # type: ignore[misc]
+        BeforeValidator(_logger_shorthand),
+        AfterValidator(_one_output_each),
+    ]
+    description = TrainSpec.model_fields["loggers"].description
+    names = registry.names()
+
+    def bare_names_too(schema: dict[str, Any]) -> None:  # the JSON Schema accepts the shorthand
+        if "items" in schema and names:
+            bare = {"type": "string", "enum": names, "description": "a logger with default parameters"}
+            schema["items"] = {"anyOf": [bare, schema["items"]]}
+
+    return annotation, Field(
+        default_factory=lambda: [dict(item) for item in defaults],
+        validate_default=True,
+        description=f"{description}; a bare name stands for {{type: NAME}}",
+        json_schema_extra=bare_names_too,
+    )
+
+
 def spec_model(plugins: PluginManager) -> type[Spec]:
     """The `Spec` subclass that validates against the plugins' registries (cached per registry state)."""
     key = tuple((kind, tuple(reg.names())) for kind, reg in plugins.registries.items())
@@ -166,6 +219,7 @@ def spec_model(plugins: PluginManager) -> type[Spec]:
                 adversarial_section | None,
                 Field(default=None, description=TrainSpec.model_fields["adversarial"].description),
             ),
+            loggers=loggers_field(plugins.registry("logger")),
         )
         attack_section = create_model(
             "AttackSpec",

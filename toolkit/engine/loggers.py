@@ -1,0 +1,196 @@
+"""Run loggers (`train.loggers`): built through the `logger` registry, each isolated from the run.
+
+`RunLoggers.build` turns the spec's list into `contracts.RunLogger` objects (a bad name, a bad
+parameter or a missing optional package is a one-line ToolkitError before training starts) and
+starts them. Afterwards an exception inside a logger is reported once, as a `LoggerWarning` naming
+the logger, its plugin, the method and the exception; that logger is dropped and the run goes on.
+`scalars(record)` flattens a record for loggers that want `{tag: float}`.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from numbers import Real
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from toolkit.contracts import RunLogger, check_component
+from toolkit.errors import ToolkitError, describe_exception
+from toolkit.plugins import PluginManager
+
+KIND = "logger"
+#: where the loggers are named in a spec, for error messages
+SPEC_PATH = "train.loggers"
+
+
+class LoggerWarning(UserWarning):
+    """A run logger raised; it is dropped for the rest of the run, which goes on."""
+
+
+@dataclass
+class _Active:
+    name: str
+    label: str  # "logger 'csv' from plugin '...' (module ...)"
+    logger: RunLogger
+
+
+class RunLoggers:
+    """The run's loggers; every call reaches each logger still active, in the spec's order."""
+
+    def __init__(self, loggers: Sequence[tuple[str, str, RunLogger]] = ()) -> None:
+        self._active = [_Active(name, label, logger) for name, label, logger in loggers]
+
+    @classmethod
+    def build(
+        cls,
+        specs: Sequence[Any],
+        *,
+        plugins: PluginManager,
+        run_dir: Path,
+        resume_step: int | None,
+    ) -> RunLoggers:
+        """Build every logger of `specs` (`{type: NAME, **params}` models or mappings, or bare names),
+        then start each in `run_dir` (created if needed); one whose `start` raises is warned about
+        and dropped."""
+        built = [_build_one(spec, index, plugins) for index, spec in enumerate(specs)]
+        loggers = cls(built)
+        run_dir = Path(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        loggers._call("start", lambda logger: logger.start(run_dir, resume_step=resume_step))
+        return loggers
+
+    @property
+    def names(self) -> list[str]:
+        """The registered names of the loggers still active."""
+        return [item.name for item in self._active]
+
+    def __len__(self) -> int:
+        return len(self._active)
+
+    def __iter__(self) -> Iterator[RunLogger]:
+        return iter([item.logger for item in self._active])
+
+    def log(self, record: Mapping[str, Any]) -> None:
+        """One "train", "val" or "epoch" record (see `contracts.RunLogger`)."""
+        self._call("log", lambda logger: logger.log(record))
+
+    def log_image(self, tag: str, path: Path, *, step: int) -> None:
+        """A PNG the run wrote (a plot), under `tag`, at optimizer step `step`."""
+        self._call("log_image", lambda logger: logger.log_image(tag, Path(path), step=step))
+
+    def flush(self) -> None:
+        """Make what was logged durable (called before every checkpoint save)."""
+        self._call("flush", lambda logger: logger.flush())
+
+    def finish(self, summary: Mapping[str, Any]) -> None:
+        """The end of the run: its summary as a dict."""
+        self._call("finish", lambda logger: logger.finish(summary))
+
+    def _call(self, method: str, call: Callable[[RunLogger], None]) -> None:
+        for item in list(self._active):
+            try:
+                call(item.logger)
+            except (Exception, SystemExit) as exc:  # a logger never stops the run
+                self._active.remove(item)
+                warnings.warn(
+                    f"{item.label} failed in {method}: {describe_exception(exc)}; it is dropped for "
+                    "the rest of the run, which goes on",
+                    LoggerWarning,
+                    stacklevel=3,
+                )
+
+
+def _build_one(spec: Any, index: int, plugins: PluginManager) -> tuple[str, str, RunLogger]:
+    """(name, label, logger) of one `train.loggers` entry; one-line ToolkitErrors for user mistakes."""
+    from toolkit.build import construct
+
+    path = f"{SPEC_PATH}.{index}"
+    name = _name_of(spec, path)
+    entry = plugins.registry(KIND).get(name, path=f"{path}.type")
+    params = spec if isinstance(spec, entry.params) else _params_of(spec)
+    if not isinstance(params, entry.params):
+        try:
+            params = entry.params.model_validate(params)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(part) for part in error['loc']) or 'params'}: "
+                f"{error['msg'].removeprefix('Value error, ')}"
+                for error in exc.errors(include_url=False)
+            )
+            known = ", ".join(entry.params.model_fields) or "none"
+            raise ToolkitError(
+                f"{path}: logger {name!r} has invalid parameters ({problems}); its parameters: {known}"
+            ) from None
+    logger = construct(entry, params, path=path)
+    check_component(KIND, name, logger, entry.plugin)
+    return name, f"logger {name!r} from {entry.plugin.describe()}", logger
+
+
+def _name_of(spec: Any, path: str) -> str:
+    """The logger name of a `train.loggers` entry: a bare name, or the `type` of a model or mapping."""
+    name = spec if isinstance(spec, str) else None
+    if isinstance(spec, BaseModel):
+        name = getattr(spec, "type", None)
+    elif isinstance(spec, Mapping):
+        name = spec.get("type")
+    if not isinstance(name, str):
+        raise ToolkitError(
+            f"{path}: expected a logger name or {{type: NAME, ...}}, got {spec!r}; "
+            f"e.g. {SPEC_PATH}: [jsonl, csv]"
+        )
+    return name
+
+
+def _params_of(spec: Any) -> dict[str, Any]:
+    """The parameters of an entry (everything but `type`)."""
+    if isinstance(spec, str):
+        return {}
+    data = spec.model_dump() if isinstance(spec, BaseModel) else dict(spec)
+    return {key: value for key, value in data.items() if key != "type"}
+
+
+def scalars(record: Mapping[str, Any]) -> dict[str, float]:
+    """A record flattened into `{tag: float}`.
+
+    "train": `train/loss/<term>`, `train/lr`, `train/images_per_s`; "val": `val/<metric>` for each
+    scalar metric, `val/<metric>/<class>` for each `per_class` entry and `val/<name>/<key>` for
+    other mappings of scalars (non-scalars such as a confusion matrix are left out); "epoch":
+    `epoch/loss/<term>` (the epoch's means) and `epoch/seconds` (its metrics are the "val" record's).
+    """
+    kind = record.get("kind")
+    flat: dict[str, float] = {}
+    if kind == "train":
+        flat.update(_prefixed("train/loss", record.get("loss")))
+        for key in ("lr", "images_per_s"):
+            if _is_scalar(record.get(key)):
+                flat[f"train/{key}"] = float(record[key])
+    elif kind == "val":
+        for name, value in (record.get("metrics") or {}).items():
+            if _is_scalar(value):
+                flat[f"val/{name}"] = float(value)
+            elif name == "per_class" and isinstance(value, Mapping):
+                for class_name, values in value.items():
+                    for metric, number in values.items() if isinstance(values, Mapping) else ():
+                        if _is_scalar(number):
+                            flat[f"val/{metric}/{class_name}"] = float(number)
+            elif isinstance(value, Mapping):
+                flat.update(_prefixed(f"val/{name}", value))
+    elif kind == "epoch":
+        flat.update(_prefixed("epoch/loss", record.get("train_loss")))
+        if _is_scalar(record.get("seconds")):
+            flat["epoch/seconds"] = float(record["seconds"])
+    return flat
+
+
+def _prefixed(prefix: str, values: Any) -> dict[str, float]:
+    if not isinstance(values, Mapping):
+        return {}
+    return {f"{prefix}/{key}": float(value) for key, value in values.items() if _is_scalar(value)}
+
+
+def _is_scalar(value: Any) -> bool:
+    return isinstance(value, Real) and not isinstance(value, bool)
