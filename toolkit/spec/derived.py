@@ -133,6 +133,11 @@ def _logger_shorthand(value: Any) -> Any:
     return value
 
 
+def _plain(items: list[Any]) -> list[Any]:
+    """Spec models as dicts (names and mappings stay as they are)."""
+    return [item.model_dump() if isinstance(item, BaseModel) else item for item in items]
+
+
 def _one_output_each(loggers: list[BaseModel]) -> list[BaseModel]:
     """Refuse a logger listed twice with the same parameters: both would write the same output."""
     seen: dict[str, int] = {}
@@ -150,11 +155,8 @@ def _one_output_each(loggers: list[BaseModel]) -> list[BaseModel]:
 def loggers_field(registry: Registry) -> tuple[Any, FieldInfo]:
     """(annotation, field) of `train.loggers`: components of the logger registry, bare names allowed;
     the default is TrainSpec's (jsonl and csv) where those loggers are registered."""
-    defaults = [
-        {"type": logger.type}
-        for logger in TrainSpec.model_fields["loggers"].default_factory()  # type: ignore[misc,call-arg]
-        if logger.type in registry
-    ]
+    static = TrainSpec.model_fields["loggers"].default_factory()  # type: ignore[misc,call-arg]
+    defaults = [item for item in _logger_shorthand(_plain(static)) if item.get("type") in registry]
     annotation = Annotated[
         list[component_field(registry)],  # type: ignore[misc]
         BeforeValidator(_logger_shorthand),
