@@ -6,6 +6,8 @@ are no longer alive. Files get the user's umask (not mkstemp's 0600).
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import random
 import tempfile
@@ -84,6 +86,58 @@ def write_atomic(path: str | Path, data: bytes) -> Path:
     return _write_atomic(path, lambda handle: handle.write(data))
 
 
+#: metadata entries of a toolkit .safetensors file (besides the weights), JSON-encoded
+SAFETENSORS_ENTRIES = ("spec", "epoch", "step", "best_metric", "best_value")
+
+
+def require_safetensors() -> Any:
+    """The safetensors.torch module; a ToolkitError naming the extra when it is not installed."""
+    try:
+        import safetensors.torch
+    except ImportError:
+        raise ToolkitError(
+            "safetensors files need the safetensors package: pip install 'toolkit[safetensors]'"
+        ) from None
+    return safetensors.torch
+
+
+def save_safetensors(state: Mapping[str, Any], path: str | Path) -> Path:
+    """The weights of a `best.pt`-like state as a .safetensors file, written atomically; its
+    metadata holds the spec and the checkpoint's numbers (JSON), so `load_checkpoint` reads it back."""
+    library = require_safetensors()
+    tensors = {key: value.detach().cpu().contiguous() for key, value in state["model"].items()}
+    metadata = {"format": "toolkit", "version": str(FORMAT_VERSION)}
+    for key in SAFETENSORS_ENTRIES:
+        if key in state:
+            value = state[key]
+            metadata[key] = json.dumps(None if isinstance(value, float) and math.isnan(value) else value)
+    return write_atomic(path, library.save(tensors, metadata=metadata))
+
+
+def _load_safetensors(path: Path, map_location: str | torch.device) -> dict[str, Any]:
+    library = require_safetensors()
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+        weights = library.load_file(str(path), device=str(map_location))
+        checkpoint: dict[str, Any] = {"model": weights}
+        for key in SAFETENSORS_ENTRIES:
+            if key in metadata:
+                checkpoint[key] = json.loads(metadata[key])
+    except Exception as exc:
+        raise ToolkitError(
+            f"cannot read {str(path)!r}: {load_problem(exc)}. It is not a safetensors file or it is damaged"
+        ) from None
+    if metadata.get("format") != "toolkit":
+        raise ToolkitError(
+            f"{str(path)!r} is a safetensors file without a toolkit spec in its metadata; load its "
+            "weights into a model built from a spec (pretrained: PATH) instead"
+        )
+    return checkpoint
+
+
 def remove_stale_temp_files(path: Path) -> None:
     """Remove `.NAME.PID.*.tmp` files next to `path` whose writer is dead (or is this process: its
     own saves finished); a live writer's temp file is left alone."""
@@ -109,12 +163,15 @@ def _alive(pid: int) -> bool:
 
 
 def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint without executing code (`weights_only=True`); errors name the file."""
+    """Load a checkpoint without executing code (`weights_only=True`), or a toolkit .safetensors file
+    (weights plus the spec in its metadata); errors name the file."""
     path = Path(path)
     if not path.is_file():
         raise ToolkitError(
             f"checkpoint {str(path)!r} not found; check the path (runs write last.pt and best.pt)"
         )
+    if path.suffix == ".safetensors":
+        return _load_safetensors(path, map_location)
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:

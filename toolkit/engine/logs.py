@@ -52,7 +52,12 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
 
 
 class Progress:
-    """Per-epoch progress: tqdm bar when the stream is a terminal, one plain line per update otherwise."""
+    """A progress bar with ETA (tqdm) when the stream is a terminal, plain lines otherwise.
+
+    `update(steps, values)` advances by `steps` and shows `values`. On a terminal the bar moves at
+    every update; otherwise a line is printed only for updates that carry values, and at the end
+    (so a loop can update at every step and report values every `log_interval` steps).
+    """
 
     def __init__(
         self, total: int, description: str, *, enabled: bool = True, stream: TextIO | None = None
@@ -69,16 +74,18 @@ class Progress:
 
             self.bar = tqdm(total=total, desc=description, file=self.stream, dynamic_ncols=True, leave=True)
 
-    def update(self, steps: int, values: Mapping[str, float]) -> None:
+    def update(self, steps: int = 1, values: Mapping[str, float] | None = None) -> None:
         self.count += steps
         if not self.enabled:
             return
-        text = "  ".join(f"{k} {v:.4g}" for k, v in values.items())
+        text = "  ".join(f"{k} {v:.4g}" for k, v in (values or {}).items())
         if self.bar is not None:
             self.bar.update(steps)
-            self.bar.set_postfix_str(text, refresh=False)
-        else:
-            print(f"{self.description} {self.count}/{self.total}  {text}", file=self.stream, flush=True)
+            if text:
+                self.bar.set_postfix_str(text, refresh=False)
+        elif text or self.count == self.total:
+            line = f"{self.description} {self.count}/{self.total}"
+            print(f"{line}  {text}" if text else line, file=self.stream, flush=True)
 
     def close(self) -> None:
         if self.bar is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 import time
@@ -22,11 +23,14 @@ from toolkit.engine.checkpoint import (
     FORMAT_VERSION,
     load_training_checkpoint,
     remove_stale_temp_files,
+    require_safetensors,
     rng_state,
     save_atomic,
+    save_safetensors,
     set_rng_state,
     write_atomic,
 )
+from toolkit.engine.ema import WeightsAverage
 from toolkit.engine.evaluate import evaluate
 from toolkit.engine.logs import MetricsLog, Progress, plot_curves
 from toolkit.engine.optim import build_optimizer, build_scheduler
@@ -37,7 +41,7 @@ from toolkit.plugins import PluginManager, get_plugin_manager
 from toolkit.spec import Spec, TrainSpec
 
 #: files a run writes atomically (their temp files are cleaned when a run claims the folder)
-RUN_FILES = ("last.pt", "best.pt", "spec.yaml")
+RUN_FILES = ("last.pt", "best.pt", "best.safetensors", "spec.yaml", "results.csv")
 
 
 class NonFiniteLossError(ToolkitError):
@@ -158,7 +162,11 @@ class Trainer:
             val_set = build_processed_dataset(self.spec, self.model, "val", train=False, plugins=self.plugins)
             self.val_loader = make_loader(val_set, self.data, shuffle=False, device=device)
         self.optimizer = build_optimizer(self.model, config)
-        self.scheduler = build_scheduler(self.optimizer, config, len(self.train_loader))
+        self.steps_per_epoch = math.ceil(len(self.train_loader) / config.accumulate)
+        self.scheduler = build_scheduler(self.optimizer, config, self.steps_per_epoch)
+        self.ema = WeightsAverage(self.model, config.ema) if config.ema is not None else None
+        if config.save_safetensors:
+            require_safetensors()
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.amp)
         self.amp = self.amp_dtype is not None and device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp and config.amp == "fp16")
@@ -185,20 +193,38 @@ class Trainer:
         self.log = MetricsLog(self.out_dir / "metrics.jsonl", resume_step=self.step if resuming else None)
 
     # -- checkpoints ----------------------------------------------------------------------------
-    def _state(self) -> dict[str, Any]:
+    @property
+    def evaluated_model(self) -> nn.Module:
+        """The model that is evaluated and saved: the weights' moving average with train.ema."""
+        return self.ema.module if self.ema is not None else self.model
+
+    def _weights_state(self) -> dict[str, Any]:
+        """best.pt: the evaluated weights, the spec and the metrics (what predict/eval/export read)."""
         return {
             "format": FORMAT_VERSION,
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "scaler": self.scaler.state_dict(),
+            "model": self.evaluated_model.state_dict(),
+            "spec": self.spec.model_dump(mode="json"),
             "epoch": self.epoch,
             "step": self.step,
             "best_metric": self.best_metric,
             "best_value": self.best_value,
-            "rng": rng_state(),
-            "spec": self.spec.model_dump(mode="json"),
+            "metrics": self.final_metrics,
         }
+
+    def _state(self) -> dict[str, Any]:
+        """last.pt: `_weights_state` plus what `--resume` needs (optimizer, scheduler, random states;
+        with train.ema the trained weights under `train_model` and the average's update count)."""
+        state = {
+            **self._weights_state(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "rng": rng_state(),
+        }
+        if self.ema is not None:
+            state["train_model"] = self.model.state_dict()
+            state["ema_updates"] = self.ema.updates
+        return state
 
     def _load_last(self) -> None:
         path = self.out_dir / "last.pt"
@@ -206,8 +232,14 @@ class Trainer:
         saved_model = checkpoint["spec"]["model"]
         if saved_model != self.spec.model_dump(mode="json")["model"]:
             raise ToolkitError(f"--resume: the model section differs from the one {path} was trained with")
+        if self.ema is not None and not isinstance(checkpoint.get("ema_updates"), int):
+            raise ToolkitError(
+                f"--resume: {path} was saved without train.ema; resume with the spec the run was started "
+                "with (spec.yaml in the run folder) or start a new run"
+            )
+        trained = "train_model" if "train_model" in checkpoint else "model"
         parts = (
-            ("model", self.model),
+            (trained, self.model),
             ("optimizer", self.optimizer),
             ("scheduler", self.scheduler),
             ("scaler", self.scaler),
@@ -221,8 +253,15 @@ class Trainer:
                     f"--resume: the {key} state in {path} does not fit this run ({first}); "
                     "resume with the spec the run was started with (spec.yaml in the run folder)"
                 ) from None
+        if self.ema is not None:
+            try:
+                self.ema.load(checkpoint["model"], checkpoint["ema_updates"])
+            except (RuntimeError, ValueError, KeyError, TypeError) as exc:
+                raise ToolkitError(f"--resume: the weights' average in {path} does not fit ({exc})") from None
         self.epoch = int(checkpoint["epoch"])
         self.step = int(checkpoint["step"])
+        metrics = checkpoint.get("metrics")
+        self.final_metrics = dict(metrics) if isinstance(metrics, dict) else {}
         self.best_value = checkpoint.get("best_value")
         try:
             set_rng_state(checkpoint["rng"])
@@ -238,10 +277,11 @@ class Trainer:
         if not self.context.is_main:
             return
         self.log.sync()
-        state = self._state()
         if improved:
-            save_atomic(state, self.out_dir / "best.pt")
-        save_atomic(state, self.out_dir / "last.pt")
+            save_atomic(self._weights_state(), self.out_dir / "best.pt")
+            if self.config.save_safetensors:
+                save_safetensors(self._weights_state(), self.out_dir / "best.safetensors")
+        save_atomic(self._state(), self.out_dir / "last.pt")
 
     # -- loop -----------------------------------------------------------------------------------
     def fit(self) -> RunSummary:
@@ -306,47 +346,52 @@ class Trainer:
         )
 
     def _train_epoch(self) -> tuple[int, int]:
+        """One pass over the training data. With train.accumulate N, the gradients of N batches
+        (each loss divided by its group's size) make one optimizer step; the epoch's last group
+        may be shorter, so no gradient is carried over an epoch boundary (or a checkpoint)."""
         config, device = self.config, self.context.device
         self.train_loader.sampler.set_epoch(self.epoch)
         self.network.train()
+        batches = len(self.train_loader)
         progress = Progress(
-            len(self.train_loader),
+            batches,
             f"epoch {self.epoch + 1}/{config.epochs}",
             enabled=self.show_progress and self.context.is_main,
         )
-        sums: dict[str, torch.Tensor] = {}
-        window_steps, window_images, window_start = 0, 0, time.perf_counter()
+        window: dict[str, torch.Tensor] = {}
+        epoch_sums: dict[str, torch.Tensor] = {}
+        window_batches = epoch_batches = window_images = 0
+        window_start = time.perf_counter()
         seen = skipped = 0
+        pending = False  # gradients accumulated since the last optimizer step
+        self.optimizer.zero_grad(set_to_none=True)
         for position, batch in enumerate(self.train_loader, start=1):
             skipped += len(batch.skipped)
+            every = config.accumulate
+            group_end = position % every == 0 or position == batches
             if len(batch):
-                terms = self._train_step(batch.to(device, non_blocking=True))
+                group = min(every, batches - (position - 1) // every * every)  # batches in this step
+                batch = batch.to(device, non_blocking=True)
+                terms = self._train_step(batch, scale=1.0 / group, sync=group_end)
                 for key, value in terms.items():
-                    sums[key] = sums.get(key, 0.0) + value.detach().float()
-                window_steps += 1
+                    value = value.detach().float()
+                    window[key] = window.get(key, 0.0) + value
+                    epoch_sums[key] = epoch_sums.get(key, 0.0) + value
+                window_batches += 1
+                epoch_batches += 1
                 window_images += len(batch)
                 seen += len(batch)
-            last = position == len(self.train_loader)
-            if window_steps and (self.step % config.log_interval == 0 or last):
-                means = torch.stack([sums[k] / window_steps for k in sorted(sums)])
-                means = distributed.all_reduce_mean(means, self.context)
-                values = dict(zip(sorted(sums), means.tolist(), strict=True))
-                rate = window_images * self.context.world_size / max(time.perf_counter() - window_start, 1e-9)
-                lr = self.optimizer.param_groups[-1]["lr"]
-                if self.context.is_main:
-                    self.log.write(
-                        {
-                            "kind": "train",
-                            "epoch": self.epoch + 1,
-                            "step": self.step,
-                            "lr": lr,
-                            "loss": values,
-                            "images_per_s": round(rate, 2),
-                        }
-                    )
-                progress.update(window_steps, {**values, "img/s": rate})
-                sums, window_steps, window_images, window_start = {}, 0, 0, time.perf_counter()
+                pending = True
+            values = None
+            if group_end and pending:
+                self._optimizer_step()
+                pending = False
+                if window_batches and (self.step % config.log_interval == 0 or position == batches):
+                    values = self._log_train(window, window_batches, window_images, window_start)
+                    window, window_batches, window_images, window_start = {}, 0, 0, time.perf_counter()
+            progress.update(1, values)
         progress.close()
+        self.epoch_loss = {key: float(value) / max(epoch_batches, 1) for key, value in epoch_sums.items()}
         if skipped and self.context.is_main:
             warnings.warn(
                 f"epoch {self.epoch + 1}: skipped {skipped} bad samples (data.on_bad_sample: skip)",
@@ -354,41 +399,71 @@ class Trainer:
             )
         return seen, skipped
 
-    def _train_step(self, batch: Any) -> dict[str, torch.Tensor]:
-        config = self.config
+    def _log_train(
+        self, sums: dict[str, torch.Tensor], batches: int, images: int, started: float
+    ) -> dict[str, float]:
+        """Write a train record of the window's mean loss terms (over all processes); returns the
+        values the progress bar shows."""
+        means = torch.stack([sums[k] / batches for k in sorted(sums)])
+        means = distributed.all_reduce_mean(means, self.context)
+        values = dict(zip(sorted(sums), means.tolist(), strict=True))
+        rate = images * self.context.world_size / max(time.perf_counter() - started, 1e-9)
+        if self.context.is_main:
+            self.log.write(
+                {
+                    "kind": "train",
+                    "epoch": self.epoch + 1,
+                    "step": self.step,
+                    "lr": self.optimizer.param_groups[-1]["lr"],
+                    "loss": values,
+                    "images_per_s": round(rate, 2),
+                }
+            )
+        return {**values, "img/s": rate}
+
+    def _train_step(self, batch: Any, *, scale: float = 1.0, sync: bool = True) -> dict[str, torch.Tensor]:
+        """Forward and backward of one batch, its loss multiplied by `scale`; under DDP the
+        gradients are all-reduced only when `sync` (the last batch before an optimizer step)."""
         images = batch.images
         if self.adversarial is not None:
             images = self._with_adversarial(images, batch.targets)
-        if config.channels_last:
+        if self.config.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        try:
-            with torch.autocast(self.context.device.type, dtype=self.amp_dtype, enabled=self.amp):
-                outputs = self.network(images)
-            outputs = {k: v.float() for k, v in outputs.items()}
-            terms = self.loss_fn(outputs, batch.targets)
-            loss = terms["loss"]
-        except ToolkitError:
-            raise
-        except Exception as exc:
-            raise self._step_failure(exc) from exc
-        if not bool(torch.isfinite(loss)):
-            detail = ", ".join(f"{k}={float(v):.4g}" for k, v in terms.items())
-            raise NonFiniteLossError(
-                f"the loss is not finite at step {self.step + 1} (epoch {self.epoch + 1}): {detail}. "
-                f"Training stopped; the last good checkpoint stays in {self.out_dir}. "
-                "Lower train.optimizer.lr, add train.warmup_steps or train.clip_grad_norm, or check the data"
-            )
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
-        if config.clip_grad_norm is not None:
+        no_sync = getattr(self.network, "no_sync", None)
+        with contextlib.nullcontext() if sync or no_sync is None else no_sync():
+            try:
+                with torch.autocast(self.context.device.type, dtype=self.amp_dtype, enabled=self.amp):
+                    outputs = self.network(images)
+                outputs = {k: v.float() for k, v in outputs.items()}
+                terms = self.loss_fn(outputs, batch.targets)
+                loss = terms["loss"]
+            except ToolkitError:
+                raise
+            except Exception as exc:
+                raise self._step_failure(exc) from exc
+            if not bool(torch.isfinite(loss)):
+                detail = ", ".join(f"{k}={float(v):.4g}" for k, v in terms.items())
+                raise NonFiniteLossError(
+                    f"the loss is not finite at step {self.step + 1} (epoch {self.epoch + 1}): {detail}. "
+                    f"Training stopped; the last good checkpoint stays in {self.out_dir}. Lower "
+                    "train.optimizer.lr, add train.warmup_steps or train.clip_grad_norm, or check the data"
+                )
+            self.scaler.scale(loss * scale if scale != 1.0 else loss).backward()
+        return terms
+
+    def _optimizer_step(self) -> None:
+        """Clip, step the optimizer and the schedule, update the weights' average, zero the gradients."""
+        if self.config.clip_grad_norm is not None:
             self.scaler.unscale_(self.optimizer)
             trainable = [p for p in self.model.parameters() if p.grad is not None]
-            torch.nn.utils.clip_grad_norm_(trainable, config.clip_grad_norm)
+            torch.nn.utils.clip_grad_norm_(trainable, self.config.clip_grad_norm)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.ema is not None:
+            self.ema.update(self.model)
         self.step += 1
-        return terms
 
     def _with_adversarial(self, images: torch.Tensor, targets: dict[str, torch.Tensor]) -> torch.Tensor:
         """The batch with its first round(ratio * N) images replaced by the attack's examples (made
@@ -426,7 +501,7 @@ class Trainer:
         if self.val_loader is None or not due:
             return self.val_loader is None and self.context.is_main
         metrics = evaluate(
-            self.model, self.val_loader, self.context.device, out_dir=self.out_dir,
+            self.evaluated_model, self.val_loader, self.context.device, out_dir=self.out_dir,
             channels_last=self.config.channels_last,
         )  # fmt: skip
         self.final_metrics = metrics

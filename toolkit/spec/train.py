@@ -85,6 +85,21 @@ class AdversarialSpec(StrictModel):
     )
 
 
+class EmaSpec(StrictModel):
+    """`train.ema`: an exponential moving average of the weights, evaluated and saved as the model."""
+
+    decay: float = Field(default=0.9998, gt=0.0, lt=1.0, description="the average's decay per optimizer step")
+    ramp_steps: float = Field(
+        default=2000.0,
+        ge=0.0,
+        description="warm-up: after n updates the decay is decay * (1 - exp(-n / ramp_steps)); 0: none",
+    )
+
+
+def _default_loggers() -> list[ComponentSpec]:
+    return [ComponentSpec(type="jsonl"), ComponentSpec(type="csv")]
+
+
 class TrainSpec(StrictModel):
     """The `train:` section."""
 
@@ -122,6 +137,20 @@ class TrainSpec(StrictModel):
     log_interval: int = Field(default=20, ge=1, description="steps between progress lines and log records")
     adversarial: AdversarialSpec | None = Field(
         default=None, description="adversarial training: an attack and the share of each batch it replaces"
+    )
+    ema: EmaSpec | None = Field(
+        default=None, description="a moving average of the weights, evaluated and saved as the model"
+    )
+    accumulate: int = Field(
+        default=1, ge=1, le=1024, description="gradient accumulation: one optimizer step every N batches"
+    )
+    save_safetensors: bool = Field(
+        default=False,
+        description="also write best.safetensors (weights, spec in its metadata); needs toolkit[safetensors]",
+    )
+    loggers: list[ComponentSpec] = Field(
+        default_factory=_default_loggers,
+        description="run loggers (jsonl: metrics.jsonl, csv: results.csv, tensorboard, plugins)",
     )
 
     @model_validator(mode="after")

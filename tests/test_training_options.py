@@ -1,0 +1,201 @@
+"""train.accumulate, train.ema, lean best.pt and best.safetensors: exact values and exact resume."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from conftest import FIXTURE_PLUGINS
+from torch import nn
+
+import toolkit
+from toolkit.engine.checkpoint import load_checkpoint
+from toolkit.engine.ema import WeightsAverage, ema_decay
+from toolkit.errors import ToolkitError
+from toolkit.plugins import PluginManager
+from toolkit.spec import load_spec
+from toolkit.spec.train import EmaSpec
+
+CLASSIFIER: dict[str, Any] = {
+    "plugins": ["fixture_tiny"],
+    "model": {
+        "backbone": {"type": "tiny", "width": 8},
+        "head": {"type": "classification", "dropout": 0.0},
+        "input_size": 32,
+        "class_names": ["absent", "present"],
+    },
+    "data": {
+        "train": {"type": "shapes", "task": "classification", "length": 10, "image_size": 32, "seed": 0},
+        "val": {"type": "shapes", "task": "classification", "length": 4, "image_size": 32, "seed": 1},
+        "augment": [{"type": "resize"}],
+        "batch_size": 2,
+        "num_workers": 0,
+    },
+    "train": {
+        "epochs": 2,
+        "optimizer": {"type": "sgd", "lr": 0.05, "momentum": 0.0, "weight_decay": 0.0},
+        "schedule": {"type": "constant"},
+        "log_interval": 1,
+        "device": "cpu",
+        "threads": 1,
+    },
+}
+
+
+def train_spec(spec: dict[str, Any], out: Path, *, resume: bool = False) -> toolkit.RunSummary:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.syspath_prepend(str(FIXTURE_PLUGINS))
+        manager = PluginManager()
+        return toolkit.train(
+            load_spec(spec, plugins=manager), out_dir=out, resume=resume, plugins=manager, show_progress=False
+        )
+
+
+def with_train(**train: Any) -> dict[str, Any]:
+    spec = copy.deepcopy(CLASSIFIER)
+    spec["train"].update(train)
+    return spec
+
+
+def with_batch(spec: dict[str, Any], batch_size: int) -> dict[str, Any]:
+    spec = copy.deepcopy(spec)
+    spec["data"]["batch_size"] = batch_size
+    return spec
+
+
+def records(run: Path, kind: str) -> list[dict[str, Any]]:
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    return [r for r in map(json.loads, lines) if r["kind"] == kind]
+
+
+def test_accumulation_equals_training_with_the_larger_batch(tmp_path: Path) -> None:
+    """10 images, batch 2, accumulate 3: groups of 3 and 2 batches, i.e. the batches of 6 and 4
+    images that batch_size 6 gives; the weights after two epochs are the same."""
+    accumulated = train_spec(with_train(accumulate=3), tmp_path / "accumulated")
+    large = train_spec(with_batch(CLASSIFIER, 6), tmp_path / "large")
+    assert accumulated.steps == large.steps == 4
+    weights = load_checkpoint(tmp_path / "accumulated" / "last.pt")["model"]
+    reference = load_checkpoint(tmp_path / "large" / "last.pt")["model"]
+    assert weights.keys() == reference.keys()
+    for key in weights:
+        torch.testing.assert_close(weights[key], reference[key], rtol=1e-5, atol=1e-6, msg=key)
+    initial = train_spec(with_train(epochs=1, optimizer={"type": "sgd", "lr": 1e-12}), tmp_path / "still")
+    assert initial.steps == 5
+    still = load_checkpoint(tmp_path / "still" / "last.pt")["model"]
+    assert any(not torch.allclose(weights[key], still[key]) for key in weights), "the test must move weights"
+
+
+def test_weights_average_follows_the_decay_formula() -> None:
+    """The average of a Linear + BatchNorm model after three updates, by hand (decay 0.5, ramp 4)."""
+    model = nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2))
+    average = WeightsAverage(model, EmaSpec(decay=0.5, ramp_steps=4.0))
+    snapshots = []
+    for value in (1.0, 2.0, 4.0):
+        with torch.no_grad():
+            for tensor in (*model.parameters(), model[1].running_mean):
+                tensor.fill_(value)
+            model[1].num_batches_tracked.fill_(int(value))
+        average.update(model)
+        snapshots.append(value)
+    expected = snapshots[0]  # the first update copies
+    for updates, value in enumerate(snapshots[1:], start=2):
+        decay = 0.5 * (1 - math.exp(-updates / 4.0))
+        expected = decay * expected + (1 - decay) * value
+    assert ema_decay(2, 0.5, 4.0) == pytest.approx(0.5 * (1 - math.exp(-0.5)))
+    assert average.updates == 3
+    for tensor in (*average.module.parameters(), average.module[1].running_mean):
+        torch.testing.assert_close(tensor, torch.full_like(tensor, expected))
+    assert int(average.module[1].num_batches_tracked) == 4
+    assert all(not p.requires_grad for p in average.module.parameters())
+
+
+def test_resume_with_ema_and_accumulation_reproduces_the_uninterrupted_run(tmp_path: Path) -> None:
+    """Two epochs then --resume to four equal four epochs: trained weights, the average, its
+    update count and every logged loss (constant schedule: epochs only bound the run)."""
+    options = {"ema": {"decay": 0.9, "ramp_steps": 2.0}, "accumulate": 2}
+    whole = tmp_path / "whole"
+    train_spec(with_train(epochs=4, **options), whole)
+    split = tmp_path / "split"
+    train_spec(with_train(epochs=2, **options), split)
+    summary = train_spec(with_train(epochs=4, **options), split, resume=True)
+    assert summary.steps == 12  # 5 batches per epoch in groups of 2, 2 and 1
+    finished, resumed = load_checkpoint(whole / "last.pt"), load_checkpoint(split / "last.pt")
+    assert finished["ema_updates"] == resumed["ema_updates"] == 12
+    for entry in ("model", "train_model"):
+        for key, value in finished[entry].items():
+            torch.testing.assert_close(resumed[entry][key], value, rtol=0, atol=0, msg=f"{entry}.{key}")
+    assert any(
+        not torch.equal(finished["model"][key], finished["train_model"][key]) for key in finished["model"]
+    ), "the evaluated average must differ from the trained weights"
+    assert [(r["step"], r["loss"]) for r in records(split, "train")] == [
+        (r["step"], r["loss"]) for r in records(whole, "train")
+    ]
+    assert [r["metrics"]["accuracy"] for r in records(split, "val")] == [
+        r["metrics"]["accuracy"] for r in records(whole, "val")
+    ]
+
+
+def test_resume_refuses_to_add_ema_to_a_run_saved_without_it(tmp_path: Path) -> None:
+    train_spec(with_train(epochs=1), tmp_path / "run")
+    with pytest.raises(ToolkitError, match=r"without train\.ema"):
+        train_spec(with_train(epochs=2, ema={"decay": 0.9}), tmp_path / "run", resume=True)
+
+
+@pytest.fixture(scope="module")
+def adam_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A one-epoch AdamW run with EMA that also writes best.safetensors."""
+    run = tmp_path_factory.mktemp("lean") / "run"
+    spec = with_train(
+        epochs=1, optimizer={"type": "adamw", "lr": 1e-3}, ema={"decay": 0.9}, save_safetensors=True
+    )
+    train_spec(spec, run)
+    return run
+
+
+def test_best_checkpoint_holds_only_weights_spec_and_metrics(adam_run: Path) -> None:
+    best = torch.load(adam_run / "best.pt", weights_only=True)
+    last = torch.load(adam_run / "last.pt", weights_only=True)
+    assert set(best) == {"format", "model", "spec", "epoch", "step", "best_metric", "best_value", "metrics"}
+    assert {"optimizer", "scheduler", "scaler", "rng", "train_model", "ema_updates"} <= set(last)
+    assert best["metrics"]["accuracy"] == best["best_value"] and best["best_metric"] == "accuracy"
+    for key, value in best["model"].items():  # both hold the evaluated weights: the average
+        assert torch.equal(value, last["model"][key]), key
+    size_best, size_last = (adam_run / "best.pt").stat().st_size, (adam_run / "last.pt").stat().st_size
+    # last.pt: weights, trained weights and AdamW's two moments: about four times best.pt
+    assert size_best < 0.3 * size_last, (size_best, size_last)
+
+
+def test_safetensors_file_loads_as_the_same_model(adam_run: Path) -> None:
+    from safetensors import safe_open
+
+    with safe_open(str(adam_run / "best.safetensors"), framework="pt") as handle:
+        metadata = handle.metadata()
+    assert json.loads(metadata["spec"])["model"]["class_names"] == ["absent", "present"]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.syspath_prepend(str(FIXTURE_PLUGINS))
+        manager = PluginManager()
+        from_pt = toolkit.load_model(adam_run / "best.pt", plugins=manager)
+        from_safetensors = toolkit.load_model(adam_run / "best.safetensors", plugins=manager)
+    for key, value in from_pt.state_dict().items():
+        assert torch.equal(value, from_safetensors.state_dict()[key]), key
+    generator = torch.Generator().manual_seed(1)
+    images = [torch.randint(0, 256, (3, 32, 32), dtype=torch.uint8, generator=generator)]
+    assert from_pt.predict(images)[0]["label"] == from_safetensors.predict(images)[0]["label"]
+
+
+def test_foreign_or_damaged_safetensors_files_are_clear_errors(tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    plain = tmp_path / "plain.safetensors"
+    save_file({"weight": torch.zeros(2)}, str(plain))
+    with pytest.raises(ToolkitError, match="without a toolkit spec"):
+        load_checkpoint(plain)
+    damaged = tmp_path / "damaged.safetensors"
+    damaged.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")
+    with pytest.raises(ToolkitError, match="damaged"):
+        load_checkpoint(damaged)
