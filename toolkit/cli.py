@@ -91,8 +91,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="spec overrides")
     evaluate.add_argument("--checkpoint", metavar="CKPT", help="last.pt or best.pt of a run (with a SPEC)")
     evaluate.add_argument("--split", choices=["train", "val"], default="val")
-    evaluate.add_argument("--out", metavar="DIR", help="write metrics.json (and confusion.png) there")
+    evaluate.add_argument(
+        "--out", metavar="DIR", help="write metrics.json, the plots and val_predictions.png there"
+    )
     evaluate.add_argument("--json", action="store_true", help="print metrics as JSON")
+    evaluate.add_argument("--no-progress", action="store_true", help="no progress output")
 
     export = command(
         "export", _cmd_export, "export a model to ONNX (decoding in the graph), verified against torch"
@@ -439,7 +442,12 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             )
         spec = load_spec(args.spec, args.overrides, plugins=args.manager)
     metrics, names = evaluate_checkpoint(
-        spec, checkpoint, split=args.split, out_dir=out, plugins=args.manager
+        spec,
+        checkpoint,
+        split=args.split,
+        out_dir=out,
+        plugins=args.manager,
+        show_progress=not args.no_progress,
     )
     if args.json:
         print(json.dumps(metrics, indent=2, default=float))

@@ -1,7 +1,9 @@
-"""`DetectionEvaluator`: COCO AP (pycocotools) and VOC mAP@0.5 of detection results over a dataset."""
+"""`DetectionEvaluator`: COCO AP (pycocotools), VOC mAP@0.5, per-class values, a confusion matrix
+and the plots (PR curves, confusion matrix) of detection results over a dataset."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -9,7 +11,8 @@ from typing import Any
 import torch
 
 from toolkit.errors import ToolkitError
-from toolkit_plugins.tasks.detection_metrics import coco_metrics, voc_map
+from toolkit_plugins.tasks.detection_confusion import detection_confusion_matrix
+from toolkit_plugins.tasks.detection_metrics import coco_evaluation, voc_map
 from toolkit_plugins.tasks.detection_results import coco_results
 
 __all__ = ["DetectionEvaluator"]
@@ -20,12 +23,20 @@ class DetectionEvaluator:
 
     `update` reads each image's `boxes`, `scores` and `labels` (the detection task's results, in
     original pixels) and `meta[i]["image_id"]`; `compute` returns `coco_metrics` (AP, AP50, ...,
-    AR_100), `VOC_mAP50` and `detections` (the number of results).
+    AR_100), `VOC_mAP50`, `detections` (the number of results), `per_class` (class name ->
+    `{"AP", "AP50", "VOC_AP50", "objects"}`, NaN where the class has no ground truth) and
+    `confusion_matrix` (rows: true class then background; columns: predicted class then
+    background; detections scoring >= `confusion_score` matched at IoU >= `confusion_iou`, see
+    `detection_confusion`).
     """
 
-    def __init__(self, ground_truth: Mapping[str, Any]) -> None:
+    def __init__(
+        self, ground_truth: Mapping[str, Any], *, confusion_score: float = 0.25, confusion_iou: float = 0.5
+    ) -> None:
         self.ground_truth = ground_truth
         self.detections: list[dict[str, Any]] = []
+        self.confusion_score = confusion_score
+        self.confusion_iou = confusion_iou
 
     @classmethod
     def for_dataset(cls, dataset: Any) -> DetectionEvaluator:
@@ -50,8 +61,45 @@ class DetectionEvaluator:
         self.detections += coco_results(results, [item["image_id"] for item in meta])
 
     def compute(self, out_dir: Path | None = None) -> dict[str, Any]:
-        """The metrics over every batch so far (`out_dir` unused: no plots)."""
-        metrics: dict[str, Any] = dict(coco_metrics(self.ground_truth, self.detections))
-        metrics["VOC_mAP50"] = float(voc_map(self.ground_truth, self.detections)["mAP50"])
+        """The metrics over every batch so far (one COCOeval run); given `out_dir`, also writes
+        `pr_curves.png` and `confusion.png` there."""
+        coco = coco_evaluation(self.ground_truth, self.detections)
+        voc = voc_map(self.ground_truth, self.detections)
+        metrics: dict[str, Any] = dict(coco.summary)
+        metrics["VOC_mAP50"] = float(voc["mAP50"])
         metrics["detections"] = len(self.detections)
+        metrics["per_class"] = {
+            name: {
+                "AP": values["AP"],
+                "AP50": values["AP50"],
+                "VOC_AP50": float(voc["per_class"].get(name, math.nan)),
+                "objects": int(values["objects"]),
+            }
+            for name, values in coco.per_class.items()
+        }
+        metrics["confusion_matrix"] = detection_confusion_matrix(
+            self.ground_truth,
+            self.detections,
+            score_threshold=self.confusion_score,
+            iou_threshold=self.confusion_iou,
+        )
+        if out_dir is not None:
+            self._plot(Path(out_dir), coco.recall, coco.precision50, metrics)
         return metrics
+
+    def _plot(
+        self, out_dir: Path, recall: Any, precision: Mapping[str, Any], metrics: Mapping[str, Any]
+    ) -> None:
+        """`pr_curves.png` and `confusion.png` in `out_dir`."""
+        from toolkit_plugins.tasks.detection_plots import plot_detection_confusion, plot_pr_curves
+
+        ap50 = {name: values["AP50"] for name, values in metrics["per_class"].items()}
+        plot_pr_curves(recall, precision, ap50, out_dir / "pr_curves.png")
+        names = [str(c.get("name", c["id"])) for c in self.ground_truth.get("categories", [])]
+        plot_detection_confusion(
+            metrics["confusion_matrix"],
+            names,
+            out_dir / "confusion.png",
+            score_threshold=self.confusion_score,
+            iou_threshold=self.confusion_iou,
+        )

@@ -16,16 +16,33 @@ import io
 import math
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-__all__ = ["COCO_METRIC_NAMES", "coco_metrics", "voc_map"]
+__all__ = ["COCO_METRIC_NAMES", "CocoEvaluation", "coco_evaluation", "coco_metrics", "voc_map"]
 
 #: Keys of `coco_metrics`, in the order of pycocotools' `COCOeval.stats`.
 COCO_METRIC_NAMES = ("AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large", "AR_1", "AR_10", "AR_100")
+
+
+@dataclass(frozen=True)
+class CocoEvaluation:
+    """What one COCOeval run gives: the summary, per-class values and the PR curves at IoU 0.5.
+
+    `summary`: `COCO_METRIC_NAMES` -> value; `per_class`: class name -> `{"AP", "AP50", "objects"}`
+    (AP over IoU 0.50:0.95 and AP at IoU 0.5, area all, 100 detections per image; `objects` the
+    class's ground truth that is neither crowd nor difficult); `recall`: COCOeval's recall
+    thresholds [R]; `precision50`: class name -> precision [R] at IoU 0.5 (-1 where undefined).
+    """
+
+    summary: dict[str, float]
+    per_class: dict[str, dict[str, Any]]
+    recall: np.ndarray
+    precision50: dict[str, np.ndarray]
 
 
 def coco_metrics(
@@ -33,12 +50,22 @@ def coco_metrics(
 ) -> dict[str, float]:
     """COCO bbox AP/AR (`COCO_METRIC_NAMES`) of `detections` against `ground_truth`.
 
+    The summary of `coco_evaluation` (see there for crowd, difficult and empty cases).
+    """
+    return coco_evaluation(ground_truth, detections, verbose=verbose).summary
+
+
+def coco_evaluation(
+    ground_truth: Mapping[str, Any], detections: Sequence[Mapping[str, Any]], *, verbose: bool = False
+) -> CocoEvaluation:
+    """One pycocotools bbox evaluation: summary stats, per-class AP/AP50/objects and PR curves.
+
     Crowd (`iscrowd`) and difficult (`ignore`) objects are both evaluated as pycocotools crowd
     regions: a detection matching one is neither a true nor a false positive, and missing one costs
     no recall. Note that pycocotools matches crowd regions by IoA (intersection over the detection's
     area), so a detection inside a difficult box is ignored even when its IoU is small. No
-    detections give AP 0.0 (where ground truth exists). Neither argument is modified; pycocotools'
-    printing is captured unless `verbose`.
+    detections give AP 0.0 (where ground truth exists); a class without ground truth gets NaN.
+    Neither argument is modified; pycocotools' printing is captured unless `verbose`.
     """
     gt = _coco_ground_truth(ground_truth)
     _check_detections(gt, detections)
@@ -57,10 +84,41 @@ def coco_metrics(
         evaluator.evaluate()
         evaluator.accumulate()
         evaluator.summarize()
-    return {
+    summary = {
         name: math.nan if value < 0 else float(value)
         for name, value in zip(COCO_METRIC_NAMES, evaluator.stats[: len(COCO_METRIC_NAMES)], strict=True)
     }
+    return _per_class(evaluator, gt, summary)
+
+
+def _per_class(evaluator: COCOeval, gt: Mapping[str, Any], summary: dict[str, float]) -> CocoEvaluation:
+    """Per-class values read from an accumulated COCOeval (area "all", the largest maxDets)."""
+    params = evaluator.params
+    precision = np.asarray(evaluator.eval["precision"])  # [T, R, K, A, M]
+    area = list(params.areaRngLbl).index("all")
+    iou50 = int(np.flatnonzero(np.isclose(params.iouThrs, 0.5))[0])
+    names = {category["id"]: str(category.get("name", category["id"])) for category in gt["categories"]}
+    objects: dict[Any, int] = defaultdict(int)
+    for annotation in gt["annotations"]:
+        objects[annotation["category_id"]] += 0 if annotation["iscrowd"] else 1
+    per_class: dict[str, dict[str, Any]] = {}
+    curves: dict[str, np.ndarray] = {}
+    for k, category_id in enumerate(params.catIds):
+        values = precision[:, :, k, area, -1]  # [T, R]
+        name = names[category_id]
+        per_class[name] = {
+            "AP": _mean_defined(values),
+            "AP50": _mean_defined(values[iou50]),
+            "objects": objects[category_id],
+        }
+        curves[name] = values[iou50].copy()
+    return CocoEvaluation(summary, per_class, np.asarray(params.recThrs, dtype=np.float64), curves)
+
+
+def _mean_defined(values: np.ndarray) -> float:
+    """Mean of the entries > -1 (pycocotools' "undefined"), NaN when there are none."""
+    defined = values[values > -1]
+    return float(defined.mean()) if defined.size else math.nan
 
 
 def voc_map(

@@ -6,6 +6,7 @@ outputs become per-image results in original image pixels, which the task's eval
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +14,16 @@ import torch
 from torch.utils.data import DataLoader
 
 from toolkit.build import build_evaluator
+from toolkit.engine.logs import Progress
+from toolkit.engine.visualize import save_truth_and_predictions
 from toolkit.inference import eval_mode, predict_batch
 from toolkit.model import ToolkitModel
+
+#: File name of the ground-truth / prediction grid an evaluation with a folder writes.
+PREDICTIONS_FILE = "val_predictions.png"
+
+#: Plain progress lines (not a terminal) per evaluation, at most.
+PLAIN_LINES = 10
 
 
 def evaluate(
@@ -24,20 +33,40 @@ def evaluate(
     *,
     out_dir: Path | None = None,
     channels_last: bool = False,
+    show_progress: bool = False,
 ) -> dict[str, Any]:
-    """The task's metrics (its evaluator's `compute`, plots in `out_dir`), plus `images` and `skipped`."""
-    evaluator = build_evaluator(model, loader.dataset.dataset)
-    skipped = 0
-    with eval_mode(model), torch.inference_mode():
-        for batch in loader:
-            skipped += len(batch.skipped)
-            if not len(batch):
-                continue
-            images = batch.images.to(device, non_blocking=True)
-            if channels_last:
-                images = images.contiguous(memory_format=torch.channels_last)
-            evaluator.update(predict_batch(model, images, batch.meta), batch.targets, batch.meta)
+    """The task's metrics (its evaluator's `compute`, plots in `out_dir`), plus `images` and `skipped`.
+
+    Given `out_dir`, also writes `val_predictions.png` there: the first 16 images of the raw
+    dataset, ground truth and predictions side by side. `show_progress`: a bar over the batches on
+    a terminal (stderr), else at most `PLAIN_LINES` plain lines.
+    """
+    dataset = loader.dataset.dataset
+    evaluator = build_evaluator(model, dataset)
+    skipped = seen = 0
+    total = len(loader)
+    progress = Progress(total, "eval", enabled=show_progress, stream=sys.stderr)
+    every = 1 if sys.stderr.isatty() else max(1, -(-total // PLAIN_LINES))
+    pending = 0
+    try:
+        with eval_mode(model), torch.inference_mode():
+            for position, batch in enumerate(loader, start=1):
+                skipped += len(batch.skipped)
+                if len(batch):
+                    images = batch.images.to(device, non_blocking=True)
+                    if channels_last:
+                        images = images.contiguous(memory_format=torch.channels_last)
+                    evaluator.update(predict_batch(model, images, batch.meta), batch.targets, batch.meta)
+                    seen += len(batch)
+                pending += 1
+                if position % every == 0 or position == total:
+                    progress.update(pending, {"images": seen})
+                    pending = 0
+    finally:
+        progress.close()
     metrics = dict(evaluator.compute(out_dir))
     metrics["images"] = len(loader.dataset) - skipped
     metrics["skipped"] = skipped
+    if out_dir is not None:
+        save_truth_and_predictions(model, dataset, Path(out_dir) / PREDICTIONS_FILE)
     return metrics

@@ -46,10 +46,12 @@ def evaluate_checkpoint(
     split: str = "val",
     out_dir: Path | None = None,
     plugins: PluginManager,
+    show_progress: bool = False,
 ) -> tuple[dict[str, Any], tuple[str, ...]]:
     """Build the spec's model, load the checkpoint, evaluate on data.<split> (the model's preprocessing).
 
-    A checkpoint trained with other class names than the spec's is refused.
+    A checkpoint trained with other class names than the spec's is refused. Given `out_dir`, the
+    evaluation's plots and `val_predictions.png` are written there; `show_progress`: progress on stderr.
 
     Returns the metrics and the task's metric names (headline first).
     """
@@ -64,4 +66,5 @@ def evaluate_checkpoint(
     loader = make_loader(dataset, data_section(spec), shuffle=False, device=device)
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
-    return evaluate(model, loader, device, out_dir=out_dir), tuple(model.task.metric_names)
+    metrics = evaluate(model, loader, device, out_dir=out_dir, show_progress=show_progress)
+    return metrics, tuple(model.task.metric_names)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from toolkit.table import format_table
@@ -11,13 +11,44 @@ COUNTERS = ("images", "detections", "skipped")
 
 
 def format_metrics(metrics: dict[str, Any], names: Sequence[str] = ()) -> str:
-    """The task's metrics (`names`, headline first; default: every scalar) and the counters, as a table."""
+    """The task's metrics (`names`, headline first; default: every scalar) and the counters, as a
+    table; then, when `metrics["per_class"]` is `{class: {column: number}}`, a per-class table."""
     names = list(names) or [
         key for key, value in metrics.items() if isinstance(value, float) and key not in COUNTERS
     ]
     rows = [[key, f"{float(metrics[key]):.4f}"] for key in names if key in metrics]
     rows += [[key, metrics[key]] for key in COUNTERS if key in metrics]
-    return format_table(["metric", "value"], rows)
+    text = format_table(["metric", "value"], rows)
+    per_class = format_per_class(metrics.get("per_class"))
+    return f"{text}\n\n{per_class}" if per_class else text
+
+
+def format_per_class(per_class: Any) -> str:
+    """`{class: {column: number}}` as a table, one row per class: the integer columns (counts such
+    as detection `objects` or classification `support`) first, then the others in their order
+    (detection: objects, AP, AP50, VOC AP50). Empty text for anything else."""
+    if not isinstance(per_class, Mapping) or not per_class:
+        return ""
+    entries = list(per_class.values())
+    if not all(isinstance(entry, Mapping) for entry in entries):
+        return ""
+    columns = list(entries[0])
+    if not columns or not all(list(entry) == columns for entry in entries):
+        return ""
+    if not all(_is_number(entry[column]) for entry in entries for column in columns):
+        return ""
+    counts = [c for c in columns if all(isinstance(entry[c], int) for entry in entries)]
+    columns = counts + [c for c in columns if c not in counts]
+    rows = [[str(name), *(_cell(values[column]) for column in columns)] for name, values in per_class.items()]
+    return format_table(["class", *(column.replace("_", " ") for column in columns)], rows)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _cell(value: int | float) -> str:
+    return str(value) if isinstance(value, int) else f"{float(value):.4f}"
 
 
 def format_summary(summary: Any) -> str:
