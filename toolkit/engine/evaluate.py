@@ -1,6 +1,6 @@
 """Run a model over an evaluation loader and compute its task's metrics.
 
-The batches go through `toolkit.inference.predict_batch`, the code `model.predict` uses: decoded
+The batches go through the code `model.predict` uses (`toolkit.inference.predict_batch`): decoded
 outputs become per-image results in original image pixels, which the task's evaluator scores.
 """
 
@@ -15,12 +15,15 @@ from torch.utils.data import DataLoader
 
 from toolkit.build import build_evaluator
 from toolkit.engine.logs import Progress
-from toolkit.engine.visualize import save_truth_and_predictions
-from toolkit.inference import eval_mode, predict_batch
+from toolkit.engine.visualize import EvaluatedSamples, save_evaluation_grid
+from toolkit.inference import eval_mode
 from toolkit.model import ToolkitModel
 
 #: File name of the ground-truth / prediction grid an evaluation with a folder writes.
 PREDICTIONS_FILE = "val_predictions.png"
+
+#: Images the grid shows (the first evaluated ones).
+GRID_IMAGES = 16
 
 #: Plain progress lines (not a terminal) per evaluation, at most.
 PLAIN_LINES = 10
@@ -37,12 +40,14 @@ def evaluate(
 ) -> dict[str, Any]:
     """The task's metrics (its evaluator's `compute`, plots in `out_dir`), plus `images` and `skipped`.
 
-    Given `out_dir`, also writes `val_predictions.png` there: the first 16 images of the raw
-    dataset, ground truth and predictions side by side. `show_progress`: a bar over the batches on
-    a terminal (stderr), else at most `PLAIN_LINES` plain lines.
+    Given `out_dir`, also writes `val_predictions.png` there: the first `GRID_IMAGES` evaluated
+    images of the raw dataset, ground truth and the evaluated predictions side by side.
+    `show_progress`: a bar over the batches on a terminal (stderr), else at most `PLAIN_LINES`
+    plain lines.
     """
     dataset = loader.dataset.dataset
     evaluator = build_evaluator(model, dataset)
+    kept = EvaluatedSamples(GRID_IMAGES) if out_dir is not None else None
     skipped = seen = 0
     total = len(loader)
     progress = Progress(total, "eval", enabled=show_progress, stream=sys.stderr)
@@ -56,7 +61,11 @@ def evaluate(
                     images = batch.images.to(device, non_blocking=True)
                     if channels_last:
                         images = images.contiguous(memory_format=torch.channels_last)
-                    evaluator.update(predict_batch(model, images, batch.meta), batch.targets, batch.meta)
+                    decoded = model.decode(model(images))  # toolkit.inference.predict_batch, kept
+                    results = model.task.results(decoded, batch.meta, model.input_size, model.class_names)
+                    evaluator.update(results, batch.targets, batch.meta)
+                    if kept is not None:
+                        kept.add(decoded, batch.meta)
                     seen += len(batch)
                 pending += 1
                 if position % every == 0 or position == total:
@@ -67,6 +76,6 @@ def evaluate(
     metrics = dict(evaluator.compute(out_dir))
     metrics["images"] = len(loader.dataset) - skipped
     metrics["skipped"] = skipped
-    if out_dir is not None:
-        save_truth_and_predictions(model, dataset, Path(out_dir) / PREDICTIONS_FILE)
+    if kept is not None and out_dir is not None:
+        save_evaluation_grid(model, dataset, kept, Path(out_dir) / PREDICTIONS_FILE)
     return metrics

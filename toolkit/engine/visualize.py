@@ -3,8 +3,9 @@ with a folder writes as `val_predictions.png`), through `model.predict` and the 
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +18,6 @@ from torchvision.utils import make_grid
 from toolkit.contracts import call_component
 from toolkit.data.letterbox import LETTERBOX_KEY, Letterbox
 from toolkit.data.preview import write_preview
-from toolkit.errors import BadSampleError
-from toolkit.inference import eval_mode, predict_batch, preprocess
 from toolkit.model import ToolkitModel
 
 TILE = 256  # pixels per grid cell: drawn labels stay legible
@@ -34,33 +33,59 @@ def prediction_grid(
     return make_grid(torch.stack(tiles), nrow=math.ceil(math.sqrt(len(tiles))), padding=4, pad_value=255)
 
 
+class EvaluatedSamples:
+    """The first `count` evaluated images' decoded outputs (CPU, one row each) and meta, kept
+    during an evaluation so the grid shows exactly what was scored, without a second forward pass."""
+
+    def __init__(self, count: int = 16) -> None:
+        self.count = count
+        self.decoded: list[dict[str, torch.Tensor]] = []
+        self.meta: list[dict[str, Any]] = []
+
+    def add(self, decoded: Mapping[str, torch.Tensor], meta: Sequence[Mapping[str, Any]]) -> None:
+        """Keep the rows of one batch (`head.decode` outputs, batch first) until `count` are kept."""
+        for row, record in enumerate(meta[: max(0, self.count - len(self.meta))]):
+            self.decoded.append({key: value[row : row + 1].detach().cpu() for key, value in decoded.items()})
+            self.meta.append(dict(record))
+
+
 def truth_and_prediction_grid(
     model: ToolkitModel,
     samples: Sequence[tuple[int, torch.Tensor, Any]],
+    decoded: Mapping[str, torch.Tensor],
+    meta: Sequence[Mapping[str, Any]],
     *,
     score_threshold: float = 0.3,
 ) -> torch.Tensor:
     """uint8 grid of `(index, uint8 image [3,H,W], dataset target)` samples, each as a pair of
     tiles: the ground truth (`task.draw_target`) captioned "INDEX truth", then the results at or
-    above `score_threshold` (`task.draw`) captioned "INDEX predicted".
+    above `score_threshold` (`task.draw`) captioned "INDEX predicted". `decoded` (batch first)
+    and `meta` are the samples' decoded outputs and evaluation meta (`orig_size`, `letterbox`).
 
     Each image is drawn resized so that its longer side is TILE pixels, whatever its own size, so
-    labels are legible on small and large images alike. The results are those of evaluation (the
-    model's preprocessing of the image itself); only the frame they are mapped back to is the
-    resized one (the task's `results` with meta naming that frame). The target is resized with
+    labels are legible on small and large images alike: the task's `results` map the decoded
+    outputs to that frame (meta naming it as the original image), and the target is resized with
     the image (a box-aware `v2.Resize`).
     """
     task, names = model.task, model.class_names
-    images = [image for _, image, _ in samples]
-    batch, meta = preprocess(images, model.input_size)
-    frames = [_frame(image) for image in images]
-    for record, (factor, size) in zip(meta, frames, strict=True):  # results in the resized frame
-        record["orig_size"] = torch.tensor(size)
-        record[LETTERBOX_KEY] = record[LETTERBOX_KEY] / torch.tensor([factor, 1.0, 1.0])
-    with eval_mode(model), torch.inference_mode():
-        results = predict_batch(
-            model, batch.to(model.input_mean.device), meta, score_threshold=score_threshold
-        )
+    frames = [_frame(image) for _, image, _ in samples]
+    framed = []
+    for record, (factor, size) in zip(meta, frames, strict=True):
+        record = {**record, "orig_size": torch.tensor(size)}
+        if record.get(LETTERBOX_KEY) is not None:  # x = (x' - pad) / scale, now in the frame
+            letterbox = torch.as_tensor(record[LETTERBOX_KEY], dtype=torch.float64).cpu()
+            record[LETTERBOX_KEY] = letterbox / torch.tensor([factor, 1.0, 1.0], dtype=torch.float64)
+        framed.append(record)
+    results = call_component(
+        task,
+        "computing results for the prediction grid",
+        task.results,
+        decoded,
+        framed,
+        model.input_size,
+        names,
+        score_threshold,
+    )
     tiles = []
     for (index, image, target), (_, size), result in zip(samples, frames, results, strict=True):
         prepared = call_component(
@@ -83,23 +108,20 @@ def save_predictions(
     return write_preview(prediction_grid(model, images, score_threshold=score_threshold), path)
 
 
-def save_truth_and_predictions(
-    model: ToolkitModel, dataset: Any, path: Path, *, count: int = 16, score_threshold: float = 0.3
+def save_evaluation_grid(
+    model: ToolkitModel, dataset: Any, kept: EvaluatedSamples, path: Path, *, score_threshold: float = 0.3
 ) -> Path | None:
-    """`truth_and_prediction_grid` of the first `count` readable samples of a raw dataset
-    (`(uint8 image, target)` items; bad samples are passed over) as a PNG; None when there are none."""
-    samples = []
-    for index in range(len(dataset)):
-        if len(samples) == count:
-            break
-        try:
-            image, target = dataset[index]
-        except BadSampleError:
-            continue
-        samples.append((index, torch.as_tensor(image).as_subclass(torch.Tensor), target))
-    if not samples:
+    """`truth_and_prediction_grid` of the kept evaluated samples, their images and targets read
+    again from the raw dataset (`meta["index"]`), as a PNG; None when nothing was kept."""
+    if not kept.meta:
         return None
-    grid = truth_and_prediction_grid(model, samples, score_threshold=score_threshold)
+    samples = []
+    for record in kept.meta:
+        index = int(record["index"])
+        image, target = dataset[index]
+        samples.append((index, torch.as_tensor(image).as_subclass(torch.Tensor), target))
+    decoded = {key: torch.cat([row[key] for row in kept.decoded]) for key in kept.decoded[0]}
+    grid = truth_and_prediction_grid(model, samples, decoded, kept.meta, score_threshold=score_threshold)
     return _write_png(grid, path)
 
 
@@ -115,22 +137,35 @@ def _draw(model: ToolkitModel, image: torch.Tensor, result: Any) -> torch.Tensor
 
 
 def _tile(drawn: torch.Tensor) -> torch.Tensor:
-    """A drawn uint8 image letterboxed to TILE x TILE on white."""
-    return Letterbox((TILE, TILE), fill=255)(tv_tensors.Image(drawn)).as_subclass(torch.Tensor)
+    """A drawn uint8 image letterboxed to TILE x TILE on white (centred as it is when it fits)."""
+    height, width = (int(v) for v in drawn.shape[-2:])
+    if height > TILE or width > TILE:
+        return Letterbox((TILE, TILE), fill=255)(tv_tensors.Image(drawn)).as_subclass(torch.Tensor)
+    tile = torch.full((3, TILE, TILE), 255, dtype=torch.uint8)
+    top, left = (TILE - height) // 2, (TILE - width) // 2
+    tile[:, top : top + height, left : left + width] = drawn
+    return tile
 
 
 def _captioned(tile: torch.Tensor, text: str) -> torch.Tensor:
     """`tile` [3,T,W] under a white band of BAND pixels holding `text` in black."""
-    from PIL import Image, ImageDraw, ImageFont
+    from PIL import Image, ImageDraw
 
     band = Image.new("RGB", (int(tile.shape[-1]), BAND), "white")
-    try:
-        font: Any = ImageFont.load_default(size=BAND - 6)
-    except (TypeError, OSError, ImportError):  # an older Pillow or one without FreeType
-        font = ImageFont.load_default()
-    ImageDraw.Draw(band).text((4, 2), text, fill="black", font=font)
+    ImageDraw.Draw(band).text((4, 2), text, fill="black", font=_caption_font())
     pixels = torch.from_numpy(np.asarray(band).copy()).permute(2, 0, 1)
     return torch.cat([pixels, tile], dim=1)
+
+
+@functools.lru_cache(maxsize=1)
+def _caption_font() -> Any:
+    """Pillow's default font at the band's size (its bitmap font on an old Pillow or without FreeType)."""
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=BAND - 6)
+    except (TypeError, OSError, ImportError):
+        return ImageFont.load_default()
 
 
 def _write_png(grid: torch.Tensor, path: Path) -> Path:
