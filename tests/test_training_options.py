@@ -199,3 +199,41 @@ def test_foreign_or_damaged_safetensors_files_are_clear_errors(tmp_path: Path) -
     damaged.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")
     with pytest.raises(ToolkitError, match="damaged"):
         load_checkpoint(damaged)
+
+
+def test_a_training_run_feeds_every_logger_and_survives_a_failing_one(tmp_path: Path) -> None:
+    """`toolkit train` with jsonl, csv, tensorboard and a third-party logger (installed by its entry
+    point) that fails at epoch 2: one warning, the run finishes, the others hold every epoch."""
+    import textwrap
+
+    from conftest import run_cli, write_distribution
+    from test_loggers import ACME, read_events
+
+    site = write_distribution(tmp_path / "site", "acme-logger", {"acme": "acme_logger"}, "2.0")
+    (site / "acme_logger.py").write_text(textwrap.dedent(ACME))
+    spec = copy.deepcopy(CLASSIFIER)
+    spec["train"].update(
+        epochs=3, loggers=["jsonl", "csv", "tensorboard", {"type": "acme", "fail_at_epoch": 2}]
+    )
+    path = tmp_path / "spec.yaml"
+    path.write_text(json.dumps(spec))
+    run = tmp_path / "run"
+    result = run_cli(
+        "train", str(path), "--out", str(run), "--no-progress", pythonpath=[FIXTURE_PLUGINS, site]
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("logger 'acme'") == 1 and "tracking server unreachable" in result.stderr
+    assert (run / "acme.txt").read_text().splitlines() == [
+        *(f"train {step}" for step in range(1, 6)),
+        "val 5",
+        "epoch 5",
+    ]
+    rows = (run / "results.csv").read_text().splitlines()
+    assert rows[0].startswith("epoch,step,seconds,lr,train/")
+    assert [row.split(",")[:2] for row in rows[1:]] == [["1", "5"], ["2", "10"], ["3", "15"]]
+    assert "accuracy" in rows[0].split(",")
+    events = read_events(run / "tensorboard")
+    assert [event.step for event in events.Scalars("val/accuracy")] == [5, 10, 15]
+    accuracy = [r["metrics"]["accuracy"] for r in records(run, "val")]
+    assert [event.value for event in events.Scalars("val/accuracy")] == pytest.approx(accuracy)
+    assert {"confusion", "val_predictions", "curves"} <= set(events.Tags()["images"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import random
 import time
@@ -32,7 +33,8 @@ from toolkit.engine.checkpoint import (
 )
 from toolkit.engine.ema import WeightsAverage
 from toolkit.engine.evaluate import evaluate
-from toolkit.engine.logs import MetricsLog, Progress, plot_curves
+from toolkit.engine.loggers import RunLoggers
+from toolkit.engine.logs import Progress, plot_curves
 from toolkit.engine.optim import build_optimizer, build_scheduler
 from toolkit.engine.run_dir import claim_run_dir, is_main_process
 from toolkit.engine.sync_bn import convert_sync_batchnorm
@@ -181,6 +183,8 @@ class Trainer:
         self.step = 0
         self.best_value: float | None = None
         self.final_metrics: dict[str, Any] = {}
+        self.epoch_metrics: dict[str, Any] | None = None  # this epoch's validation, when it had one
+        self.history: list[dict[str, Any]] = []  # train and val records (the curves), kept in last.pt
         resuming = self.resume and (self.out_dir / "last.pt").exists()
         if resuming:
             self._load_last()
@@ -190,7 +194,14 @@ class Trainer:
                 "starting from the first epoch",
                 stacklevel=2,
             )
-        self.log = MetricsLog(self.out_dir / "metrics.jsonl", resume_step=self.step if resuming else None)
+        self.loggers = RunLoggers()
+        if self.context.is_main:  # built before training: a bad logger is a spec error
+            self.loggers = RunLoggers.build(
+                config.loggers,
+                plugins=self.plugins,
+                run_dir=self.out_dir,
+                resume_step=self.step if resuming else None,
+            )
 
     # -- checkpoints ----------------------------------------------------------------------------
     @property
@@ -221,6 +232,7 @@ class Trainer:
             "scaler": self.scaler.state_dict(),
             "rng": rng_state(),
         }
+        state["history"] = self.history
         if self.ema is not None:
             state["train_model"] = self.model.state_dict()
             state["ema_updates"] = self.ema.updates
@@ -262,6 +274,8 @@ class Trainer:
         self.step = int(checkpoint["step"])
         metrics = checkpoint.get("metrics")
         self.final_metrics = dict(metrics) if isinstance(metrics, dict) else {}
+        history = checkpoint.get("history")
+        self.history = list(history) if isinstance(history, list) else []
         self.best_value = checkpoint.get("best_value")
         try:
             set_rng_state(checkpoint["rng"])
@@ -276,7 +290,7 @@ class Trainer:
         last.pt recording only a best value whose weights best.pt already holds."""
         if not self.context.is_main:
             return
-        self.log.sync()
+        self.loggers.flush()
         if improved:
             save_atomic(self._weights_state(), self.out_dir / "best.pt")
             if self.config.save_safetensors:
@@ -324,12 +338,13 @@ class Trainer:
             skipped += epoch_skipped
             self.epoch += 1
             improved = self._maybe_evaluate()
+            self._record(self._epoch_record(time.perf_counter() - started))
             self._save(improved)
             distributed.barrier(self.context)
         files = self._finish()
         trainable = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
         total = sum(p.numel() for p in self.model.parameters())
-        return RunSummary(
+        summary = RunSummary(
             out_dir=str(self.out_dir),
             epochs=self.epoch,
             steps=self.step,
@@ -344,6 +359,29 @@ class Trainer:
             frozen_parameters=total - trainable,
             files=files,
         )
+        self.loggers.finish(dataclasses.asdict(summary))
+        return summary
+
+    def _record(self, record: dict[str, Any]) -> None:
+        """Hand a record to the loggers (train and val records are also kept for the curves)."""
+        if not self.context.is_main:
+            return
+        if record["kind"] in ("train", "val"):
+            self.history.append(record)
+        self.loggers.log(record)
+
+    def _epoch_record(self, seconds: float) -> dict[str, Any]:
+        record = {
+            "kind": "epoch",
+            "epoch": self.epoch,
+            "step": self.step,
+            "lr": self.optimizer.param_groups[-1]["lr"],
+            "train_loss": self.epoch_loss,
+            "seconds": round(seconds, 3),
+        }
+        if self.epoch_metrics is not None:
+            record["metrics"] = self.epoch_metrics
+        return record
 
     def _train_epoch(self) -> tuple[int, int]:
         """One pass over the training data. With train.accumulate N, the gradients of N batches
@@ -408,17 +446,16 @@ class Trainer:
         means = distributed.all_reduce_mean(means, self.context)
         values = dict(zip(sorted(sums), means.tolist(), strict=True))
         rate = images * self.context.world_size / max(time.perf_counter() - started, 1e-9)
-        if self.context.is_main:
-            self.log.write(
-                {
-                    "kind": "train",
-                    "epoch": self.epoch + 1,
-                    "step": self.step,
-                    "lr": self.optimizer.param_groups[-1]["lr"],
-                    "loss": values,
-                    "images_per_s": round(rate, 2),
-                }
-            )
+        self._record(
+            {
+                "kind": "train",
+                "epoch": self.epoch + 1,
+                "step": self.step,
+                "lr": self.optimizer.param_groups[-1]["lr"],
+                "loss": values,
+                "images_per_s": round(rate, 2),
+            }
+        )
         return {**values, "img/s": rate}
 
     def _train_step(self, batch: Any, *, scale: float = 1.0, sync: bool = True) -> dict[str, torch.Tensor]:
@@ -496,16 +533,20 @@ class Trainer:
 
     def _maybe_evaluate(self) -> bool:
         """Evaluate when due; True when the chosen metric improved (or when there is no validation)."""
+        self.epoch_metrics = None
         interval, last = self.config.eval_interval, self.epoch == self.config.epochs
         due = last or (interval > 0 and self.epoch % interval == 0)
         if self.val_loader is None or not due:
             return self.val_loader is None and self.context.is_main
+        started = time.time()
         metrics = evaluate(
             self.evaluated_model, self.val_loader, self.context.device, out_dir=self.out_dir,
-            channels_last=self.config.channels_last,
+            channels_last=self.config.channels_last, show_progress=self.show_progress,
         )  # fmt: skip
-        self.final_metrics = metrics
-        self.log.write({"kind": "val", "epoch": self.epoch, "step": self.step, "metrics": metrics})
+        self.final_metrics = self.epoch_metrics = metrics
+        self._record({"kind": "val", "epoch": self.epoch, "step": self.step, "metrics": metrics})
+        for plot in self._plots(since=started):
+            self.loggers.log_image(plot.stem, plot, step=self.step)
         value = float(metrics[self.best_metric])
         if math.isnan(value):
             return False
@@ -515,15 +556,22 @@ class Trainer:
             return True
         return False
 
+    def _plots(self, since: float = 0.0) -> list[Path]:
+        """The PNGs in the run folder written at or after `since` (time.time())."""
+        return [plot for plot in sorted(self.out_dir.glob("*.png")) if plot.stat().st_mtime >= since - 1.0]
+
     def _finish(self) -> dict[str, str]:
         if not self.context.is_main:
             return {}
-        files = {"last": str(self.out_dir / "last.pt"), "metrics": str(self.log.path)}
-        if (self.out_dir / "best.pt").exists():
-            files["best"] = str(self.out_dir / "best.pt")
-        curves = plot_curves(self.log.records(), self.out_dir / "curves.png")
+        files = {"last": str(self.out_dir / "last.pt")}
+        written = {"best": "best.pt", "safetensors": "best.safetensors", "metrics": "metrics.jsonl"}
+        for key, name in {**written, "results": "results.csv"}.items():
+            if (self.out_dir / name).exists():
+                files[key] = str(self.out_dir / name)
+        curves = plot_curves(self.history, self.out_dir / "curves.png")
         if curves is not None:
             files["curves"] = str(curves)
-        for plot in sorted(self.out_dir.glob("*.png")):  # what the task's evaluator drew
+            self.loggers.log_image("curves", curves, step=self.step)
+        for plot in self._plots():  # what the task's evaluator drew
             files.setdefault(plot.stem, str(plot))
         return files
