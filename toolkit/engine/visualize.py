@@ -137,9 +137,10 @@ def _draw(model: ToolkitModel, image: torch.Tensor, result: Any) -> torch.Tensor
 
 
 def _tile(drawn: torch.Tensor) -> torch.Tensor:
-    """A drawn uint8 image letterboxed to TILE x TILE on white (centred as it is when it fits)."""
+    """A drawn uint8 image letterboxed to TILE x TILE on white (only padded when its longer side
+    is TILE already)."""
     height, width = (int(v) for v in drawn.shape[-2:])
-    if height > TILE or width > TILE:
+    if max(height, width) != TILE:
         return Letterbox((TILE, TILE), fill=255)(tv_tensors.Image(drawn)).as_subclass(torch.Tensor)
     tile = torch.full((3, TILE, TILE), 255, dtype=torch.uint8)
     top, left = (TILE - height) // 2, (TILE - width) // 2
