@@ -153,6 +153,16 @@ def test_confusion_matrix_counts() -> None:
     assert matrix[0] == [1, 0, 0, 0] and matrix[3] == [0, 1, 0, 0] and matrix[1][3] == 2
 
 
+def test_classification_per_class_table_keeps_its_columns() -> None:
+    from toolkit_plugins.tasks.classification_metrics import classification_metrics
+
+    metrics = classification_metrics([0, 0, 1, 1], [0, 1, 1, 1], ["cat", "dog"])
+    lines = format_metrics(metrics, ["accuracy"]).splitlines()
+    assert lines[0].split() == ["metric", "value"] and lines[2].split() == ["accuracy", "0.7500"]
+    assert ["class", "support", "precision", "recall", "f1"] in [line.split() for line in lines]
+    assert ["dog", "2", "0.6667", "1.0000", "0.8000"] in [line.split() for line in lines]
+
+
 SPEC = {
     "plugins": ["fixture_tiny"],
     "model": {
