@@ -235,5 +235,8 @@ def test_eval_cli_prints_the_per_class_table(run: tuple[Path, Any], tmp_path: Pa
         assert any(line.startswith(name) for line in result.stdout.splitlines()), name
     assert "eval " in result.stderr  # plain progress lines (not a terminal)
     assert (tmp_path / "val_predictions.png").is_file() and (tmp_path / "pr_curves.png").is_file()
-    quiet = json.loads((tmp_path / "metrics.json").read_text())
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"metrics.json is not strict JSON: {constant}")
+
+    quiet = json.loads((tmp_path / "metrics.json").read_text(), parse_constant=refuse)
     assert set(quiet["per_class"]["square"]) == {"AP", "AP50", "VOC_AP50", "objects"}

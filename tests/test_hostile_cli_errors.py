@@ -100,7 +100,7 @@ def test_eval_with_workers_reports_a_bad_sample_cleanly(corrupt_folder: Path, tm
     checkpoint = tmp_path / "weights.pt"
     torch.save({"model": model.state_dict(), "spec": loaded.model_dump(mode="json")}, checkpoint)
     before = snapshot(tmp_path)
-    result = cli("eval", str(spec), "--checkpoint", str(checkpoint), cwd=tmp_path)
+    result = cli("eval", str(spec), "--checkpoint", str(checkpoint), "--no-progress", cwd=tmp_path)
     error_line(result, "9_corrupt.png", "not a readable image")
     assert changes(before, snapshot(tmp_path)) == []
 

@@ -12,6 +12,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from toolkit import strict_json
 from toolkit.outputs import check_output_dir, check_output_file
 
 EXIT_USER_ERROR = 2
@@ -450,11 +451,11 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         show_progress=not args.no_progress,
     )
     if args.json:
-        print(json.dumps(metrics, indent=2, default=float))
+        print(strict_json.dumps(metrics))
     else:
         print(format_metrics(metrics, names))
     if out is not None:
-        (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
+        (out / "metrics.json").write_text(strict_json.dumps(metrics) + "\n")
     return 0
 
 

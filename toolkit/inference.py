@@ -49,7 +49,17 @@ def predict_batch(
     score_threshold: float = 0.0,
 ) -> list[dict[str, Any]]:
     """Results of one preprocessed batch ([0, 1] images at the input size, with their meta)."""
-    decoded = model.decode(model(images))
+    return batch_results(model, model.decode(model(images)), meta, score_threshold=score_threshold)
+
+
+def batch_results(
+    model: ToolkitModel,
+    decoded: Mapping[str, torch.Tensor],
+    meta: Sequence[Mapping[str, Any]],
+    *,
+    score_threshold: float = 0.0,
+) -> list[dict[str, Any]]:
+    """One result per image (original pixels) from a batch's decoded outputs (`model.decode`)."""
     return model.task.results(decoded, meta, model.input_size, model.class_names, score_threshold)
 
 

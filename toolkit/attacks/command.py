@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import Any
 import torch
 from torchvision.utils import make_grid
 
+from toolkit import strict_json
 from toolkit.attacks.run import (
     FitsOnData,
     SavesArtifact,
@@ -217,7 +217,7 @@ def run_attack_command(
         files["sweep"] = str(sweep_plot(name, values, rows, metric, out / "sweep.png"))
         report["sweep"] = rows
     report["files"] = files
-    (out / "attack.json").write_text(json.dumps(_finite(report), indent=2, allow_nan=False) + "\n")
+    (out / "attack.json").write_text(strict_json.dumps(report) + "\n")
     files["report"] = str(out / "attack.json")
     return report
 
@@ -257,14 +257,3 @@ def check_attackable(model: ToolkitModel) -> None:
             raise ToolkitError(
                 f"task {model.task.name!r} has no {member}: it cannot be attacked; see docs/attacks.md"
             )
-
-
-def _finite(value: Any) -> Any:
-    """The report with NaN and infinities as null (strict JSON)."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value

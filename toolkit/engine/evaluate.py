@@ -1,6 +1,6 @@
 """Run a model over an evaluation loader and compute its task's metrics.
 
-The batches go through the code `model.predict` uses (`toolkit.inference.predict_batch`): decoded
+The batches go through the code `model.predict` uses (`toolkit.inference.batch_results`): decoded
 outputs become per-image results in original image pixels, which the task's evaluator scores.
 """
 
@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 from toolkit.build import build_evaluator
 from toolkit.engine.logs import Progress
 from toolkit.engine.visualize import EvaluatedSamples, save_evaluation_grid
-from toolkit.inference import eval_mode
+from toolkit.inference import batch_results, eval_mode
 from toolkit.model import ToolkitModel
 
 #: File name of the ground-truth / prediction grid an evaluation with a folder writes.
@@ -61,8 +61,8 @@ def evaluate(
                     images = batch.images.to(device, non_blocking=True)
                     if channels_last:
                         images = images.contiguous(memory_format=torch.channels_last)
-                    decoded = model.decode(model(images))  # toolkit.inference.predict_batch, kept
-                    results = model.task.results(decoded, batch.meta, model.input_size, model.class_names)
+                    decoded = model.decode(model(images))  # kept for the grid
+                    results = batch_results(model, decoded, batch.meta)
                     evaluator.update(results, batch.targets, batch.meta)
                     if kept is not None:
                         kept.add(decoded, batch.meta)
