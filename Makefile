@@ -1,5 +1,6 @@
 # make demo: create .venv, install toolkit, run the main job offline on the embedded defaults.
-# make test: create .venv, install toolkit with the dev, timm and tensorboard extras, run the whole test suite.
+# make test: create .venv, install toolkit with the dev, timm and tensorboard extras, run the whole test suite
+# (pytest-xdist: one worker per core, each test file on one worker).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -29,7 +30,7 @@ demo-finetune: install
 	$(BIN)/toolkit demo --finetune --out runs/demo
 
 test: install-dev
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto --dist loadfile
 
 lint: install-dev
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
