@@ -118,3 +118,19 @@ def test_return_annotation_is_not_evaluated() -> None:
     )
     entry = Registry("backbone").register("lazy", namespace["lazy"])  # type: ignore[arg-type]
     assert list(entry.params.model_fields) == ["width"]
+
+
+def test_a_closure_factory_registers_with_its_typed_parameters() -> None:
+    """Factories made by a function (closures over its variables) are as good as module-level ones."""
+
+    def make(scale: int):  # type: ignore[no-untyped-def]
+        def scaled(width: Annotated[int, Field(ge=1)] = 2) -> int:
+            return width * scale
+
+        return scaled
+
+    entry = Registry("backbone").register("scaled", make(3))
+    assert list(entry.params.model_fields) == ["width"]
+    assert entry.build({"width": 5}) == 15
+    with pytest.raises(ValidationError, match="greater than or equal to 1"):
+        entry.params.model_validate({"width": 0})

@@ -90,6 +90,13 @@ def test_schema_covers_plugins_and_checks_configs(manager: PluginManager) -> Non
     bad["model"]["backbone"]["frozen_stages"] = 9
     bad["model"]["head"]["unknown_key"] = 1
     assert len(list(validator.iter_errors(bad))) >= 2
+    sizes = merged_spec(CONFIGS[0])
+    for good in (64, [64, 96]):  # one int (square) or [height, width], as the spec accepts
+        sizes["model"]["input_size"] = good
+        assert list(validator.iter_errors(sizes)) == [], good
+    for wrong in ("64", [64], [64, 64, 64], 0):
+        sizes["model"]["input_size"] = wrong
+        assert list(validator.iter_errors(sizes)) != [], wrong
 
 
 def test_python_api(manager: PluginManager) -> None:

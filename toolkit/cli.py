@@ -426,12 +426,12 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from toolkit.engine.evaluation_run import evaluate_checkpoint
     from toolkit.engine.report import format_metrics
     from toolkit.errors import ToolkitError
-    from toolkit.loading import checkpoint_spec
+    from toolkit.loading import checkpoint_spec, is_checkpoint
     from toolkit.spec import load_spec
 
     out = check_output_dir(args.out, "--out") if args.out else None
     checkpoint = args.checkpoint
-    if Path(args.spec).suffix in (".pt", ".pth"):
+    if is_checkpoint(args.spec):
         if checkpoint is not None:
             raise ToolkitError("give a checkpoint either as the target or with --checkpoint, not both")
         spec, checkpoint = checkpoint_spec(args.spec, args.overrides, plugins=args.manager), args.spec
@@ -486,10 +486,10 @@ def _cmd_attack(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from toolkit.attacks.command import print_report, run_attack_command
-    from toolkit.loading import load_target
+    from toolkit.loading import is_checkpoint, load_target
 
     target = Path(args.checkpoint or args.target)
-    name = f"{target.parent.name}_{target.stem}" if target.suffix in (".pt", ".pth") else target.stem
+    name = f"{target.parent.name}_{target.stem}" if is_checkpoint(target) else target.stem
     out = Path(args.out) if args.out else Path("runs") / "attack" / name
     check_output_dir(out, "--out")
     if args.onnx and not Path(args.onnx).is_file():

@@ -13,6 +13,14 @@ from typing import TYPE_CHECKING, Any
 from toolkit.errors import ToolkitError
 from toolkit.plugins import PluginManager, get_plugin_manager
 
+#: file suffixes a command target is read as a checkpoint by (anything else is a spec)
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".safetensors")
+
+
+def is_checkpoint(path: str | Path) -> bool:
+    """Whether a command target names a checkpoint (by its suffix) rather than a spec."""
+    return Path(path).suffix.lower() in CHECKPOINT_SUFFIXES
+
 if TYPE_CHECKING:
     import torch
 
@@ -99,7 +107,7 @@ def load_target(
     from toolkit.spec import SpecError, load_spec
 
     path = Path(target)
-    if path.suffix in (".pt", ".pth"):
+    if is_checkpoint(path):
         if checkpoint is not None:
             raise ToolkitError("give a checkpoint either as the target or with --checkpoint, not both")
         read = load_checkpoint(path)  # once: it may weigh hundreds of MB

@@ -300,7 +300,13 @@ def _parameter_hints(factory: Callable[..., Any]) -> dict[str, Any]:
     function = getattr(function, "__func__", function)
     if not isinstance(function, types.FunctionType):
         return typing.get_type_hints(function, include_extras=True)
-    shim = types.FunctionType(function.__code__, function.__globals__)
+    shim = types.FunctionType(
+        function.__code__,
+        function.__globals__,
+        function.__name__,
+        function.__defaults__,
+        function.__closure__,
+    )
     shim.__annotations__ = {k: v for k, v in function.__annotations__.items() if k != "return"}
     return typing.get_type_hints(shim, include_extras=True)
 

@@ -38,13 +38,22 @@ def _check_unique(names: list[str]) -> list[str]:
 
 
 Side = Annotated[int, Field(ge=MIN_SIDE, le=MAX_SIDE)]
+
+
+def _input_size_schema(schema: dict[str, Any]) -> None:
+    """JSON Schema of `input_size`: one int (square) or [height, width] (pydantic's is the pair only)."""
+    side = {"type": "integer", "minimum": MIN_SIDE, "maximum": MAX_SIDE}
+    for key in ("type", "prefixItems", "items", "minItems", "maxItems"):
+        schema.pop(key, None)
+    schema["oneOf"] = [side, {"type": "array", "prefixItems": [side, side], "minItems": 2, "maxItems": 2}]
+
 InputSize = Annotated[
     tuple[Side, Side],
     BeforeValidator(_square),
     Field(
         description="model input [height, width] or one int (square); each side a multiple of the "
         "model's input multiple (the largest stride its backbone and head use, e.g. 32 for ResNets)",
-        json_schema_extra={"oneOf": [{"type": "integer"}, {"type": "array", "minItems": 2, "maxItems": 2}]},
+        json_schema_extra=_input_size_schema,
     ),
 ]
 ClassName = Annotated[str, Field(min_length=1, pattern=r"\S")]
