@@ -421,7 +421,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-
     from toolkit.engine.evaluation_run import evaluate_checkpoint
     from toolkit.engine.report import format_metrics
     from toolkit.errors import ToolkitError
