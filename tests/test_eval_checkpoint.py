@@ -5,8 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import yaml
 from conftest import run_cli
+
+import toolkit
+from toolkit.cli import main
+from toolkit.plugins import PluginManager
+from toolkit.spec import load_spec
 
 SPEC = {
     "model": {
@@ -39,21 +45,31 @@ SPEC = {
 }
 
 
-def test_eval_of_a_checkpoint_alone_uses_its_spec(tmp_path: Path) -> None:
+def test_eval_of_a_checkpoint_alone_uses_its_spec(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Both forms through the real command (subprocess); the variants in-process (`cli.main`)."""
     spec = tmp_path / "spec.yaml"
     spec.write_text(yaml.safe_dump(SPEC))
-    trained = run_cli("train", str(spec), "--out", str(tmp_path / "run"), "--no-progress")
-    assert trained.returncode == 0, trained.stderr
+    manager = PluginManager()
+    toolkit.train(
+        load_spec(spec, plugins=manager), out_dir=tmp_path / "run", plugins=manager, show_progress=False
+    )
     checkpoint = tmp_path / "run" / "best.pt"
-    alone = run_cli("eval", str(checkpoint), "--json")
+    alone = run_cli("eval", str(checkpoint), "--json", "--no-progress")
     assert alone.returncode == 0, alone.stderr
-    with_spec = run_cli("eval", str(spec), "--checkpoint", str(checkpoint), "--json")
+    with_spec = run_cli("eval", str(spec), "--checkpoint", str(checkpoint), "--json", "--no-progress")
     assert with_spec.returncode == 0, with_spec.stderr
     assert json.loads(alone.stdout) == json.loads(with_spec.stdout)
     assert json.loads(alone.stdout)["images"] == 12
-    other_data = run_cli("eval", str(checkpoint), "data.val.length=5", "--json")
-    assert other_data.returncode == 0 and json.loads(other_data.stdout)["images"] == 5, "overrides apply"
-    no_weights = run_cli("eval", str(spec))
-    assert no_weights.returncode == 2 and "pass --checkpoint" in no_weights.stderr
-    both = run_cli("eval", str(checkpoint), "--checkpoint", str(checkpoint))
-    assert both.returncode == 2 and "not both" in both.stderr
+
+    def in_process(*args: str) -> tuple[int, str, str]:
+        capsys.readouterr()
+        code = main([*args, "--no-progress"])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    code, out, _ = in_process("eval", str(checkpoint), "data.val.length=5", "--json")
+    assert code == 0 and json.loads(out)["images"] == 5, "overrides apply"
+    code, _, err = in_process("eval", str(spec))
+    assert code == 2 and "pass --checkpoint" in err
+    code, _, err = in_process("eval", str(checkpoint), "--checkpoint", str(checkpoint))
+    assert code == 2 and "not both" in err

@@ -188,17 +188,19 @@ def test_safetensors_file_loads_as_the_same_model(adam_run: Path) -> None:
     assert from_pt.predict(images)[0]["label"] == from_safetensors.predict(images)[0]["label"]
 
 
-def test_eval_reads_the_safetensors_file_like_best_pt(adam_run: Path) -> None:
-    from conftest import run_cli
+def test_eval_reads_the_safetensors_file_like_best_pt(
+    adam_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from toolkit.cli import main
 
-    results = [
-        run_cli("eval", str(adam_run / name), "--json", "--no-progress", pythonpath=[FIXTURE_PLUGINS])
-        for name in ("best.pt", "best.safetensors")
-    ]
-    for result in results:
-        assert result.returncode == 0, result.stderr
-    from_pt, from_safetensors = (json.loads(result.stdout) for result in results)
-    assert from_safetensors == from_pt and "accuracy" in from_pt
+    printed = []
+    for name in ("best.pt", "best.safetensors"):
+        with pytest.MonkeyPatch.context() as patch:
+            patch.syspath_prepend(str(FIXTURE_PLUGINS))
+            capsys.readouterr()
+            assert main(["eval", str(adam_run / name), "--json", "--no-progress"]) == 0
+            printed.append(json.loads(capsys.readouterr().out))
+    assert printed[0] == printed[1] and "accuracy" in printed[0]
 
 
 def test_foreign_or_damaged_safetensors_files_are_clear_errors(tmp_path: Path) -> None:
