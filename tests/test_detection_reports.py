@@ -18,6 +18,7 @@ from conftest import FIXTURE_PLUGINS, run_cli
 from PIL import Image
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
+from test_trainer import DETECTION
 
 import toolkit
 from toolkit.engine.report import format_metrics, format_summary
@@ -163,19 +164,14 @@ def test_classification_per_class_table_keeps_its_columns() -> None:
     assert ["dog", "2", "0.6667", "1.0000", "0.8000"] in [line.split() for line in lines]
 
 
+#: test_trainer's tiny detection spec, one short epoch without workers
 SPEC = {
-    "plugins": ["fixture_tiny"],
-    "model": {
-        "backbone": {"type": "tiny", "width": 16},
-        "head": {"type": "centernet", "neck_channels": [16, 16, 16], "head_conv": 8, "max_detections": 20},
-        "input_size": 64,
-        "class_names": ["circle", "square", "triangle"],
-    },
+    **DETECTION,
     "data": {
+        **DETECTION["data"],
         "train": {"type": "shapes", "length": 8, "image_size": 64, "seed": 0},
         "val": {"type": "shapes", "length": 6, "image_size": 64, "seed": 1},
         "augment": [{"type": "resize"}],
-        "batch_size": 4,
         "num_workers": 0,
     },
     "train": {"epochs": 1, "device": "cpu", "threads": 2},
@@ -235,6 +231,7 @@ def test_eval_cli_prints_the_per_class_table(run: tuple[Path, Any], tmp_path: Pa
         assert any(line.startswith(name) for line in result.stdout.splitlines()), name
     assert "eval " in result.stderr  # plain progress lines (not a terminal)
     assert (tmp_path / "val_predictions.png").is_file() and (tmp_path / "pr_curves.png").is_file()
+
     def refuse(constant: str) -> None:
         raise AssertionError(f"metrics.json is not strict JSON: {constant}")
 
