@@ -94,6 +94,7 @@ def pycocotools_per_class(
 def test_per_class_values_equal_pycocotools_per_class_and_voc(tmp_path: Path) -> None:
     evaluator = DetectionEvaluator(TRUTH)
     evaluator.detections = copy.deepcopy(DETECTIONS)
+    evaluator.seen = {1, 2, 3}
     metrics = evaluator.compute(tmp_path)
     per_class = metrics["per_class"]
     assert list(per_class) == NAMES
@@ -121,6 +122,27 @@ def test_per_class_values_equal_pycocotools_per_class_and_voc(tmp_path: Path) ->
     assert "class  objects  AP      AP50    VOC AP50" in table
     assert f"cat    2        {cat['AP']:.4f}  {cat['AP50']:.4f}  {voc['cat']:.4f}" in table
     assert "bird   0        nan" in table
+
+
+def test_only_the_images_seen_are_scored() -> None:
+    """Image 1 alone, both objects found: AP 1 (the objects of images 2 and 3 are not misses)."""
+    import torch
+
+    evaluator = DetectionEvaluator(TRUTH)
+    result = {
+        "boxes": torch.tensor([[10.0, 10.0, 50.0, 50.0], [100.0, 100.0, 150.0, 150.0]]),
+        "scores": torch.tensor([0.9, 0.8]),
+        "labels": torch.tensor([0, 1]),
+    }
+    evaluator.update([result], {}, [{"image_id": 1}])
+    metrics = evaluator.compute()
+    assert metrics["AP50"] == pytest.approx(1.0) and metrics["AP"] == pytest.approx(1.0)
+    assert metrics["per_class"]["cat"]["objects"] == 1 and metrics["per_class"]["dog"]["objects"] == 1
+    assert metrics["confusion_matrix"][0][0] == 1 and metrics["confusion_matrix"][1][3] == 0
+    evaluator.update([{**result, "boxes": result["boxes"][:0], "scores": result["scores"][:0],
+                       "labels": result["labels"][:0]}], {}, [{"image_id": 2}])  # fmt: skip
+    # image 2's cat missed: recall 1/2 at precision 1, 51 of the 101 recall points
+    assert evaluator.compute()["per_class"]["cat"]["AP50"] == pytest.approx(51 / 101)
 
 
 def test_confusion_matrix_counts() -> None:

@@ -28,6 +28,9 @@ class DetectionEvaluator:
     `confusion_matrix` (rows: true class then background; columns: predicted class then
     background; detections scoring >= `confusion_score` matched at IoU >= `confusion_iou`, see
     `detection_confusion`).
+
+    Only the images `update` saw are scored: an evaluation of part of a dataset (the first N
+    images of an attack, a run that skipped bad samples) is not charged with the others' objects.
     """
 
     def __init__(
@@ -35,6 +38,7 @@ class DetectionEvaluator:
     ) -> None:
         self.ground_truth = ground_truth
         self.detections: list[dict[str, Any]] = []
+        self.seen: set[Any] = set()  # image ids of the batches so far
         self.confusion_score = confusion_score
         self.confusion_iou = confusion_iou
 
@@ -58,13 +62,29 @@ class DetectionEvaluator:
         """Add one batch: `results[i]` belongs to the image `meta[i]["image_id"]`; `targets` unused."""
         if len(results) != len(meta):
             raise ValueError(f"{len(results)} results but {len(meta)} meta records in the batch")
-        self.detections += coco_results(results, [item["image_id"] for item in meta])
+        image_ids = [item["image_id"] for item in meta]
+        self.seen.update(image_ids)
+        self.detections += coco_results(results, image_ids)
+
+    def _seen_ground_truth(self) -> Mapping[str, Any]:
+        """The ground truth restricted to the images seen (all of it when every image was seen)."""
+        images = self.ground_truth.get("images", [])
+        if all(image["id"] in self.seen for image in images):
+            return self.ground_truth
+        return {
+            **self.ground_truth,
+            "images": [image for image in images if image["id"] in self.seen],
+            "annotations": [
+                a for a in self.ground_truth.get("annotations", []) if a["image_id"] in self.seen
+            ],
+        }
 
     def compute(self, out_dir: Path | None = None) -> dict[str, Any]:
         """The metrics over every batch so far (one COCOeval run); given `out_dir`, also writes
         `pr_curves.png` and `confusion.png` there."""
-        coco = coco_evaluation(self.ground_truth, self.detections)
-        voc = voc_map(self.ground_truth, self.detections)
+        truth = self._seen_ground_truth()
+        coco = coco_evaluation(truth, self.detections)
+        voc = voc_map(truth, self.detections)
         metrics: dict[str, Any] = dict(coco.summary)
         metrics["VOC_mAP50"] = float(voc["mAP50"])
         metrics["detections"] = len(self.detections)
@@ -78,7 +98,7 @@ class DetectionEvaluator:
             for name, values in coco.per_class.items()
         }
         metrics["confusion_matrix"] = detection_confusion_matrix(
-            self.ground_truth,
+            truth,
             self.detections,
             score_threshold=self.confusion_score,
             iou_threshold=self.confusion_iou,
