@@ -6,8 +6,9 @@ Classification (`logits` [N,C], targets `label` [N]):
 
 Detection, for heatmap detectors such as CenterNet (`heatmap` logits [N,C,h,w]; the encoded
 targets' Gaussian `heatmap`, `index` and `mask` of the object centres):
-- vanishing: minus the sum of softplus(logit) over every class and place, weighted by 1 + the
-  ground-truth Gaussians: pushes every confident peak down, hardest at the objects;
+- vanishing: minus the sum of softplus(logit) over every class and place, weighted by the
+  ground-truth Gaussians (the objects' neighbourhoods; every place equally without targets):
+  pushes the heatmap down at the objects, so they drop below the background and vanish;
 - untargeted: the CenterNet focal loss against the ground truth (up: away from the truth);
 - mislabel: at each object centre, the logit of `target_class` minus the largest other logit
   (up: the object reads as `target_class`);
@@ -74,7 +75,7 @@ def detection_attack_loss(
     logits = _get(outputs, "heatmap", "the output", objective).float()
     if objective == "vanishing":
         truth = targets.get("heatmap")
-        weight = 1.0 if truth is None else 1.0 + truth.to(logits.dtype).amax(dim=1, keepdim=True)
+        weight = 1.0 if truth is None else truth.to(logits.dtype).amax(dim=1, keepdim=True)
         return -(F.softplus(logits) * weight).flatten(1).sum(1)
     if objective == "untargeted":
         from toolkit_plugins.losses.centernet_loss import heatmap_focal_loss
