@@ -21,6 +21,7 @@ def is_checkpoint(path: str | Path) -> bool:
     """Whether a command target names a checkpoint (by its suffix) rather than a spec."""
     return Path(path).suffix.lower() in CHECKPOINT_SUFFIXES
 
+
 if TYPE_CHECKING:
     import torch
 

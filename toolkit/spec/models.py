@@ -47,6 +47,7 @@ def _input_size_schema(schema: dict[str, Any]) -> None:
         schema.pop(key, None)
     schema["oneOf"] = [side, {"type": "array", "prefixItems": [side, side], "minItems": 2, "maxItems": 2}]
 
+
 InputSize = Annotated[
     tuple[Side, Side],
     BeforeValidator(_square),
