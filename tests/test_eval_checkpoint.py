@@ -8,38 +8,20 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import run_cli
+from test_attack_cli import CLASSIFIER
 
 import toolkit
 from toolkit.cli import main
 from toolkit.plugins import PluginManager
 from toolkit.spec import load_spec
 
+#: test_attack_cli's tiny classifier, without its attack section, on 16 / 12 images
 SPEC = {
-    "model": {
-        "backbone": {"type": "resnet18", "pretrained": "none"},
-        "head": {"type": "classification"},
-        "input_size": 32,
-        "class_names": ["absent", "present"],
-    },
+    "model": CLASSIFIER["model"],
     "data": {
-        "train": {
-            "type": "shapes",
-            "task": "classification",
-            "length": 16,
-            "image_size": 32,
-            "target": "circle",
-        },
-        "val": {
-            "type": "shapes",
-            "task": "classification",
-            "length": 12,
-            "image_size": 32,
-            "target": "circle",
-            "seed": 1,
-        },
-        "augment": [{"type": "resize"}],
-        "batch_size": 8,
-        "num_workers": 0,
+        **CLASSIFIER["data"],
+        "train": {**CLASSIFIER["data"]["train"], "length": 16},
+        "val": {**CLASSIFIER["data"]["val"], "length": 12},
     },
     "train": {"epochs": 1, "device": "cpu", "threads": 2},
 }

@@ -44,12 +44,13 @@ def preview_grid(
     return make_grid(torch.stack(tiles), nrow=math.ceil(math.sqrt(len(tiles))), padding=4, pad_value=255)
 
 
-def write_preview(grid: torch.Tensor, path: str | Path) -> Path:
+def write_preview(grid: torch.Tensor, path: str | Path, *, compress_level: int = 6) -> Path:
     """Write a uint8 [3,H,W] image as a PNG (parent folders created), with PIL (torchvision's image
-    encoding is deprecated)."""
+    encoding is deprecated); a lower `compress_level` (0-9) writes faster, larger files."""
     from PIL import Image
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(grid.detach().cpu().permute(1, 2, 0).contiguous().numpy()).save(path, format="PNG")
+    pixels = grid.detach().cpu().permute(1, 2, 0).contiguous().numpy()
+    Image.fromarray(pixels).save(path, format="PNG", compress_level=compress_level)
     return path

@@ -6,7 +6,6 @@ outputs become per-image results in original image pixels, which the task's eval
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -49,13 +48,10 @@ def evaluate(
     evaluator = build_evaluator(model, dataset)
     kept = EvaluatedSamples(GRID_IMAGES) if out_dir is not None else None
     skipped = seen = 0
-    total = len(loader)
-    progress = Progress(total, "eval", enabled=show_progress, stream=sys.stderr)
-    every = 1 if sys.stderr.isatty() else max(1, -(-total // PLAIN_LINES))
-    pending = 0
+    progress = Progress(len(loader), "eval", enabled=show_progress, plain_lines=PLAIN_LINES)
     try:
         with eval_mode(model), torch.inference_mode():
-            for position, batch in enumerate(loader, start=1):
+            for batch in loader:
                 skipped += len(batch.skipped)
                 if len(batch):
                     images = batch.images.to(device, non_blocking=True)
@@ -67,10 +63,7 @@ def evaluate(
                     if kept is not None:
                         kept.add(decoded, batch.meta)
                     seen += len(batch)
-                pending += 1
-                if position % every == 0 or position == total:
-                    progress.update(pending, {"images": seen})
-                    pending = 0
+                progress.update(1, {"images": seen})
     finally:
         progress.close()
     metrics = dict(evaluator.compute(out_dir))

@@ -56,17 +56,25 @@ class Progress:
 
     `update(steps, values)` advances by `steps` and shows `values`. On a terminal the bar moves at
     every update; otherwise a line is printed only for updates that carry values, and at the end
-    (so a loop can update at every step and report values every `log_interval` steps).
+    (so a loop can update at every step and report values every `log_interval` steps), or, with
+    `plain_lines`, every total / `plain_lines` steps (at most that many lines, whatever the values).
     """
 
     def __init__(
-        self, total: int, description: str, *, enabled: bool = True, stream: TextIO | None = None
+        self,
+        total: int,
+        description: str,
+        *,
+        enabled: bool = True,
+        stream: TextIO | None = None,
+        plain_lines: int | None = None,
     ) -> None:
         self.stream = stream or sys.stderr
         self.total = total
         self.description = description
         self.enabled = enabled
         self.count = 0
+        self.plain_every = None if plain_lines is None else max(1, -(-total // plain_lines))
         self.started = time.perf_counter()
         self.bar = None
         if enabled and self.stream.isatty():
@@ -83,7 +91,9 @@ class Progress:
             self.bar.update(steps)
             if text:
                 self.bar.set_postfix_str(text, refresh=False)
-        elif text or self.count == self.total:
+        elif self.count == self.total or (
+            text if self.plain_every is None else self.count % self.plain_every == 0
+        ):
             line = f"{self.description} {self.count}/{self.total}"
             print(f"{line}  {text}" if text else line, file=self.stream, flush=True)
 

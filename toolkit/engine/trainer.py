@@ -164,8 +164,8 @@ class Trainer:
             val_set = build_processed_dataset(self.spec, self.model, "val", train=False, plugins=self.plugins)
             self.val_loader = make_loader(val_set, self.data, shuffle=False, device=device)
         self.optimizer = build_optimizer(self.model, config)
-        self.steps_per_epoch = math.ceil(len(self.train_loader) / config.accumulate)
-        self.scheduler = build_scheduler(self.optimizer, config, self.steps_per_epoch)
+        steps_per_epoch = math.ceil(len(self.train_loader) / config.accumulate)
+        self.scheduler = build_scheduler(self.optimizer, config, steps_per_epoch)
         self.ema = WeightsAverage(self.model, config.ema) if config.ema is not None else None
         if config.save_safetensors:
             require_safetensors()
@@ -222,11 +222,12 @@ class Trainer:
             "metrics": self.final_metrics,
         }
 
-    def _state(self) -> dict[str, Any]:
-        """last.pt: `_weights_state` plus what `--resume` needs (optimizer, scheduler, random states;
-        with train.ema the trained weights under `train_model` and the average's update count)."""
+    def _state(self, weights: dict[str, Any] | None = None) -> dict[str, Any]:
+        """last.pt: `weights` (default `_weights_state()`) plus what `--resume` needs (optimizer,
+        scheduler, random states; with train.ema the trained weights under `train_model` and the
+        average's update count)."""
         state = {
-            **self._weights_state(),
+            **(weights if weights is not None else self._weights_state()),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
@@ -291,11 +292,12 @@ class Trainer:
         if not self.context.is_main:
             return
         self.loggers.flush()
+        weights = self._weights_state()
         if improved:
-            save_atomic(self._weights_state(), self.out_dir / "best.pt")
+            save_atomic(weights, self.out_dir / "best.pt")
             if self.config.save_safetensors:
-                save_safetensors(self._weights_state(), self.out_dir / "best.safetensors")
-        save_atomic(self._state(), self.out_dir / "last.pt")
+                save_safetensors(weights, self.out_dir / "best.safetensors")
+        save_atomic(self._state(weights), self.out_dir / "last.pt")
 
     # -- loop -----------------------------------------------------------------------------------
     def fit(self) -> RunSummary:
@@ -485,7 +487,7 @@ class Trainer:
                     f"Training stopped; the last good checkpoint stays in {self.out_dir}. Lower "
                     "train.optimizer.lr, add train.warmup_steps or train.clip_grad_norm, or check the data"
                 )
-            self.scaler.scale(loss * scale if scale != 1.0 else loss).backward()
+            self.scaler.scale(loss * scale).backward()
         return terms
 
     def _optimizer_step(self) -> None:

@@ -122,7 +122,7 @@ def save_evaluation_grid(
         samples.append((index, torch.as_tensor(image).as_subclass(torch.Tensor), target))
     decoded = {key: torch.cat([row[key] for row in kept.decoded]) for key in kept.decoded[0]}
     grid = truth_and_prediction_grid(model, samples, decoded, kept.meta, score_threshold=score_threshold)
-    return _write_png(grid, path)
+    return write_preview(grid, path, compress_level=3)  # written at every evaluation: fast
 
 
 def _frame(image: torch.Tensor) -> tuple[float, tuple[int, int]]:
@@ -167,13 +167,3 @@ def _caption_font() -> Any:
         return ImageFont.load_default(size=BAND - 6)
     except (TypeError, OSError, ImportError):
         return ImageFont.load_default()
-
-
-def _write_png(grid: torch.Tensor, path: Path) -> Path:
-    """A uint8 [3,H,W] image as a PNG, compressed quickly (written at every evaluation)."""
-    from PIL import Image
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pixels = grid.detach().cpu().permute(1, 2, 0).contiguous().numpy()
-    Image.fromarray(pixels).save(path, format="PNG", compress_level=3)
-    return path
