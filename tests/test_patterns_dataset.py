@@ -1,7 +1,8 @@
 """The fine-tuning demo's data: presence/absence of a patterned target, and the pretraining set.
 
 Counts and imbalance as in the course, held-out images disjoint from the training ones, and a
-linear classifier on colour statistics far from solving the task (only shape and texture do).
+linear classifier on colour statistics far from solving the task (only the texture in the target
+colours does).
 """
 
 from __future__ import annotations
@@ -19,7 +20,11 @@ from toolkit.build import build_dataset
 from toolkit.plugins import PluginManager
 from toolkit.spec import load_spec
 from toolkit_plugins.datasets.patterns import DEFAULT_SHAPES, presence
-from toolkit_plugins.datasets.patterns_dataset import TEXTURES, PatternObjectsDataset, texture_pattern
+from toolkit_plugins.datasets.patterns_dataset import (
+    TEXTURES,
+    PatternObjectsDataset,
+    texture_pattern,
+)
 
 CONFIG = Path("configs/demo_finetune_classifier.yaml")
 
@@ -50,6 +55,50 @@ def test_images_depend_only_on_seed_and_index() -> None:
     assert a[5][1] == 0
     with pytest.raises(IndexError):
         a[6]
+
+
+def test_a_rendered_image_is_kept_and_handed_out_as_a_copy() -> None:
+    dataset = presence(positives=2, negatives=2, seed=7, image_size=32)
+    first, _ = dataset[1]
+    first.zero_()  # a caller that writes into its image must not change the kept one
+    again, _ = dataset[1]
+    rng = dataset.renderer.rng(1)
+    rendered = torch.from_numpy(dataset.renderer.render(rng, dataset.objects(1, rng)).image)
+    assert torch.equal(again, rendered) and again.any()
+    other = presence(positives=2, negatives=2, seed=7, image_size=32, object_size=(0.2, 0.3))
+    assert not torch.equal(other[1][0], again), "the kept image is keyed by every parameter"
+
+
+def test_only_the_target_wears_the_target_texture_in_the_target_colours() -> None:
+    dataset = presence(positives=60, negatives=60, seed=3)
+    for index in range(len(dataset)):
+        objects = dataset.objects(index, dataset.renderer.rng(index))
+        *distractors, last = objects
+        assert 1 <= len(distractors) <= 4
+        assert not any(o.target_colours and o.texture == "stripes" for o in distractors)
+        if dataset.label(index):
+            assert last == dataset.target
+        else:  # the decoy: the target's shape and colours, a texture covering as much
+            assert (last.shape, last.texture, last.target_colours) == ("ellipse", "checker", True)
+
+
+def test_pattern_objects_palette_classes_name_the_colours() -> None:
+    plain = PatternObjectsDataset(
+        task="classification", length=200, image_size=32, seed=4, shapes=DEFAULT_SHAPES
+    )
+    coloured = PatternObjectsDataset(
+        task="classification", length=200, image_size=32, seed=4, shapes=DEFAULT_SHAPES, palette=True
+    )
+    assert len(coloured.class_names) == 2 * len(plain.class_names) == 64
+    assert coloured.class_names[:2] == ["circle/stripes/other", "circle/stripes/yellow-black"]
+    shown = set()
+    for index in range(len(plain)):
+        image, label = plain[index]
+        same_image, coloured_label = coloured[index]
+        assert torch.equal(image, same_image), "palette changes the labels, not the images"
+        assert coloured.class_names[coloured_label].startswith(plain.class_names[label] + "/")
+        shown.add(coloured.class_names[coloured_label].rsplit("/", 1)[1])
+    assert shown == {"other", "yellow-black"}
 
 
 def _digests(dataset) -> set[str]:  # type: ignore[no-untyped-def]

@@ -252,3 +252,48 @@ def test_a_training_run_feeds_every_logger_and_survives_a_failing_one(tmp_path: 
     accuracy = [r["metrics"]["accuracy"] for r in records(run, "val")]
     assert [event.value for event in events.Scalars("val/accuracy")] == pytest.approx(accuracy)
     assert {"confusion", "val_predictions", "curves"} <= set(events.Tags()["images"])
+
+
+def test_plots_false_writes_the_figures_but_no_pictures(tmp_path: Path) -> None:
+    summary = train_spec(with_train(plots=False), tmp_path / "run")
+    assert not list((tmp_path / "run").glob("*.png")), "no curves, confusion or prediction grid"
+    assert "accuracy" in summary.final_metrics and records(tmp_path / "run", "val")
+    train_spec(CLASSIFIER, tmp_path / "plotted")
+    assert {p.name for p in (tmp_path / "plotted").glob("*.png")} >= {"curves.png", "val_predictions.png"}
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam", "adamw"])
+def test_the_fused_optimizer_steps_like_the_reference_loop(optimizer: str) -> None:
+    """build_optimizer fuses Adam(W) (SGD: foreach) on the CPU; the updates equal torch's for-loop ones."""
+    from toolkit.engine.optim import build_optimizer
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.LazyLinear(2))
+    model(torch.rand(2, 3, 8, 8))
+    reference = copy.deepcopy(model)
+    spec = load_spec(
+        {**CLASSIFIER, "train": {**CLASSIFIER["train"], "optimizer": {"type": optimizer, "lr": 0.01}}}
+    )
+    fused = build_optimizer(model, spec.train)
+    assert fused.defaults["fused" if optimizer != "sgd" else "foreach"] is True
+    groups = [
+        {**g, "params": [dict(reference.named_parameters())[n] for n in _names(model, g)]}
+        for g in fused.param_groups
+    ]
+    loop_type = type(fused)
+    loop = loop_type(
+        [{k: v for k, v in g.items() if k not in ("fused", "foreach")} for g in groups], foreach=False
+    )
+    for _ in range(3):
+        images = torch.rand(4, 3, 8, 8)
+        for net, opt in ((model, fused), (reference, loop)):
+            opt.zero_grad()
+            net(images).square().mean().backward()
+            opt.step()
+    for (name, a), b in zip(model.named_parameters(), reference.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def _names(model: nn.Module, group: dict[str, Any]) -> list[str]:
+    ids = {id(p) for p in group["params"]}
+    return [name for name, p in model.named_parameters() if id(p) in ids]

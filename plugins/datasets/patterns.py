@@ -1,7 +1,8 @@
 """Patterned-object datasets (the fine-tuning demo's world), registered without importing torch.
 
 `presence`: is the target (a shape and a texture in yellow and black, like a hornet) in the scene?
-`pattern_objects`: one object per image, classified by shape and texture (the pretraining task).
+`pattern_objects`: one object per image, classified by shape and texture, and optionally by whether
+it wears the target colours (the pretraining task); or scenes of them with boxes.
 """
 
 from __future__ import annotations
@@ -22,6 +23,11 @@ Texture = Literal["stripes", "checker", "spots", "solid"]
 DEFAULT_SHAPES = ["circle", "square", "triangle", "star", "diamond", "ellipse", "cross", "hexagon"]
 Side = Annotated[int, Field(ge=32, le=1024, description="side of the square images")]
 Seed = Annotated[int, Field(ge=0, description="image i depends only on (seed, i)")]
+ObjectSize = Annotated[
+    tuple[Annotated[float, Field(gt=0.05, le=0.9)], Annotated[float, Field(gt=0.05, le=0.9)]],
+    AfterValidator(ordered_pair),
+    Field(description="(min, max) object diameter as a fraction of the image side"),
+]
 
 
 def presence(
@@ -39,6 +45,7 @@ def presence(
         AfterValidator(ordered_pair),
         Field(description="(min, max) distractor objects per image"),
     ] = (1, 4),
+    object_size: ObjectSize = (0.3, 0.5),
 ) -> PresenceDataset:
     """Presence/absence of a striped yellow-and-black target among decoys, distractors and clutter."""
     from toolkit_plugins.datasets.patterns_dataset import PresenceDataset
@@ -59,6 +66,7 @@ def presence(
         target_texture=target_texture,
         shapes=shapes,
         distractors=distractors,
+        object_size=object_size,
     )
 
 
@@ -76,13 +84,13 @@ def pattern_objects(
         AfterValidator(ordered_pair),
         Field(description="detection: (min, max) objects per image"),
     ] = (1, 5),
-    object_size: Annotated[
-        tuple[Annotated[float, Field(gt=0.05, le=0.9)], Annotated[float, Field(gt=0.05, le=0.9)]],
-        AfterValidator(ordered_pair),
-        Field(description="(min, max) object diameter as a fraction of the image side"),
-    ] = (0.22, 0.42),
+    object_size: ObjectSize = (0.22, 0.42),
+    palette: Annotated[
+        bool,
+        Field(description="classes tell the target colours apart: 'shape/texture/yellow-black', '.../other'"),
+    ] = False,
 ) -> PatternObjectsDataset:
-    """Patterned objects among clutter; classes are every (shape, texture) pair, named 'shape/texture'."""
+    """Patterned objects among clutter; classes are every (shape, texture[, palette]) ('shape/texture')."""
     from toolkit_plugins.datasets.patterns_dataset import PatternObjectsDataset
 
     return PatternObjectsDataset(
@@ -93,6 +101,7 @@ def pattern_objects(
         shapes=shapes,
         objects=objects,
         object_size=object_size,
+        palette=palette,
     )
 
 

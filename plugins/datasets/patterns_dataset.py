@@ -4,20 +4,24 @@ The world: objects with a shape (from the shapes catalogue), a texture (stripes,
 solid) and two colours, on a smooth random background with clutter (lines and blobs), under
 random lighting (gain, offset, a gradient) and pixel noise.
 
-- `PresenceDataset`: is the target object (a shape *and* a texture, in the target colours, like
-  a hornet's striped abdomen) in the scene? Every scene holds distractors; a negative scene holds
-  a decoy in the target's place: the target colours and shape with another texture (for a share
-  1 - DECOY_SAME_SHAPE, the target texture on another shape instead), never both. Decoy and target
-  are drawn last, with the same size distribution, so colour statistics carry almost no signal.
-- `PatternObjectsDataset`: patterned objects labelled with their shape and texture (the broad
-  "pretraining" task of this world, the way ImageNet holds hornets among a thousand classes).
+- `PresenceDataset`: is the target object (a shape with a texture in the target colours, like a
+  hornet's striped abdomen) in the scene? Every scene holds distractors of any shape and texture,
+  some in the target colours but never with the target's texture; a negative scene holds a decoy
+  in the target's place: the target's shape and colours with another texture covering as much.
+  Decoy and target are drawn last, with the same size distribution, so colour statistics carry
+  almost no signal: only the texture in those colours tells.
+- `PatternObjectsDataset`: patterned objects labelled with their shape and texture, and with
+  `palette=True` also whether they wear the target colours (the broad "pretraining" task of this
+  world, the way ImageNet holds wasps and bees among a thousand classes).
 
-Image `i` depends only on (seed, i).
+Image `i` depends only on (seed, i); a presence image is rendered once per process (see
+`PRESENCE_CACHE`), since the fine-tuning demo reads the same images in fifteen runs.
 """
 
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -36,8 +40,9 @@ COLOUR_JITTER = 25
 OBJECT_SIZE = (0.3, 0.5)  # (min, max) object diameter as a fraction of the image side (log-uniform)
 TARGET_PALETTE_P = 0.4  # chance that a distractor wears the target's colours
 PLACEMENT_TRIES = 12
-DECOY_SAME_SHAPE = 1.0  # share of decoys with the target's shape (the rest: its texture)
 MIN_VISIBLE = 0.5  # detection: an object less visible than this (fraction of its area) is not labelled
+PALETTES = ("other", "yellow-black")  # pattern_objects(palette=True): the third part of a class name
+PRESENCE_CACHE = 16384  # rendered presence images kept per process (64 px: 12 KB each)
 
 
 @dataclass
@@ -211,6 +216,7 @@ class PresenceDataset(torch.utils.data.Dataset):
         target_texture: str,
         shapes: Sequence[str],
         distractors: tuple[int, int] = (1, 4),
+        object_size: tuple[float, float] = OBJECT_SIZE,
     ) -> None:
         self.positives, self.negatives = positives, negatives
         self.image_size = image_size
@@ -221,7 +227,8 @@ class PresenceDataset(torch.utils.data.Dataset):
         self.class_names = ["absent", "present"]
         self.category_ids = [0, 1]
         self.skipped: list[str] = []
-        self.renderer = PatternRenderer(image_size=image_size, seed=seed)
+        self.renderer = PatternRenderer(image_size=image_size, seed=seed, object_size=object_size)
+        self._key = (image_size, seed, self.target, tuple(self.shapes), *distractors, *object_size, positives)
 
     def __len__(self) -> int:
         return self.positives + self.negatives
@@ -239,35 +246,46 @@ class PresenceDataset(torch.utils.data.Dataset):
         return items
 
     def _distractor(self, rng: np.random.Generator) -> PatternObject:
+        """Any shape and texture; in the target colours, never with the target's texture."""
         while True:
             item = PatternObject(
                 self.shapes[int(rng.integers(len(self.shapes)))],
                 TEXTURES[int(rng.integers(len(TEXTURES)))],
                 bool(rng.random() < TARGET_PALETTE_P),
             )
-            if item != self.target:
+            if not (item.target_colours and item.texture == self.target.texture):
                 return item
 
     def _decoy(self, rng: np.random.Generator) -> PatternObject:
-        """The target colours with the target's shape or its texture (half-covering), not both."""
-        if rng.random() < DECOY_SAME_SHAPE:
-            textures = [t for t in ("stripes", "checker") if t != self.target.texture] or ["spots"]
-            return PatternObject(self.target.shape, textures[int(rng.integers(len(textures)))], True)
-        shapes = [s for s in self.shapes if s != self.target.shape]
-        return PatternObject(shapes[int(rng.integers(len(shapes)))], self.target.texture, True)
+        """The target's shape and colours with another texture that covers as much (stripes <-> checker)."""
+        textures = [t for t in ("stripes", "checker") if t != self.target.texture] or ["spots"]
+        return PatternObject(self.target.shape, textures[int(rng.integers(len(textures)))], True)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         index = int(index)
         label = self.label(index)
-        rng = self.renderer.rng(index)
-        return torch.from_numpy(self.renderer.render(rng, self.objects(index, rng)).image), label
+        key = (self._key, index)
+        image = _rendered.get(key)
+        if image is None:
+            rng = self.renderer.rng(index)
+            image = self.renderer.render(rng, self.objects(index, rng)).image
+            image.setflags(write=False)
+            _rendered[key] = image
+            if len(_rendered) > PRESENCE_CACHE:
+                _rendered.popitem(last=False)
+        return torch.from_numpy(image.copy()), label
+
+
+_rendered: OrderedDict[tuple[Any, int], np.ndarray] = OrderedDict()  # presence images, oldest first
 
 
 class PatternObjectsDataset(torch.utils.data.Dataset):
-    """Patterned objects among clutter, classed by (shape, texture): the broad pretraining task.
+    """Patterned objects among clutter, classed by (shape, texture[, palette]): the broad pretraining task.
 
     task "detection": scenes of `objects` (min, max) objects with boxes (an object less than
-    MIN_VISIBLE visible is not labelled); task "classification": one object per image.
+    MIN_VISIBLE visible is not labelled); task "classification": one object per image. Classes
+    are 'shape/texture', or with `palette` 'shape/texture/other' and 'shape/texture/yellow-black'
+    (the target colours, worn by a share TARGET_PALETTE_P of the objects).
     """
 
     def __init__(
@@ -280,13 +298,20 @@ class PatternObjectsDataset(torch.utils.data.Dataset):
         shapes: Sequence[str],
         objects: tuple[int, int] = (1, 5),
         object_size: tuple[float, float] = OBJECT_SIZE,
+        palette: bool = False,
     ) -> None:
         self.task = task
         self.length = length
         self.image_size = image_size
         self.shapes = list(shapes)
         self.objects = objects if task == "detection" else (1, 1)
-        self.class_names = [f"{shape}/{texture}" for shape in self.shapes for texture in TEXTURES]
+        self.palette = palette
+        self.class_names = [
+            f"{shape}/{texture}{f'/{colours}' if palette else ''}"
+            for shape in self.shapes
+            for texture in TEXTURES
+            for colours in (PALETTES if palette else ("",))
+        ]
         self.category_ids = list(range(len(self.class_names)))
         self.skipped: list[str] = []
         self.renderer = PatternRenderer(image_size=image_size, seed=seed, object_size=object_size)
@@ -301,12 +326,14 @@ class PatternObjectsDataset(torch.utils.data.Dataset):
             raise IndexError(f"index {index} out of range for a dataset of length {self.length}")
         rng = self.renderer.rng(index)
         count = int(rng.integers(self.objects[0], self.objects[1] + 1))
-        labels = rng.integers(0, len(self.class_names), count)
-        items = []
-        for label in labels:
-            shape, texture = self.class_names[int(label)].split("/")
-            items.append(PatternObject(shape, texture, bool(rng.random() < TARGET_PALETTE_P)))
-        return self.renderer.render(rng, items), labels.astype(np.int64)
+        kinds = rng.integers(0, len(self.shapes) * len(TEXTURES), count)
+        items, labels = [], []
+        for kind in kinds:
+            shape, texture = self.shapes[int(kind) // len(TEXTURES)], TEXTURES[int(kind) % len(TEXTURES)]
+            target_colours = bool(rng.random() < TARGET_PALETTE_P)
+            items.append(PatternObject(shape, texture, target_colours))
+            labels.append(int(kind) * 2 + int(target_colours) if self.palette else int(kind))
+        return self.renderer.render(rng, items), np.array(labels, dtype=np.int64)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, Any]:
         index = int(index)

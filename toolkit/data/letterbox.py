@@ -47,6 +47,8 @@ class Letterbox(v2.Transform):
 
     def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
         padding = params["padding"]
+        if params["scale"] == 1.0 and not any(padding):
+            return inpt  # already the input size
         if isinstance(inpt, (tv_tensors.BoundingBoxes, tv_tensors.KeyPoints)):
             scaled = _scale_points(inpt, params["scale"], params["resized"])
             return F.pad(scaled, padding=padding)

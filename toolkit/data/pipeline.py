@@ -132,7 +132,7 @@ class ProcessedDataset(Dataset):
         )
         target["orig_size"] = torch.tensor([height, width])
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(sample_seed(self.seed, epoch, index))
+            torch.default_generator.manual_seed(sample_seed(self.seed, epoch, index))  # CPU only: cheap
             image, target = run_transforms(self.transform, tv_tensors.Image(image), target, index=index)
         if tuple(image.shape[-2:]) != self.input_size:
             raise DataError(

@@ -542,7 +542,8 @@ class Trainer:
             return self.val_loader is None and self.context.is_main
         started = time.time()
         metrics = evaluate(
-            self.evaluated_model, self.val_loader, self.context.device, out_dir=self.out_dir,
+            self.evaluated_model, self.val_loader, self.context.device,
+            out_dir=self.out_dir if self.config.plots else None,
             channels_last=self.config.channels_last, show_progress=self.show_progress,
         )  # fmt: skip
         self.final_metrics = self.epoch_metrics = metrics
@@ -570,7 +571,7 @@ class Trainer:
         for key, name in {**written, "results": "results.csv"}.items():
             if (self.out_dir / name).exists():
                 files[key] = str(self.out_dir / name)
-        curves = plot_curves(self.history, self.out_dir / "curves.png")
+        curves = plot_curves(self.history, self.out_dir / "curves.png") if self.config.plots else None
         if curves is not None:
             files["curves"] = str(curves)
             self.loggers.log_image("curves", curves, step=self.step)

@@ -148,6 +148,10 @@ class TrainSpec(StrictModel):
         default=False,
         description="also write best.safetensors (weights, spec in its metadata); needs toolkit[safetensors]",
     )
+    plots: bool = Field(
+        default=True,
+        description="write the evaluation plots, the prediction grid and curves.png (false: figures only)",
+    )
     loggers: list[ComponentSpec] = Field(
         default_factory=_default_loggers,
         description="run loggers (jsonl: metrics.jsonl, csv: results.csv, tensorboard, plugins)",
