@@ -17,7 +17,6 @@ FIXTURE_PLUGINS = Path(__file__).resolve().parent / "plugin_fixtures"
 #: (`--dist loadfile`) in collection order, and a long file started last would finish alone.
 SCHEDULED_FIRST = (
     "test_demo.py",
-    "test_finetune_comparison.py",
     "test_hostile_runs.py",
     "test_export.py",
     "test_attack_cli.py",

@@ -1,4 +1,5 @@
-"""`toolkit demo`: the fine-tuning comparison runs; the shortened main job reaches an AP50 floor."""
+"""`toolkit demo`: the shortened fine-tuning comparison keeps the course's ordering; the shortened main job
+reaches an AP50 floor (one file: xdist runs these two long tests one after the other)."""
 
 from __future__ import annotations
 
@@ -6,43 +7,63 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
-import torchvision
 from conftest import run_cli
 
+SHAPES = ["ellipse", "square"]
+CLASSES = [
+    f"{shape}/{texture}/{colours}"
+    for shape in SHAPES
+    for texture in ("stripes", "checker", "spots", "solid")
+    for colours in ("other", "yellow-black")
+]
+PRETRAIN = [
+    "data.train.length=20000",
+    "data.val.length=200",
+    f"data.train.shapes=[{', '.join(SHAPES)}]",
+    f"data.val.shapes=[{', '.join(SHAPES)}]",
+    f"model.class_names=[{', '.join(CLASSES)}]",
+]
+SHORT = ["--seeds", "1", "data.train.positives=520", "data.train.negatives=920"]
+# measured on this shortened setting: from scratch 0.500, frozen 0.598, unfrozen 0.740 balanced accuracy
+# (the full demo: 0.502 / 0.853 / 0.966, docs/training.md)
+UNFROZEN_FLOOR, FROZEN_FLOOR = 0.65, 0.55
 
-def test_finetune_demo_compares_five_rows_over_seeds(tmp_path: Path) -> None:
-    """The comparison in miniature: every row over two seeds, the table, results.json, the PR curve."""
-    weights = tmp_path / "backbone.pt"
-    torch.manual_seed(0)
-    torch.save(torchvision.models.resnet18(weights=None).state_dict(), weights)
-    out = tmp_path / "demo"
+
+def test_finetune_comparison_shortened_keeps_the_course_ordering(tmp_path: Path) -> None:
+    """The demo's pretraining on two shapes (16 classes, 20,000 images, about 2 minutes), then every
+    row for one seed on half the training images: pretrained beats scratch, unfrozen beats frozen;
+    the table, results.json, the PR curve and the one kept checkpoint."""
+    pretrain = tmp_path / "pretrain"
     result = run_cli(
-        "demo", "--finetune", "--out", str(out), "--weights", str(weights), "--seeds", "2",
-        "data.train.positives=8", "data.train.negatives=8", "data.val.positives=6", "data.val.negatives=10",
-        "data.batch_size=8", "train.threads=2",
+        "train", "configs/demo_pretrain_patterns.yaml", "--out", str(pretrain), "--no-progress", *PRETRAIN,
+        timeout=900,
     )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = tmp_path / "demo"
+    weights = pretrain / "best.pt"
+    result = run_cli("demo", "--finetune", "--out", str(out), "--weights", str(weights), *SHORT, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     results = json.loads((out / "finetune" / "results.json").read_text())
     rows = {row["variant"]: row for row in results["rows"]}
-    best = results["best"]
     names = ["from scratch", "frozen (linear probe)", "unfrozen", "unfrozen, backbone lr x0.1"]
-    assert list(rows) == [*names, f"{best}, no augmentation"]
+    assert list(rows) == [*names, f"{results['best']}, no augmentation"]
     assert rows["frozen (linear probe)"]["trainable_parameters"] == 1026, "linear probe: only the head trains"
     assert rows["unfrozen"]["trainable_parameters"] == 11_177_538
-    for row in rows.values():
-        assert len(row["balanced_accuracy"]) == len(row["f1_present"]) == 2, "one value per seed"
-        assert all(0.0 <= v <= 1.0 for v in row["balanced_accuracy"])
-        assert row["balanced_accuracy_mean"] == pytest.approx(sum(row["balanced_accuracy"]) / 2)
-    assert rows[f"{best}, no augmentation"]["overrides"][-1] == "data.augment=[{type: resize}]"
-    assert (
-        max(rows[name]["balanced_accuracy_mean"] for name in list(rows)[:4])
-        == rows[best]["balanced_accuracy_mean"]
+    assert rows[f"{results['best']}, no augmentation"]["overrides"][-1] == "data.augment=[{type: resize}]"
+    accuracy = {name: row["balanced_accuracy_mean"] for name, row in rows.items()}
+    scratch, frozen, unfrozen = (
+        accuracy["from scratch"],
+        accuracy["frozen (linear probe)"],
+        accuracy["unfrozen"],
     )
+    assert unfrozen >= UNFROZEN_FLOOR and frozen >= FROZEN_FLOOR, accuracy
+    assert scratch < frozen < unfrozen and unfrozen - scratch >= 0.15, accuracy
+    assert results["best"] == "unfrozen" and results["weights"] == str(weights)
     assert (out / "finetune" / "pr_curve.png").is_file() and 0.0 <= results["best_threshold"] <= 1.0
-    assert Path(results["best_model"]).is_file(), "the best row's first model is kept (the model to attack)"
     kept = list((out / "finetune").rglob("*.pt"))
-    assert kept == [Path(results["best_model"])], "the other runs' checkpoints are dropped"
+    assert kept == [Path(results["best_model"])], (
+        "only the best row's first model is kept (the model to attack)"
+    )
     assert "± " in result.stdout and "F1 (present)" in result.stdout
 
 
@@ -71,3 +92,16 @@ def test_shortened_demo_reaches_the_ap50_floor(tmp_path: Path) -> None:
 # (3 x 2000 images) reaches AP50 0.77 / AP 0.51 in 536 s
 SHORT_DEMO = ["data.train.length=600", "data.val.length=100"]
 AP50_FLOOR = 0.3
+
+
+def test_a_rows_spread_is_the_mean_and_sample_std_over_seeds() -> None:
+    from toolkit.engine.finetune_demo import RowResult, Variant
+
+    row = RowResult(Variant("unfrozen", ()), balanced_accuracy=[0.9, 0.8, 1.0], f1=[0.5, 0.7, 0.6])
+    summary = row.as_dict()
+    assert summary["balanced_accuracy_mean"] == pytest.approx(0.9)
+    assert summary["balanced_accuracy_std"] == pytest.approx(0.1)  # sample std (n - 1)
+    assert summary["f1_present_mean"] == pytest.approx(0.6) and summary["f1_present_std"] == pytest.approx(
+        0.1
+    )
+    assert RowResult(Variant("one seed", ())).as_dict()["balanced_accuracy_std"] == 0.0
