@@ -9,7 +9,7 @@ drawn from other seeds, trainable parameters and time. The best row also gets a 
 curve and the threshold that maximizes F1.
 
 The pretrained backbone comes from `--weights FILE` or from `configs/demo_pretrain_patterns.yaml`,
-trained once (a few minutes) and kept in OUT/pretrain/best.pt.
+trained once (about 15 minutes on two cores) and kept in OUT/pretrain/best.pt.
 """
 
 from __future__ import annotations
