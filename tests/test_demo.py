@@ -9,13 +9,12 @@ from pathlib import Path
 import pytest
 from conftest import run_cli
 
+from toolkit_plugins.datasets.patterns_dataset import PatternObjectsDataset
+
 SHAPES = ["ellipse", "square"]
-CLASSES = [
-    f"{shape}/{texture}/{colours}"
-    for shape in SHAPES
-    for texture in ("stripes", "checker", "spots", "solid")
-    for colours in ("other", "yellow-black")
-]
+CLASSES = PatternObjectsDataset(
+    task="classification", length=1, image_size=32, seed=0, shapes=SHAPES, palette=True
+).class_names
 PRETRAIN = [
     "data.train.length=20000",
     "data.val.length=200",

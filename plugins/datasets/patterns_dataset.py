@@ -332,7 +332,7 @@ class PatternObjectsDataset(torch.utils.data.Dataset):
             shape, texture = self.shapes[int(kind) // len(TEXTURES)], TEXTURES[int(kind) % len(TEXTURES)]
             target_colours = bool(rng.random() < TARGET_PALETTE_P)
             items.append(PatternObject(shape, texture, target_colours))
-            labels.append(int(kind) * 2 + int(target_colours) if self.palette else int(kind))
+            labels.append(int(kind) * len(PALETTES) + int(target_colours) if self.palette else int(kind))
         return self.renderer.render(rng, items), np.array(labels, dtype=np.int64)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, Any]:
