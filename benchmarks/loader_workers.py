@@ -13,12 +13,10 @@ import argparse
 import json
 import os
 import tempfile
-import time
 from pathlib import Path
 
-import torch
+from trainer_overhead import toolkit_loop  # benchmarks/ is the script's folder, on sys.path
 
-from toolkit.engine.trainer import Trainer
 from toolkit.spec import load_spec
 
 REPO = Path(__file__).resolve().parents[1]
@@ -36,12 +34,7 @@ def epoch_images_per_s(workers: int, images: int, threads: int, out: Path) -> fl
             "train.epochs=1",
         ],
     )
-    torch.manual_seed(0)
-    trainer = Trainer(spec, out_dir=out, show_progress=False)
-    trainer._setup()
-    start = time.perf_counter()
-    seen, _ = trainer._train_epoch()
-    return seen / (time.perf_counter() - start)
+    return toolkit_loop(spec, out)
 
 
 def main() -> None:
