@@ -304,3 +304,40 @@ def test_bad_objectives_are_named(
     images, targets = _batch()
     with pytest.raises(ToolkitError, match=message):
         FGSM(eps=0.01, objective=objective, target_class=target_class)(classifier, images, targets)
+
+
+def test_a_limited_attack_spreads_its_images_over_the_split() -> None:
+    """A split sorted by class (the presence scenes: positives first) gives every class."""
+    from toolkit.attacks.run import spread_indices
+
+    assert spread_indices(600, 200)[:4] == [0, 3, 6, 9] and spread_indices(600, 200)[-1] == 597
+    assert spread_indices(10, 3) == [0, 3, 6] and spread_indices(10, 10) is None
+    assert spread_indices(10, None) is None and len(set(spread_indices(7, 6))) == 6
+
+
+def test_attack_batches_take_the_spread_images() -> None:
+    from toolkit.attacks.run import batches
+    from toolkit.build import build_processed_dataset
+
+    spec = load_spec(
+        {
+            "model": {
+                "backbone": {"type": "resnet18", "pretrained": "none"},
+                "head": {"type": "classification"},
+                "input_size": 32,
+                "class_names": ["absent", "present"],
+            },
+            "data": {
+                "train": {"type": "shapes", "task": "classification", "length": 8, "image_size": 32},
+                "val": {"type": "shapes", "task": "classification", "length": 12, "image_size": 32},
+                "augment": [{"type": "resize"}],
+                "batch_size": 3,
+            },
+        },
+        plugins=PLUGINS,
+    )
+    classifier = build_model(spec, plugins=PLUGINS)
+    kept = batches(spec, classifier, "val", plugins=PLUGINS, limit=4, batch_size=None)
+    images = torch.cat([batch.images for batch in kept])
+    dataset = build_processed_dataset(spec, classifier, "val", train=False, plugins=PLUGINS)
+    assert torch.equal(images, torch.stack([dataset[(i, 0)].image for i in (0, 3, 6, 9)]))

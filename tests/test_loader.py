@@ -100,6 +100,12 @@ def test_sampler_shards_cover_the_dataset_once() -> None:
     assert sorted(single) == list(range(10))
 
 
+def test_a_sampler_over_indices_yields_only_those() -> None:
+    assert [i for i, _ in EpochSampler(10, shuffle=False, indices=[0, 4, 8])] == [0, 4, 8]
+    shuffled = [i for i, _ in EpochSampler(10, shuffle=True, seed=1, indices=[0, 4, 8])]
+    assert sorted(shuffled) == [0, 4, 8] and len(EpochSampler(10, shuffle=True, indices=[2, 3])) == 2
+
+
 def test_missing_resize_is_reported(spec, model, manager: PluginManager) -> None:  # type: ignore[no-untyped-def]
     from toolkit.errors import DataError
 

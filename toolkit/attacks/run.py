@@ -119,31 +119,36 @@ def batches(
     limit: int | None,
     batch_size: int | None,
 ) -> list[Any]:
-    """The split's batches (model preprocessing, encoded targets), up to `limit` images, in memory."""
+    """The split's batches (model preprocessing, encoded targets), in memory: every image, or with
+    `limit` that many evenly spaced over the split (a split sorted by class still gives every class)."""
     if split == "val" and spec.data is not None and spec.data.val is None:
         raise ToolkitError(f"{spec.source}: data.val is missing; add a validation dataset to attack")
     dataset = build_processed_dataset(spec, model, split, train=False, plugins=plugins)
     assert spec.data is not None
-    loader = make_loader(dataset, spec.data, shuffle=False, batch_size=batch_size, num_workers=0)
-    kept, count = [], 0
+    loader = make_loader(
+        dataset,
+        spec.data,
+        shuffle=False,
+        batch_size=batch_size,
+        num_workers=0,
+        indices=spread_indices(len(dataset), limit),
+    )
+    kept = []
     for batch in loader:
         if batch.error is not None:
             raise batch.error
-        if not len(batch):
-            continue
-        if limit is not None and count + len(batch) > limit:
-            batch = type(batch)(
-                batch.images[: limit - count],
-                {k: v[: limit - count] for k, v in batch.targets.items()},
-                batch.meta[: limit - count],
-            )
-        kept.append(batch)
-        count += len(batch)
-        if limit is not None and count >= limit:
-            break
+        if len(batch):
+            kept.append(batch)
     if not kept:
         raise ToolkitError(f"data.{split} gave no images to attack")
     return kept
+
+
+def spread_indices(length: int, limit: int | None) -> list[int] | None:
+    """`limit` indices evenly spaced over range(length) (the first is 0); None when all are taken."""
+    if limit is None or limit >= length:
+        return None
+    return [position * length // limit for position in range(limit)]
 
 
 def run_attack_on(

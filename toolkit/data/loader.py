@@ -26,12 +26,23 @@ from toolkit.spec import DataSpec
 
 
 class EpochSampler(Sampler[tuple[int, int]]):
-    """Yields (index, epoch); shuffled by (seed, epoch); sharded across `world_size` ranks."""
+    """Yields (index, epoch); shuffled by (seed, epoch); sharded across `world_size` ranks.
+
+    With `indices`, only those dataset indices (in that order unless shuffled); `length` is then
+    their number."""
 
     def __init__(
-        self, length: int, *, shuffle: bool, seed: int = 0, rank: int = 0, world_size: int = 1
+        self,
+        length: int,
+        *,
+        shuffle: bool,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        indices: Sequence[int] | None = None,
     ) -> None:
-        self.length = length
+        self.indices = None if indices is None else list(indices)
+        self.length = length if self.indices is None else len(self.indices)
         self.shuffle = shuffle
         self.seed = seed
         self.rank = rank
@@ -50,6 +61,8 @@ class EpochSampler(Sampler[tuple[int, int]]):
             order = torch.randperm(self.length, generator=generator).tolist()
         else:
             order = list(range(self.length))
+        if self.indices is not None:
+            order = [self.indices[position] for position in order]
         if self.world_size > 1:
             total = len(self) * self.world_size
             order = (order * math.ceil(total / max(1, len(order))))[:total]  # pad by repeating
@@ -136,14 +149,18 @@ def make_loader(
     device: torch.device | str = "cpu",
     batch_size: int | None = None,
     num_workers: int | None = None,
+    indices: Sequence[int] | None = None,
 ) -> DataLoader:
-    """A ToolkitLoader over `dataset` with the spec's batch size, workers and memory pinning."""
+    """A ToolkitLoader over `dataset` (or only its `indices`) with the spec's batch size, workers and
+    memory pinning."""
     workers = data.num_workers if num_workers is None else num_workers
     pin = data.pin_memory if data.pin_memory is not None else torch.device(device).type == "cuda"
     return ToolkitLoader(
         dataset,
         batch_size=batch_size or data.batch_size,
-        sampler=EpochSampler(len(dataset), shuffle=shuffle, seed=data.seed, rank=rank, world_size=world_size),
+        sampler=EpochSampler(
+            len(dataset), shuffle=shuffle, seed=data.seed, rank=rank, world_size=world_size, indices=indices
+        ),
         collate_fn=collate,
         num_workers=workers,
         pin_memory=pin,

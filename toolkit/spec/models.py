@@ -148,7 +148,9 @@ class AttackSpec(StrictModel):
 
     method: ComponentSpec = Field(description="the attack: fgsm, pgd, patch or a plugin's")
     split: Literal["val", "train"] = Field(default="val", description="the data split attacked")
-    max_images: int | None = Field(default=None, ge=1, description="attack at most this many images")
+    max_images: int | None = Field(
+        default=None, ge=1, description="attack at most this many images, evenly spaced over the split"
+    )
     batch_size: int | None = Field(default=None, ge=1, le=4096, description="default: data.batch_size")
     examples: int = Field(default=6, ge=0, le=64, description="images shown in examples.png")
     score_threshold: float = Field(
