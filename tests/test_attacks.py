@@ -15,25 +15,25 @@ from toolkit.attacks.objectives import attack_mode, resolve_objective
 from toolkit.build import build_model
 from toolkit.errors import ToolkitError
 from toolkit.plugins import PluginManager
-from toolkit.spec import load_spec
+from toolkit.spec import Spec, load_spec
 from toolkit_plugins.attacks.gradient_attacks import FGSM, PGD
 from toolkit_plugins.attacks.patch_attack import PatchAttack
 
 PLUGINS = PluginManager()
 
 
+def _spec(head: dict, class_names: list[str], size: int = 32, **sections: dict) -> Spec:
+    model = {
+        "backbone": {"type": "resnet18", "pretrained": "none"},
+        "head": head,
+        "input_size": size,
+        "class_names": class_names,
+    }
+    return load_spec({"model": model, **sections}, plugins=PLUGINS)
+
+
 def _model(head: dict, class_names: list[str], size: int = 32) -> torch.nn.Module:
-    spec = load_spec(
-        {
-            "model": {
-                "backbone": {"type": "resnet18", "pretrained": "none"},
-                "head": head,
-                "input_size": size,
-                "class_names": class_names,
-            }
-        },
-        plugins=PLUGINS,
-    )
+    spec = _spec(head, class_names, size)
     torch.manual_seed(0)
     model = build_model(spec, plugins=PLUGINS)
     with torch.no_grad():  # BatchNorm statistics that are not the identity, so a change would show
@@ -319,23 +319,10 @@ def test_attack_batches_take_the_spread_images() -> None:
     from toolkit.attacks.run import batches
     from toolkit.build import build_processed_dataset
 
-    spec = load_spec(
-        {
-            "model": {
-                "backbone": {"type": "resnet18", "pretrained": "none"},
-                "head": {"type": "classification"},
-                "input_size": 32,
-                "class_names": ["absent", "present"],
-            },
-            "data": {
-                "train": {"type": "shapes", "task": "classification", "length": 8, "image_size": 32},
-                "val": {"type": "shapes", "task": "classification", "length": 12, "image_size": 32},
-                "augment": [{"type": "resize"}],
-                "batch_size": 3,
-            },
-        },
-        plugins=PLUGINS,
-    )
+    shapes = {"type": "shapes", "task": "classification", "image_size": 32}
+    data = {"train": {**shapes, "length": 8}, "val": {**shapes, "length": 12}, "batch_size": 3}
+    data["augment"] = [{"type": "resize"}]
+    spec = _spec({"type": "classification"}, ["absent", "present"], data=data)
     classifier = build_model(spec, plugins=PLUGINS)
     kept = batches(spec, classifier, "val", plugins=PLUGINS, limit=4, batch_size=None)
     images = torch.cat([batch.images for batch in kept])
