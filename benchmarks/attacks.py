@@ -11,14 +11,14 @@
 - `detector` (needs the detection demo's model: `--detector CKPT`, default OUT/detection/best.pt):
   vanishing PGD-10 at eps 8/255, relative AP50 drop (goal >= 0.80); the untargeted objective's drop
   alongside.
-
-Held-out images are `--images` evenly spaced over the validation split (every class of a split
-sorted by class).
 - `adversarial_training` (with `--adversarial-training`; trains two classifiers with the demo recipe):
   robust accuracy at 4/255 and 8/255 (PGD-10) and clean accuracy, with and without
   `train.adversarial`. Goals: robust accuracy at 4/255 up >= 0.30, clean accuracy down <= 0.10.
 
 A part whose model is missing is reported as skipped with the command that makes it.
+
+Held-out images are `--images` evenly spaced over the validation split (every class of a split
+sorted by class).
 """
 
 from __future__ import annotations
@@ -128,7 +128,7 @@ def classifier_goals(checkpoint: Path, plugins: PluginManager, images: int) -> d
         "pgd10_eps8_success": pgd["success_rate"],
         "pgd10_eps8_goal": ">= 0.90",
         "pgd10_met": pgd["success_rate"] >= 0.90,
-        "patch_fraction_max": 0.1,
+        "patch_fraction_max": PATCH["area"],
     }
     # one patch per target class: `present` makes the target appear (Brown et al.'s setting),
     # `absent` hides it (the patch must land on the target); full size, upright, random places
