@@ -101,6 +101,31 @@ def test_pattern_objects_palette_classes_name_the_colours() -> None:
     assert shown == {"other", "yellow-black"}
 
 
+def test_pattern_objects_with_chosen_textures_draws_only_those() -> None:
+    dataset = PatternObjectsDataset(
+        task="classification", length=60, image_size=32, seed=5, shapes=["ellipse", "square"],
+        textures=["stripes", "checker"], palette=True,
+    )  # fmt: skip
+    assert dataset.class_names[:4] == [
+        "ellipse/stripes/other", "ellipse/stripes/yellow-black",
+        "ellipse/checker/other", "ellipse/checker/yellow-black",
+    ]  # fmt: skip
+    assert len(dataset.class_names) == 8
+    drawn = set()
+    for index in range(len(dataset)):
+        (item,), (label,) = dataset.drawn_objects(dataset.renderer.rng(index))
+        assert dataset.class_names[label] == "/".join(
+            [item.shape, item.texture, "yellow-black" if item.target_colours else "other"]
+        )
+        assert dataset[index][1] == label
+        drawn.add(item.texture)
+    assert drawn == {"stripes", "checker"}
+    everything = PatternObjectsDataset(
+        task="classification", length=4, image_size=32, seed=5, shapes=["ellipse"]
+    )
+    assert everything.textures == ["stripes", "checker", "spots", "solid"], "the default: all four"
+
+
 def _digests(dataset) -> set[str]:  # type: ignore[no-untyped-def]
     return {hashlib.sha1(dataset[i][0].numpy().tobytes()).hexdigest() for i in range(len(dataset))}
 

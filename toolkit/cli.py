@@ -483,17 +483,22 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _cmd_attack(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from toolkit.attacks.command import print_report, run_attack_command
-    from toolkit.loading import is_checkpoint, load_target
+    from toolkit.attacks.sweep import parse_sweep
+    from toolkit.errors import ToolkitError
+    from toolkit.loading import is_checkpoint
 
     target = Path(args.checkpoint or args.target)
     name = f"{target.parent.name}_{target.stem}" if is_checkpoint(target) else target.stem
     out = Path(args.out) if args.out else Path("runs") / "attack" / name
     check_output_dir(out, "--out")
     if args.onnx and not Path(args.onnx).is_file():
-        from toolkit.errors import ToolkitError
-
         raise ToolkitError(f"--onnx {args.onnx!r} not found; export one with 'toolkit export'")
+    if args.sweep:
+        parse_sweep(args.sweep)  # a typo fails before torch is imported
+
+    from toolkit.attacks.command import print_report, run_attack_command
+    from toolkit.loading import load_target
+
     model, spec, _ = load_target(args.target, args.checkpoint, args.overrides, args.manager)
     report = run_attack_command(
         spec,

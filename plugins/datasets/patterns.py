@@ -20,6 +20,17 @@ if TYPE_CHECKING:
     from toolkit_plugins.datasets.patterns_dataset import PatternObjectsDataset, PresenceDataset
 
 Texture = Literal["stripes", "checker", "spots", "solid"]
+
+
+def _distinct_textures(names: list[str]) -> list[str]:
+    if not names:
+        raise ValueError("name at least one texture: stripes, checker, spots, solid")
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise ValueError(f"textures listed twice: {', '.join(duplicates)}")
+    return names
+
+
 DEFAULT_SHAPES = ["circle", "square", "triangle", "star", "diamond", "ellipse", "cross", "hexagon"]
 Side = Annotated[int, Field(ge=32, le=1024, description="side of the square images")]
 Seed = Annotated[int, Field(ge=0, description="image i depends only on (seed, i)")]
@@ -79,6 +90,11 @@ def pattern_objects(
     image_size: Side = 64,
     seed: Seed = 0,
     shapes: ShapeNames = DEFAULT_SHAPES,
+    textures: Annotated[
+        list[Texture],
+        AfterValidator(_distinct_textures),
+        Field(description="texture classes (default all four)"),
+    ] = ["stripes", "checker", "spots", "solid"],  # noqa: B006 (pydantic copies it)
     objects: Annotated[
         tuple[Annotated[int, Field(ge=1, le=20)], Annotated[int, Field(ge=1, le=20)]],
         AfterValidator(ordered_pair),
@@ -99,6 +115,7 @@ def pattern_objects(
         image_size=image_size,
         seed=seed,
         shapes=shapes,
+        textures=textures,
         objects=objects,
         object_size=object_size,
         palette=palette,

@@ -296,6 +296,7 @@ class PatternObjectsDataset(torch.utils.data.Dataset):
         image_size: int,
         seed: int,
         shapes: Sequence[str],
+        textures: Sequence[str] = TEXTURES,
         objects: tuple[int, int] = (1, 5),
         object_size: tuple[float, float] = OBJECT_SIZE,
         palette: bool = False,
@@ -304,12 +305,13 @@ class PatternObjectsDataset(torch.utils.data.Dataset):
         self.length = length
         self.image_size = image_size
         self.shapes = list(shapes)
+        self.textures = list(textures)
         self.objects = objects if task == "detection" else (1, 1)
         self.palette = palette
         self.class_names = [
             f"{shape}/{texture}{f'/{colours}' if palette else ''}"
             for shape in self.shapes
-            for texture in TEXTURES
+            for texture in self.textures
             for colours in (PALETTES if palette else ("",))
         ]
         self.category_ids = list(range(len(self.class_names)))
@@ -325,15 +327,21 @@ class PatternObjectsDataset(torch.utils.data.Dataset):
         if not 0 <= index < self.length:
             raise IndexError(f"index {index} out of range for a dataset of length {self.length}")
         rng = self.renderer.rng(index)
+        items, labels = self.drawn_objects(rng)
+        return self.renderer.render(rng, items), np.array(labels, dtype=np.int64)
+
+    def drawn_objects(self, rng: np.random.Generator) -> tuple[list[PatternObject], list[int]]:
+        """The objects of one scene, drawn from `rng` (the scene's own), and their class labels."""
         count = int(rng.integers(self.objects[0], self.objects[1] + 1))
-        kinds = rng.integers(0, len(self.shapes) * len(TEXTURES), count)
+        kinds = rng.integers(0, len(self.shapes) * len(self.textures), count)
         items, labels = [], []
         for kind in kinds:
-            shape, texture = self.shapes[int(kind) // len(TEXTURES)], TEXTURES[int(kind) % len(TEXTURES)]
+            shape = self.shapes[int(kind) // len(self.textures)]
+            texture = self.textures[int(kind) % len(self.textures)]
             target_colours = bool(rng.random() < TARGET_PALETTE_P)
             items.append(PatternObject(shape, texture, target_colours))
             labels.append(int(kind) * len(PALETTES) + int(target_colours) if self.palette else int(kind))
-        return self.renderer.render(rng, items), np.array(labels, dtype=np.int64)
+        return items, labels
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, Any]:
         index = int(index)

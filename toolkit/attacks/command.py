@@ -18,9 +18,9 @@ from toolkit.attacks.run import (
     batches,
     build_attack,
     objective_of,
-    parse_sweep,
     run_attack_on,
 )
+from toolkit.attacks.sweep import parse_sweep
 from toolkit.data.preview import to_uint8, write_preview
 from toolkit.errors import ToolkitError
 from toolkit.model import ToolkitModel

@@ -65,6 +65,7 @@ def run_export(
     **given: Any,
 ) -> list[str]:
     """Export as the spec's `export:` section and the command line say; returns the report lines."""
+    export_options(None, **given)  # the command line's own contradictions, before torch is imported
     from toolkit.export.onnx_export import export_onnx
     from toolkit.export.verify import verify_export
 
