@@ -421,8 +421,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from toolkit.engine.evaluation_run import evaluate_checkpoint
-    from toolkit.engine.report import format_metrics
     from toolkit.errors import ToolkitError
     from toolkit.loading import checkpoint_spec, is_checkpoint
     from toolkit.spec import load_spec
@@ -440,6 +438,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
                 "checkpoint alone (toolkit eval runs/.../best.pt) to use the spec it carries"
             )
         spec = load_spec(args.spec, args.overrides, plugins=args.manager)
+    from toolkit.engine.evaluation_run import evaluate_checkpoint  # torch: after the user's mistakes
+    from toolkit.engine.report import format_metrics
+
     metrics, names = evaluate_checkpoint(
         spec,
         checkpoint,
@@ -460,9 +461,13 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    config = Path(args.config) if args.config else None
+    if args.weights and not Path(args.weights).is_file():
+        from toolkit.errors import ToolkitError
+
+        raise ToolkitError(f"--weights {args.weights!r} not found; pass a weights file or leave it out")
     from toolkit.engine.demo import run_detection_demo
 
-    config = Path(args.config) if args.config else None
     if args.finetune:
         from toolkit.engine.finetune_demo import run_finetune_demo
 
@@ -584,7 +589,6 @@ def _cmd_data_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_data_preview(args: argparse.Namespace) -> int:
-    from toolkit.data.preview import preview_grid, write_preview
     from toolkit.spec import load_spec
 
     if args.count < 1:
@@ -593,6 +597,8 @@ def _cmd_data_preview(args: argparse.Namespace) -> int:
         raise ToolkitError(f"-n must be at least 1, got {args.count}")
     check_output_file(args.output, "-o", example="preview.png")
     spec = load_spec(args.spec, args.overrides, plugins=args.manager)
+    from toolkit.data.preview import preview_grid, write_preview
+
     grid = preview_grid(spec, split=args.split, count=args.count, plugins=args.manager)
     path = write_preview(grid, args.output)
     print(f"wrote {path}")
