@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import warnings
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from torch import nn
 from toolkit.contracts import IMAGENET_NORMALIZATION, FeatureInfo, FeatureLevel
 from toolkit.errors import ToolkitError
 from toolkit.weights import load_pretrained
+from toolkit_plugins.backbones.centre_tap import CentreTapConv2d
 from toolkit_plugins.backbones.resnet import ResNetParams, _input_multiple
 from toolkit_plugins.backbones.resnet_modules import ResNetBackbone
 
@@ -392,3 +394,57 @@ def test_imagenet_weights_load_through_toolkit_weights(
     del state["conv1.weight"]
     with pytest.warns(UserWarning, match=r"torchvision ResNet18_Weights\.IMAGENET1K_V1.*'conv1\.weight'"):
         ResNetBackbone(18, pretrained="imagenet")
+
+
+def _plain_copy(backbone: ResNetBackbone) -> ResNetBackbone:
+    """The same backbone with every convolution back to a plain `nn.Conv2d`."""
+    plain = copy.deepcopy(backbone)
+    for module in plain.modules():
+        if isinstance(module, CentreTapConv2d):
+            module.__class__ = nn.Conv2d
+    return plain
+
+
+@pytest.mark.parametrize("depth", [18, 50])
+def test_centre_tap_training_equals_the_plain_3x3_convolutions(depth: int) -> None:
+    """On 32 x 32 images stage 4 runs on 1x1 maps: outputs and every gradient as with nn.Conv2d."""
+    torch.manual_seed(0)
+    backbone = ResNetBackbone(depth).train()
+    turned = sum(isinstance(m, CentreTapConv2d) for m in backbone.modules())
+    assert turned == 16, "every 3x3 convolution: 8 blocks x 2, or 16 bottlenecks x 1 (stem, 1x1s stay)"
+    plain = _plain_copy(backbone).train()
+    assert not any(isinstance(m, CentreTapConv2d) for m in plain.modules())
+    images = torch.randn(8, 3, 32, 32)
+    outputs = [model.forward_levels(images) for model in (backbone, plain)]
+    assert outputs[0][-1].shape[-2:] == (1, 1)
+    for ours, theirs in zip(*outputs, strict=True):
+        torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-5)
+    for levels in outputs:
+        sum(level.square().mean() for level in levels).backward()
+    for (name, ours), theirs in zip(backbone.named_parameters(), plain.parameters(), strict=True):
+        error = (ours.grad - theirs.grad).norm() / theirs.grad.norm()
+        assert error < 1e-4, f"{name}: relative gradient error {error:.2e}"
+    centre = backbone.layer4[1].conv2.weight.grad
+    assert centre[:, :, 1, 1].abs().sum() > 0 and centre[:, :, 0].abs().sum() == 0, "only the centre tap"
+
+
+def test_centre_tap_is_only_taken_in_training_on_1x1_maps() -> None:
+    """Evaluation, no-grad passes and larger maps run the plain convolution (export traces that)."""
+    conv = ResNetBackbone(18).layer4[1].conv2
+    assert isinstance(conv, CentreTapConv2d)
+    calls: list[tuple[int, ...]] = []
+    original = torch.nn.functional.conv2d
+
+    def spy(x, weight, *args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(tuple(weight.shape[-2:]))
+        return original(x, weight, *args, **kwargs)
+
+    one, four = torch.randn(2, 512, 1, 1), torch.randn(2, 512, 4, 4)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(torch.nn.functional, "conv2d", spy)
+        conv.train()(one)
+        conv.train()(four)
+        with torch.no_grad():
+            conv.train()(one)
+        conv.eval()(one)
+    assert calls == [(1, 1), (3, 3), (3, 3), (3, 3)], "the centre tap only for the first call"

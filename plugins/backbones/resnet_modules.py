@@ -16,6 +16,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from toolkit.contracts import IMAGENET_NORMALIZATION, FeatureInfo, Normalization
 from toolkit.errors import ToolkitError
 from toolkit.weights import download_state_dict, load_weights
+from toolkit_plugins.backbones.centre_tap import use_centre_tap
 
 _DEPTHS: dict[int, tuple[Any, Any, int]] = {
     18: (torchvision.models.resnet18, torchvision.models.ResNet18_Weights.IMAGENET1K_V1, 512),
@@ -96,6 +97,7 @@ class ResNetBackbone(nn.Module):
             for module in trunk.layer4[0].modules():
                 if isinstance(module, nn.Conv2d) and module.stride == (2, 2):
                     module.stride = (1, 1)
+        use_centre_tap(trunk)  # stage 4 on small images: see centre_tap.py
         self.conv1 = trunk.conv1
         self.bn1 = trunk.bn1
         self.relu = trunk.relu
