@@ -15,7 +15,7 @@ from torch import nn
 from toolkit.contracts import IMAGENET_NORMALIZATION, FeatureInfo, FeatureLevel
 from toolkit.errors import ToolkitError
 from toolkit.weights import load_pretrained
-from toolkit_plugins.backbones.centre_tap import CentreTapConv2d
+from toolkit_plugins.backbones.centre_tap import CentreTapConv2d, use_plain_conv
 from toolkit_plugins.backbones.resnet import ResNetParams, _input_multiple
 from toolkit_plugins.backbones.resnet_modules import ResNetBackbone
 
@@ -399,9 +399,7 @@ def test_imagenet_weights_load_through_toolkit_weights(
 def _plain_copy(backbone: ResNetBackbone) -> ResNetBackbone:
     """The same backbone with every convolution back to a plain `nn.Conv2d`."""
     plain = copy.deepcopy(backbone)
-    for module in plain.modules():
-        if isinstance(module, CentreTapConv2d):
-            module.__class__ = nn.Conv2d
+    use_plain_conv(plain)
     return plain
 
 

@@ -37,12 +37,16 @@ def qualifies(module: nn.Module) -> bool:
     )
 
 
-def use_centre_tap(model: nn.Module) -> int:
+def use_centre_tap(model: nn.Module) -> None:
     """Turn every qualifying 3x3 convolution of `model` into a `CentreTapConv2d` in place (the same
-    parameters, state-dict keys and hooks); returns how many were turned."""
-    turned = 0
+    parameters, state-dict keys and hooks)."""
     for module in model.modules():
         if qualifies(module):
             module.__class__ = CentreTapConv2d
-            turned += 1
-    return turned
+
+
+def use_plain_conv(model: nn.Module) -> None:
+    """The reverse of `use_centre_tap`: every `CentreTapConv2d` back to a plain `nn.Conv2d`."""
+    for module in model.modules():
+        if isinstance(module, CentreTapConv2d):
+            module.__class__ = nn.Conv2d

@@ -7,28 +7,26 @@ it wears the target colours (the pretraining task); or scenes of them with boxes
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal, get_args
 
 from pydantic import AfterValidator, Field
 
 import toolkit
 from toolkit.errors import ToolkitError
 from toolkit_plugins.augmentations import ordered_pair
-from toolkit_plugins.datasets.shapes import CATALOGUE, ShapeNames, _check_shape
+from toolkit_plugins.datasets.shapes import CATALOGUE, ShapeNames, _check_shape, listed_once
 
 if TYPE_CHECKING:
     from toolkit_plugins.datasets.patterns_dataset import PatternObjectsDataset, PresenceDataset
 
 Texture = Literal["stripes", "checker", "spots", "solid"]
+ALL_TEXTURES: list[str] = list(get_args(Texture))
 
 
 def _distinct_textures(names: list[str]) -> list[str]:
     if not names:
-        raise ValueError("name at least one texture: stripes, checker, spots, solid")
-    duplicates = sorted({name for name in names if names.count(name) > 1})
-    if duplicates:
-        raise ValueError(f"textures listed twice: {', '.join(duplicates)}")
-    return names
+        raise ValueError(f"name at least one texture: {', '.join(ALL_TEXTURES)}")
+    return listed_once(names, "textures")
 
 
 DEFAULT_SHAPES = ["circle", "square", "triangle", "star", "diamond", "ellipse", "cross", "hexagon"]
@@ -94,7 +92,7 @@ def pattern_objects(
         list[Texture],
         AfterValidator(_distinct_textures),
         Field(description="texture classes (default all four)"),
-    ] = ["stripes", "checker", "spots", "solid"],  # noqa: B006 (pydantic copies it)
+    ] = ALL_TEXTURES,
     objects: Annotated[
         tuple[Annotated[int, Field(ge=1, le=20)], Annotated[int, Field(ge=1, le=20)]],
         AfterValidator(ordered_pair),

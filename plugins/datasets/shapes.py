@@ -34,15 +34,20 @@ def _check_shape(name: str) -> str:
     return name
 
 
+def listed_once(names: list[str], what: str) -> list[str]:
+    """`names` when none repeats; else a ValueError naming the repeated `what` (e.g. "shapes")."""
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise ValueError(f"{what} listed twice: {', '.join(duplicates)}")
+    return names
+
+
 def _check_shapes(names: list[str]) -> list[str]:
     if not names:
         raise ValueError(f"name at least one shape from the catalogue: {', '.join(CATALOGUE)}")
     for name in names:
         _check_shape(name)
-    duplicates = sorted({name for name in names if names.count(name) > 1})
-    if duplicates:
-        raise ValueError(f"shapes listed twice: {', '.join(duplicates)}")
-    return names
+    return listed_once(names, "shapes")
 
 
 ShapeNames = Annotated[
