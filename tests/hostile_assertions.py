@@ -20,6 +20,8 @@ def snapshot(root: Path) -> Snapshot:
             entries[relative] = ("link", str(path.readlink()))
         elif path.is_dir():
             entries[relative] = ("dir", "")
+        elif not path.is_file():  # a FIFO or device: reading it could block
+            entries[relative] = ("special", "")
         else:
             entries[relative] = ("file", hashlib.sha256(path.read_bytes()).hexdigest())
     return entries

@@ -66,7 +66,7 @@ def test_plugins_table() -> None:
     result = run_cli("plugins")
     assert result.returncode == 0
     lines = result.stdout.splitlines()
-    assert lines[0].split() == ["plugin", "source", "distribution", "status"]
+    assert lines[0].split() == ["plugin", "source", "distribution", "status", "import", "(s)"]
     assert any(line.split()[:3] == ["head", "centernet", "toolkit.centernet"] for line in lines)
 
 

@@ -68,7 +68,16 @@ def test_registered_params_exclude_the_injected_on_bad_sample(registry) -> None:
         "class_names",
         "allow_absolute_paths",
     }
-    assert set(registry.get("voc").params.model_fields) == {"root", "split", "class_names", "use_difficult"}
+    assert set(registry.get("voc").params.model_fields) == {
+        "root",
+        "split",
+        "class_names",
+        "use_difficult",
+        "split_file",
+        "split_glob",
+        "val_fraction",
+        "seed",
+    }
     assert set(registry.get("image_folder").params.model_fields) == {"root", "class_names"}
     assert "on_bad_sample" not in registry.get("shapes").params.model_fields
     for entry in registry:
@@ -218,11 +227,12 @@ def test_shapes_ground_truth_matches_the_targets(shapes) -> None:
 def test_coco_export_round_trip(shapes, tmp_path: Path) -> None:
     root = write_coco(shapes, tmp_path / "coco")
     document = json.loads((root / "annotations" / "instances.json").read_text())
-    assert [c["id"] for c in document["categories"]] == [1, 2, 3]
+    # the dataset's own ids (shapes: the labels), those a model trained on it writes in its results
+    assert [c["id"] for c in document["categories"]] == shapes.category_ids == [0, 1, 2]
     assert len(list((root / "images").glob("*.png"))) == len(shapes)
     loaded = CocoDataset(images=root / "images", annotations=root / "annotations" / "instances.json")
     assert len(loaded) == len(shapes) and loaded.class_names == shapes.class_names
-    assert loaded.category_ids == [1, 2, 3] and loaded.skipped == []
+    assert loaded.category_ids == [0, 1, 2] and loaded.skipped == []
     for index in range(len(shapes)):
         _same_sample(shapes[index], loaded[index])
     assert [a["bbox"] for a in loaded.ground_truth()["annotations"]] == [

@@ -151,3 +151,45 @@ def test_sync_bn_computes_batchnorm_statistics_over_the_global_batch(tmp_path: P
     stem = "backbone.bn1.running_var"
     assert not torch.allclose(everything[stem], half[stem], rtol=1e-3), "the halves must differ"
     assert synced["backbone.bn1.num_batches_tracked"] == 1
+
+
+AT_EXIT_CHECK = """
+import atexit, os, runpy, sys
+
+
+def no_gloo_thread_left() -> None:  # registered first, so it runs after the toolkit's own exit work
+    if not os.path.isdir("/proc/self/task"):
+        return
+    names = [open(f"/proc/self/task/{t}/comm").read().strip() for t in os.listdir("/proc/self/task")]
+    alive = [name for name in names if "gloo" in name]
+    if alive:
+        print(f"rank {os.environ.get('RANK')}: gloo threads at exit: {alive}", file=sys.stderr, flush=True)
+        os._exit(3)
+
+
+atexit.register(no_gloo_thread_left)
+sys.argv[0] = "toolkit"
+sys.path.insert(0, os.getcwd())  # as `python -m toolkit` in the repository
+runpy.run_module("toolkit", run_name="__main__", alter_sys=True)
+"""
+
+
+@pytest.mark.slow
+def test_the_process_group_is_gone_before_the_interpreter_finalizes(tmp_path: Path) -> None:
+    """Alive while the interpreter finalizes, gloo's worker threads abort the process (SIGABRT,
+    "terminate called without an active exception") when one releases a tensor there; the trainer's
+    DDP module, freed only by the cyclic garbage collector, used to keep the group alive that long."""
+    spec = {**SPEC, "data": {**SPEC["data"], "val": None}, "train": {**SPEC["train"], "epochs": 1}}
+    spec_path = tmp_path / "spec.yaml"
+    spec_path.write_text(yaml.safe_dump(spec))
+    script = tmp_path / "toolkit_main.py"
+    script.write_text(AT_EXIT_CHECK)
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("TOOLKIT_")}
+    environment["PYTHONPATH"] = str(FIXTURE_PLUGINS)
+    environment["OMP_NUM_THREADS"] = "1"
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", str(script),
+         "train", str(spec_path), "--out", str(tmp_path / "ddp"), "--no-progress", "data.batch_size=4"],
+        capture_output=True, text=True, cwd=REPO, env=environment, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]

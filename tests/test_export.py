@@ -173,7 +173,7 @@ def test_a_coco_models_original_category_ids_reach_the_file_and_its_results(
     root = write_coco(ShapesDataset(length=3, image_size=64, seed=2), tmp_path / "coco")
     annotations = root / "annotations" / "instances.json"
     document = json.loads(annotations.read_text())
-    new_id = {1: 3, 2: 7, 3: 11}
+    new_id = {0: 3, 1: 7, 2: 11}
     for category in document["categories"]:
         category["id"] = new_id[category["id"]]
     for annotation in document["annotations"]:

@@ -204,6 +204,15 @@ def _folder(tmp: Path, links: dict[str, str]) -> Path:
     return _spec(tmp, {"type": "image_folder", "root": str(root)}, classification=True)
 
 
+def _folder_with_a_linked_class(tmp: Path) -> Path:
+    """ROOT/absent with two images, ROOT/present a link to the outside folder."""
+    root = tmp / "folders"
+    for seed, name in enumerate(("absent/a.png", "absent/b.png")):
+        _png(root / name, seed)
+    (root / "present").symlink_to(tmp / "outside")
+    return _spec(tmp, {"type": "image_folder", "root": str(root)}, classification=True)
+
+
 def _outside_target(relative: str) -> Callable[[Path], Path]:
     return lambda t: _folder(t, {relative: str(t / "outside" / "dir")})
 
@@ -222,9 +231,9 @@ CASES |= {
     "folder-dir-link-out": Hostile(
         _outside_target("present/more"), ["present/more: a link to", "outside/dir"]
     ),
-    "folder-class-link-out": Hostile(
-        lambda t: _folder(t, {"elsewhere": str(t / "outside")}),
-        ["elsewhere: the class folder is a link to", "never leaves its root"],
+    "folder-class-link-out": Hostile(  # a class the model names (its names reach the dataset)
+        lambda t: _folder_with_a_linked_class(t),
+        ["present: the class folder is a link to", "never leaves its root"],
     ),
 }
 

@@ -16,22 +16,25 @@ from torch import nn
 from toolkit.engine.sync_bn import SyncBatchNorm, convert_sync_batchnorm
 
 WORKER = """
-import sys, torch, torch.distributed as dist
+import gc, os, sys, warnings, torch, torch.distributed as dist
 from torch import nn
 sys.path.insert(0, sys.argv[3])
 from test_sync_bn import make_model, make_inputs
+from toolkit.engine.distributed import barrier, init_distributed, shutdown
 from toolkit.engine.sync_bn import convert_sync_batchnorm
 
-device = torch.device(sys.argv[2])
-dist.init_process_group("gloo")
-rank, world = dist.get_rank(), dist.get_world_size()
+context = init_distributed(sys.argv[2])
+device, rank, world = context.device, context.rank, context.world_size
 model = convert_sync_batchnorm(make_model()).to(device).train()
 ids = [device.index] if device.type == "cuda" else None
 network = nn.parallel.DistributedDataParallel(model, device_ids=ids)
 images = make_inputs().to(device)
 shard = images.chunk(world)[rank].clone().requires_grad_(True)
-outputs = network(shard)
-outputs.square().mean().backward()  # each process: the mean over its half; DDP averages the halves
+with warnings.catch_warnings():
+    warnings.simplefilter("error", FutureWarning)  # torch's deprecated collectives warn so
+    warnings.simplefilter("error", DeprecationWarning)
+    outputs = network(shard)
+    outputs.square().mean().backward()  # each process: the mean over its half; DDP averages the halves
 gathered = [torch.zeros_like(shard) for _ in range(world)]
 dist.all_gather(gathered, shard.grad)
 outs = [torch.zeros_like(outputs) for _ in range(world)]
@@ -43,9 +46,16 @@ if rank == 0:
         "grads": {n: p.grad.cpu() for n, p in model.named_parameters()},
         "state": {k: v.cpu() for k, v in model.state_dict().items()},
     }, sys.argv[1])
-dist.barrier()  # both done before anything is torn down
-del network, model, outputs  # DDP's reducer goes before its process group (else gloo may abort at exit)
-dist.destroy_process_group()
+barrier(context)
+del network, model, outputs
+gc.collect()
+shutdown(context)
+# Nothing may keep the group alive past its destruction: its gloo threads, alive while the
+# interpreter finalizes, abort the process when one releases a tensor there (SIGABRT).
+if os.path.isdir("/proc/self/task"):
+    names = [open(f"/proc/self/task/{t}/comm").read().strip() for t in os.listdir("/proc/self/task")]
+    alive = [name for name in names if "gloo" in name]
+    assert not alive, f"rank {rank}: gloo threads outlive destroy_process_group: {alive}"
 """
 
 
@@ -73,6 +83,7 @@ def run_two_processes(tmp_path: Path, device: str = "cpu") -> dict:
         capture_output=True, text=True, cwd=REPO, env=environment, timeout=300,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
+    assert "deprecated" not in done.stderr, done.stderr[-3000:]
     return torch.load(result_file, weights_only=True)
 
 

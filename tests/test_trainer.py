@@ -76,6 +76,10 @@ def test_a_run_writes_its_outputs(uninterrupted: tuple[Path, Path]) -> None:
     checkpoint = torch.load(run / "last.pt", weights_only=True)
     assert checkpoint["epoch"] == 5 and checkpoint["step"] == 40
     assert {"model", "optimizer", "scheduler", "scaler", "rng", "spec"} <= set(checkpoint)
+    best = torch.load(run / "best.pt", weights_only=True)  # the data's own category ids: shapes' labels
+    assert best["category_ids"] == checkpoint["category_ids"] == [0, 1, 2]
+    assert best["epoch"] == checkpoint["best_epoch"]
+    assert json.dumps(best["metrics"]) == json.dumps(checkpoint["best_metrics"])  # NaN == NaN as text
     validation = train_records(run, "val")
     assert [r["epoch"] for r in validation] == [1, 2, 3, 4, 5]
     assert {"AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large"} <= set(validation[-1]["metrics"])

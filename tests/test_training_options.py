@@ -160,7 +160,9 @@ def adam_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_best_checkpoint_holds_only_weights_spec_and_metrics(adam_run: Path) -> None:
     best = torch.load(adam_run / "best.pt", weights_only=True)
     last = torch.load(adam_run / "last.pt", weights_only=True)
-    assert set(best) == {"format", "model", "spec", "epoch", "step", "best_metric", "best_value", "metrics"}
+    assert set(best) == {
+        "format", "model", "spec", "epoch", "step", "best_metric", "best_value", "metrics", "category_ids"
+    }  # fmt: skip
     assert {"optimizer", "scheduler", "scaler", "rng", "train_model", "ema_updates"} <= set(last)
     assert best["metrics"]["accuracy"] == best["best_value"] and best["best_metric"] == "accuracy"
     for key, value in best["model"].items():  # both hold the evaluated weights: the average

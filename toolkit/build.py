@@ -211,16 +211,22 @@ def data_section(spec: Spec) -> DataSpec:
 
 
 def build_dataset(spec: Spec, split: str, *, plugins: PluginManager) -> Any:
-    """The dataset of `data.<split>` ('train' or 'val'), checked against model.class_names."""
+    """The dataset of `data.<split>` ('train' or 'val'), checked against model.class_names (which it
+    receives as its own `class_names` when that parameter defaults to None and the spec leaves it out)."""
     data = data_section(spec)
     ref = getattr(data, split, None)
     if ref is None:
         raise ToolkitError(
             f"{spec.source}: data.{split} is not set; add a dataset there (e.g. {{type: shapes}})"
         )
-    dataset = build_component(
-        "dataset", ref, path=f"data.{split}", plugins=plugins, on_bad_sample=data.on_bad_sample
+    entry = plugins.registry("dataset").get(ref.type, path=f"data.{split}.type")
+    params = _params_of(ref)
+    if _takes_model_class_names(entry, ref):
+        params[CLASS_NAMES] = list(spec.model.class_names)
+    dataset = construct(
+        entry, entry.params.model_validate(params), path=f"data.{split}", on_bad_sample=data.on_bad_sample
     )
+    check_component("dataset", ref.type, dataset, entry.plugin)
     names = list(dataset.class_names)
     if names != list(spec.model.class_names):
         raise ToolkitError(
@@ -228,6 +234,18 @@ def build_dataset(spec: Spec, split: str, *, plugins: PluginManager) -> Any:
             f"{list(spec.model.class_names)}; make model.class_names list the same names in the same order"
         )
     return dataset
+
+
+#: the dataset parameter that receives model.class_names when the spec leaves it out
+CLASS_NAMES = "class_names"
+
+
+def _takes_model_class_names(entry: ComponentEntry, ref: ComponentSpec) -> bool:
+    """Whether the dataset reads its classes from the model: it has a `class_names` parameter whose
+    default is None (its own choice: all of its classes) and the spec leaves it out or null (a saved
+    spec writes the default out)."""
+    field = entry.params.model_fields.get(CLASS_NAMES)
+    return field is not None and field.default is None and _params_of(ref).get(CLASS_NAMES) is None
 
 
 def build_transforms(spec: Spec, task: Task, *, train: bool, plugins: PluginManager) -> Any:

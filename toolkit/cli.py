@@ -16,6 +16,8 @@ from toolkit import strict_json
 from toolkit.outputs import check_output_dir, check_output_file
 
 EXIT_USER_ERROR = 2
+#: `toolkit plugins` names the plugins whose module takes at least this long to import
+SLOW_IMPORT_SECONDS = 1.0
 
 
 def _add_plugin_option(parser: argparse.ArgumentParser, *, top_level: bool) -> None:
@@ -82,6 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--exist-ok", action="store_true", help="allow an --out folder that is not empty and not a run"
     )
     train.add_argument("--no-progress", action="store_true", help="no progress output")
+    train.add_argument(
+        "--time", metavar="SECONDS", type=float,
+        help="train for this many seconds instead of train.epochs (sets train.time_limit)",
+    )  # fmt: skip
 
     evaluate = command("eval", _cmd_eval, "evaluate a checkpoint on data.val (COCO mAP or accuracy)")
     evaluate.add_argument(
@@ -139,6 +145,10 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--device", default="cpu", help="checkpoints: cpu (default) or cuda[:N]")
     predict.add_argument("--provider", help="ONNX files: auto (default), tensorrt, cuda or cpu")
     predict.add_argument("--json", action="store_true", help="print the results as JSON")
+    predict.add_argument(
+        "--coco-gt", metavar="FILE",
+        help="the images' COCO annotation file: results_coco.json takes its image and category ids",
+    )  # fmt: skip
 
     attack = command(
         "attack", _cmd_attack, "attack a model on its data: clean vs adversarial metrics, examples, sweeps"
@@ -199,10 +209,15 @@ def _add_data_commands(commands: Any) -> None:
         return sub
 
     export = data_command(
-        "export", _cmd_data_export, "write data.<split> to disk as COCO, VOC or class folders"
+        "export", _cmd_data_export, "write data.<split> to disk as COCO, VOC, YOLO or class folders"
     )
     export.add_argument("out", metavar="DIR", help="output folder")
-    export.add_argument("--format", choices=["coco", "voc", "folder"], default="coco")
+    export.add_argument(
+        "--format",
+        choices=["coco", "voc", "yolo", "folder"],
+        default="coco",
+        help="coco (default), voc, yolo (Ultralytics: images/, labels/, data.yaml) or folder",
+    )
     preview = data_command("preview", _cmd_data_preview, "draw augmented samples with boxes into a PNG grid")
     preview.add_argument("-n", "--count", type=int, default=16, help="number of samples (default 16)")
     preview.add_argument("-o", "--output", default="preview.png", help="PNG file (default preview.png)")
@@ -272,6 +287,19 @@ def _count(n: int, singular: str, plural: str) -> str:
 
 
 # -- commands ---------------------------------------------------------------------------------
+def _params_schema(entry: Any) -> dict[str, Any]:
+    """The JSON Schema of a component's parameters as a spec validates them: the plugin's own and
+    the core's (a backbone's `pretrained` also takes a weights file), without `type`."""
+    from toolkit.spec.derived import component_model
+
+    schema = component_model(entry).model_json_schema()
+    schema.get("properties", {}).pop("type", None)
+    schema["required"] = [name for name in schema.get("required", []) if name != "type"]
+    if not schema["required"]:
+        del schema["required"]
+    return schema
+
+
 def _cmd_plugins(args: argparse.Namespace) -> int:
     from toolkit.table import format_table
 
@@ -285,6 +313,8 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
             "version": info.version,
             "status": "loaded",
             "error": None,
+            "import_seconds": info.import_seconds,
+            "imported_torch": info.imported_torch,
         }
         for info in manager.loaded
     ] + [
@@ -296,6 +326,8 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
             "version": f.info.version,
             "status": f"failed to {f.stage}",
             "error": f.error,
+            "import_seconds": None,
+            "imported_torch": False,
         }
         for f in manager.failed
     ]
@@ -307,7 +339,7 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
                 "distribution": entry.plugin.distribution,
                 "version": entry.plugin.version,
                 "description": entry.description,
-                "params": entry.params.model_json_schema(),
+                "params": _params_schema(entry),
             }
             for entry in registry
         ]
@@ -318,13 +350,14 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
         return 0
     print(
         format_table(
-            ["plugin", "source", "distribution", "status"],
+            ["plugin", "source", "distribution", "status", "import (s)"],
             [
                 [
                     p["name"],
                     p["source"],
                     f"{p['distribution'] or '-'} {p['version'] or ''}".strip(),
                     p["status"],
+                    "-" if p["import_seconds"] is None else f"{p['import_seconds']:.2f}",
                 ]
                 for p in plugins
             ],
@@ -332,6 +365,13 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
     )
     for failure in manager.failed:
         print(f"  {failure.info.name}: {failure.error}")
+    for info in manager.loaded:
+        if info.import_seconds is not None and info.import_seconds >= SLOW_IMPORT_SECONDS:
+            why = " because it imports torch at module level" if info.imported_torch else ""
+            print(
+                f"  {info.name}: importing it takes {info.import_seconds:.1f} s{why}, on every command; "
+                "import heavy modules inside the component's factory instead"
+            )
     print()
     rows = [
         [kind, c["name"], c["plugin"], c["description"]] for kind, items in components.items() for c in items
@@ -406,7 +446,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from toolkit.engine.trainer import train
     from toolkit.spec import load_spec
 
-    spec = load_spec(args.spec, args.overrides, plugins=args.manager)
+    overrides = [*args.overrides, *([f"train.time_limit={args.time}"] if args.time is not None else [])]
+    spec = load_spec(args.spec, overrides, plugins=args.manager)
     summary = train(
         spec,
         out_dir=out,
@@ -541,11 +582,11 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from toolkit.errors import ToolkitError
     from toolkit.predict_files import run_predict
+    from toolkit.predict_options import check_batch_size, check_score_threshold
 
-    if args.batch < 1:
-        raise ToolkitError(f"--batch must be at least 1, got {args.batch}")
+    check_batch_size(args.batch, option="--batch")
+    check_score_threshold(args.threshold, option="--threshold")
     if args.out:
         check_output_dir(args.out, "--out")
     lines, failed = run_predict(
@@ -559,6 +600,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         device=args.device,
         provider=args.provider,
         as_json=args.json,
+        coco_gt=args.coco_gt,
     )
     for line in lines:
         print(line)
@@ -581,8 +623,13 @@ def _cmd_data_export(args: argparse.Namespace) -> int:
     check_output_dir(args.out, "output folder")
     spec = load_spec(args.spec, args.overrides, plugins=args.manager)
     dataset = build_dataset(spec, args.split, plugins=args.manager)
-    write = {"coco": writers.write_coco, "voc": writers.write_voc, "folder": writers.write_image_folder}
-    options = {"split": args.split} if args.format == "voc" else {}
+    write = {
+        "coco": writers.write_coco,
+        "voc": writers.write_voc,
+        "yolo": writers.write_yolo,
+        "folder": writers.write_image_folder,
+    }
+    options = {"split": args.split} if args.format in ("voc", "yolo") else {}
     where = write[args.format](dataset, args.out, **options)
     print(f"wrote {len(dataset)} images of data.{args.split} as {args.format} to {where}")
     return 0

@@ -19,6 +19,7 @@ from torchvision.transforms import v2
 
 from toolkit.data.letterbox import LETTERBOX_KEY, Letterbox
 from toolkit.errors import ToolkitError
+from toolkit.predict_options import check_batch_size, check_score_threshold
 
 if TYPE_CHECKING:
     from toolkit.model import ToolkitModel
@@ -73,7 +74,12 @@ def as_image(item: Any, position: int) -> torch.Tensor:
         from PIL import Image
 
         if isinstance(item, Image.Image):
-            return v2.functional.pil_to_tensor(item.convert("RGB"))
+            from toolkit.data.images import pil_to_tensor
+
+            try:
+                return pil_to_tensor(item)
+            except (OSError, ValueError) as exc:
+                raise ToolkitError(f"predict: PIL image {position} cannot be made RGB: {exc}") from None
         raise ToolkitError(
             f"predict: image {position} is a {type(item).__name__}; pass tensors [3,H,W], PIL images "
             "or image file paths"
@@ -88,6 +94,11 @@ def as_image(item: Any, position: int) -> torch.Tensor:
     if image.shape[0] == 1:
         image = image.expand(3, -1, -1)
     if image.is_floating_point():
+        if not bool(torch.isfinite(image).all()):
+            raise ToolkitError(
+                f"predict: float image {position} holds NaN or infinite values; float images must lie "
+                "in [0, 1]"
+            )
         low, high = float(image.min()), float(image.max())
         if low < 0.0 or high > 1.0:
             raise ToolkitError(
@@ -140,8 +151,8 @@ def predict(
     statistics as they were; each image is letterboxed alone, so an image gives the same result
     alone or in a batch of differently sized images.
     """
-    if batch_size < 1:
-        raise ToolkitError(f"predict: batch_size must be >= 1, got {batch_size}")
+    check_batch_size(batch_size)
+    score_threshold = check_score_threshold(score_threshold)
     items = image_list(images)
     device = model.input_mean.device
     results: list[dict[str, Any]] = []

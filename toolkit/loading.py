@@ -89,8 +89,9 @@ def model_from_checkpoint(
     from toolkit.engine.evaluation_run import load_model_weights
     from toolkit.spec import load_spec
 
-    spec = load_spec(checkpoint_model_spec(checkpoint, str(path), plugins), plugins=plugins)
-    spec._source = str(path)
+    spec = load_spec(
+        checkpoint_model_spec(checkpoint, str(path), plugins), plugins=plugins, name=f"checkpoint {path}"
+    )
     model = build_model(spec, plugins=plugins)
     load_model_weights(model, path, dict(checkpoint))
     return model.eval()
@@ -112,15 +113,16 @@ def load_target(
         if checkpoint is not None:
             raise ToolkitError("give a checkpoint either as the target or with --checkpoint, not both")
         read = load_checkpoint(path)  # once: it may weigh hundreds of MB
-        model = model_from_checkpoint(read, path, plugins=plugins)
-        saved = read.get("spec") or {}
+        section = checkpoint_model_spec(read, str(path), plugins)  # pretrained weights off
+        saved = dict(read.get("spec") or {})
+        name = f"checkpoint {path}"
         try:  # the full spec (data too) when it still validates here; else its model section
-            spec = load_spec(dict(saved), overrides, plugins=plugins)
+            spec = load_spec({**saved, **section}, overrides, plugins=plugins, name=name)
         except SpecError:
-            spec = load_spec(
-                checkpoint_model_spec({"spec": saved}, str(path), plugins), overrides, plugins=plugins
-            )
-        return model, spec, path
+            spec = load_spec(section, overrides, plugins=plugins, name=name)
+        model = build_model(spec, plugins=plugins)  # the overrides reach the model too
+        load_model_weights(model, path, read)
+        return model.eval(), spec, path
     spec = load_spec(path, overrides, plugins=plugins)
     model = build_model(spec, plugins=plugins)
     if checkpoint is not None:
@@ -136,14 +138,17 @@ def load_target(
 
 
 def checkpoint_spec(path: str | Path, overrides: Sequence[str], plugins: PluginManager) -> Spec:
-    """The full spec a checkpoint carries (data too), with `overrides`; a user error when it has none."""
+    """The full spec a checkpoint carries (data too, the backbone's pretrained weights off), with
+    `overrides`; a user error when it has none."""
     from toolkit.engine.checkpoint import load_checkpoint
     from toolkit.spec import load_spec
 
-    saved = load_checkpoint(path).get("spec")
+    read = load_checkpoint(path)
+    saved = read.get("spec")
     if not isinstance(saved, Mapping) or not isinstance(saved.get("data"), Mapping):
         raise ToolkitError(
             f"checkpoint {str(path)!r} carries no spec with a data section; evaluate it with its spec: "
             f"toolkit eval SPEC --checkpoint {path}"
         )
-    return load_spec(dict(saved), overrides, plugins=plugins)
+    section = checkpoint_model_spec(read, str(path), plugins)  # pretrained weights off: its own replace them
+    return load_spec({**saved, **section}, overrides, plugins=plugins, name=f"checkpoint {path}")

@@ -19,6 +19,8 @@ class ToolkitModel(nn.Module):
     export and attacks share one input) and returns the head's raw outputs; `decode` gives the
     head's predictions in model-input pixels; `predict` gives per-image results in original
     image pixels (see `toolkit.inference.predict`). `task` is the task object the head names.
+    `category_ids` is the training dataset's own id of each label (e.g. COCO's), when a checkpoint
+    recorded one, else None (results then use the labels 0..N-1).
     """
 
     def __init__(
@@ -40,6 +42,7 @@ class ToolkitModel(nn.Module):
         self.input_size = (int(input_size[0]), int(input_size[1]))
         self.input_multiple = int(input_multiple)
         self.normalization = normalization
+        self.category_ids: list[int] | None = None
         # not persistent: they come from the spec, and checkpoints stay loadable if it changes
         self.register_buffer(
             "input_mean", torch.tensor(normalization.mean).view(1, 3, 1, 1), persistent=False

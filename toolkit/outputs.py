@@ -64,3 +64,54 @@ def check_output_dir(path: str | Path, option: str, *, of: Path | None = None) -
             with contextlib.suppress(OSError):
                 folder.rmdir()
     return path
+
+
+#: the list of files the toolkit wrote into a shared output folder (predict's --out): those it may
+#: replace on the next run; every other file there is the user's and is never overwritten
+MANIFEST = ".toolkit-outputs.json"
+
+
+def written_before(folder: Path) -> set[str]:
+    """The names the toolkit recorded as its own in `folder` (empty when it recorded none)."""
+    import json
+
+    try:
+        names = json.loads((folder / MANIFEST).read_text(encoding="utf-8")).get("files", [])
+    except (OSError, ValueError, AttributeError):
+        return set()
+    return {name for name in names if isinstance(name, str)} if isinstance(names, list) else set()
+
+
+def check_no_overwrite(
+    folder: Path,
+    names: list[str],
+    option: str,
+    *,
+    inputs: set[Path] = frozenset(),  # type: ignore[assignment]
+) -> None:
+    """Refuse (ToolkitError) when writing `names` into `folder` would replace an input (`inputs`, resolved
+    paths) or any existing file the toolkit did not record as its own there (see `MANIFEST`)."""
+    owned = written_before(folder)
+    clashes = []
+    for name in names:
+        path = folder / name
+        if not (path.exists() or path.is_symlink()):
+            continue
+        if path.resolve() in inputs or name not in owned or not path.is_file() or path.is_symlink():
+            clashes.append(name)
+    if clashes:
+        shown = ", ".join(clashes[:3]) + (", ..." if len(clashes) > 3 else "")
+        is_source = any(folder.resolve() == p.parent for p in inputs)
+        why = "it holds the input images" if is_source else "they are not files the toolkit wrote there"
+        raise ToolkitError(
+            f"{option} {folder}: would overwrite {len(clashes)} existing file(s) ({shown}) and {why}; "
+            f"choose another {option} folder (a new or empty one)"
+        )
+
+
+def record_written(folder: Path, names: list[str]) -> None:
+    """Add `names` to the toolkit's record of its own files in `folder`."""
+    import json
+
+    files = sorted(written_before(folder) | set(names))
+    (folder / MANIFEST).write_text(json.dumps({"files": files}, indent=1) + "\n", encoding="utf-8")

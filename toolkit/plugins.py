@@ -5,9 +5,11 @@ Built-in plugins are ordinary entry points of the `toolkit` group; nothing here 
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import os
 import sys
+import time
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -67,7 +69,8 @@ class PluginManager:
         self._pm.add_hookspecs(hookspecs)
         for name in {*env_blocked, *cli_blocked, *blocked}:
             self._pm.set_blocked(name)
-        if env.get(ENV_TRACE, "").strip().lower() in _TRUE:  # every hook call, on stderr
+        self.tracing = env.get(ENV_TRACE, "").strip().lower() in _TRUE
+        if self.tracing:  # every hook call and plugin import time, on stderr
             self._pm.trace.root.setwriter(sys.stderr.write)
             self._pm.enable_tracing()
         self.registries: dict[str, Registry] = {
@@ -137,7 +140,7 @@ class PluginManager:
                 version=dist.version if dist is not None else None,
             )
             try:
-                plugin = ep.load()
+                plugin, info = self._timed_import(ep.load, info)
             except _PLUGIN_FAILURES as exc:  # a broken plugin must not take toolkit down
                 self._fail(info, "import", exc)
                 continue
@@ -154,7 +157,9 @@ class PluginManager:
                 continue
             info = PluginInfo(name=module_name, module=module_name, source=source)
             try:
-                plugin = importlib.import_module(module_name)
+                plugin, info = self._timed_import(
+                    lambda name=module_name: importlib.import_module(name), info
+                )
             except _PLUGIN_FAILURES as exc:
                 self._fail(info, "import", exc)
                 continue
@@ -163,6 +168,24 @@ class PluginManager:
             if self._register(plugin, info):
                 infos.append(info)
         return infos
+
+    def _timed_import(self, load: Any, info: PluginInfo) -> tuple[Any, PluginInfo]:
+        """`load()` timed: the plugin and its info with the import time and whether it imported torch
+        (which costs seconds on every command); both go to stderr with TOOLKIT_TRACE_PLUGINS."""
+        had_torch = "torch" in sys.modules
+        started = time.perf_counter()
+        plugin = load()
+        info = dataclasses.replace(
+            info,
+            import_seconds=time.perf_counter() - started,
+            imported_torch=not had_torch and "torch" in sys.modules,
+        )
+        if self.tracing:
+            torch_note = " (it imported torch)" if info.imported_torch else ""
+            sys.stderr.write(
+                f"toolkit: plugin {info.name} imported in {info.import_seconds:.2f} s{torch_note}\n"
+            )
+        return plugin, info
 
     def _register(self, plugin: Any, info: PluginInfo) -> bool:
         try:

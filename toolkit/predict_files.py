@@ -11,7 +11,7 @@ from __future__ import annotations
 import glob
 import json
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -19,7 +19,9 @@ from toolkit.errors import BadSampleError, ToolkitError
 from toolkit.plugins import PluginManager
 
 #: what a folder is searched for (any case)
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
+#: the JSON files `--out` receives (beside one drawn PNG per image)
+RESULT_FILES = ("predictions.json", "results_coco.json")
 SPEC_SUFFIXES = frozenset({".yaml", ".yml", ".json"})
 #: the decoded outputs that make results COCO detections (boxes xyxy, scores, labels)
 DETECTION_OUTPUTS = frozenset({"boxes", "scores", "labels"})
@@ -30,6 +32,7 @@ class Predictor(Protocol):
 
     task: Any
     class_names: list[str]
+    category_ids: list[int] | None
 
     def predict(
         self, images: Any, *, score_threshold: float = 0.0, batch_size: int = 16
@@ -155,8 +158,7 @@ def _spec_model(path: Path, checkpoint: str, *, plugins: PluginManager) -> Any:
 
     spec = load_spec(path, plugins=plugins)
     section = checkpoint_model_spec({"spec": spec.model_dump(mode="json")}, str(path), plugins)
-    model_spec = load_spec(section, plugins=plugins)
-    model_spec._source = str(path)
+    model_spec = load_spec(section, plugins=plugins, name=str(path))
     built = build_model(model_spec, plugins=plugins)
     load_model_weights(built, checkpoint)
     return built
@@ -170,13 +172,17 @@ def _cuda_index(device: str) -> int:
 
 # -- outputs ------------------------------------------------------------------------------------
 def coco_detections(
-    records: Sequence[Mapping[str, Any]], category_ids: Sequence[int] | None
+    records: Sequence[Mapping[str, Any]],
+    category_ids: Sequence[int] | None,
+    image_ids: Sequence[int] | None = None,
 ) -> list[dict[str, Any]]:
     """COCO results `{image_id, file_name, category_id, bbox [x, y, w, h], score}` of JSON records
-    (`image`, `boxes` xyxy, `scores`, `labels`); image_id is the record's position, category_id the
-    dataset's original id (`category_ids[label]`) when known, else the label."""
+    (`image`, `boxes` xyxy, `scores`, `labels`); image_id is `image_ids[i]` (a COCO file's ids) or the
+    record's position, category_id the dataset's original id (`category_ids[label]`) when known, else
+    the label."""
     detections = []
-    for image_id, record in enumerate(records):
+    for position, record in enumerate(records):
+        image_id = image_ids[position] if image_ids is not None else position
         for (x1, y1, x2, y2), score, label in zip(
             record["boxes"], record["scores"], record["labels"], strict=True
         ):
@@ -191,6 +197,12 @@ def coco_detections(
                 }
             )
     return detections
+
+
+def drawn_names(paths: Sequence[Path]) -> dict[Path, str]:
+    """The PNG each input is drawn into: its stem, made unique in input order (`a.png`, `a_1.png`)."""
+    taken: set[str] = set(Path(name).stem for name in RESULT_FILES)
+    return {path: f"{unique_name(path.stem, taken)}.png" for path in paths}
 
 
 def unique_name(stem: str, taken: set[str]) -> str:
@@ -214,11 +226,6 @@ def _progress(total: int) -> Any:
     return tqdm(total=total, desc="predicting", unit="image", file=sys.stderr, dynamic_ncols=True)
 
 
-def _chunks(items: Sequence[Path], size: int) -> Iterator[Sequence[Path]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
 def run_predict(
     model: str,
     sources: list[str],
@@ -231,41 +238,57 @@ def run_predict(
     device: str,
     provider: str | None,
     as_json: bool,
+    coco_gt: str | None = None,
 ) -> tuple[list[str], int]:
     """Predict every image `sources` name; returns (lines to print, number of inputs that failed).
 
     Lines: one per input (`PATH: result` or `PATH: cannot read: reason`) and a summary, or with
     `as_json` the records as one JSON text (then the failures go to stderr, so stdout stays JSON).
     With `out_dir`: predictions.json (one record `{"image": path, **result}` per predicted image),
-    results_coco.json for detection models and one drawn PNG per image, named after its stem.
+    results_coco.json for detection models and one drawn PNG per image, named after its stem. Nothing
+    is written over an input or over a file there that the toolkit did not write (checked before the
+    model is loaded). With `coco_gt` (a COCO annotation file), results_coco.json carries that file's
+    image and category ids, so it scores against it as it is.
     """
     import torch
 
+    from toolkit.data.categories import CocoIds
     from toolkit.data.images import read_image
     from toolkit.data.preview import write_preview
+    from toolkit.outputs import check_no_overwrite, record_written
+    from toolkit.predict_options import check_batch_size, check_score_threshold
 
-    if batch_size < 1:
-        raise ToolkitError(f"--batch must be >= 1, got {batch_size}")
+    check_batch_size(batch_size, option="--batch")
+    score_threshold = check_score_threshold(score_threshold, option="--threshold")
     out = Path(out_dir) if out_dir is not None else None
     if out is not None and out.exists() and not out.is_dir():
         raise ToolkitError(f"--out {str(out)!r} is a file; name a folder")
     paths = find_images(sources)
+    gt = CocoIds(coco_gt) if coco_gt is not None else None
+    image_ids = gt.image_ids(paths) if gt is not None else None
+    drawn = drawn_names(paths)
+    if out is not None:
+        planned = [*RESULT_FILES, *drawn.values()]
+        check_no_overwrite(out, planned, "--out", inputs={p.resolve() for p in paths if p.exists()})
     predictor = load_predictor(
         model, checkpoint=checkpoint, plugins=plugins, device=device, provider=provider
     )
+    category_ids = gt.category_ids(predictor.class_names) if gt is not None else predictor.category_ids
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
+        record_written(out, planned)  # before writing: a run killed halfway may be run again
     records: list[dict[str, Any]] = []
+    ids_of_records: list[int] = []
     lines: list[str] = []
     failed = 0
-    drawn: set[str] = set()
     bar = _progress(len(paths))
     try:
-        for chunk in _chunks(paths, batch_size):
-            readable: list[tuple[Path, torch.Tensor]] = []
-            for path in chunk:
+        for start in range(0, len(paths), batch_size):
+            readable: list[tuple[int, Path, torch.Tensor]] = []
+            for position in range(start, min(start + batch_size, len(paths))):
+                path = paths[position]
                 try:
-                    readable.append((path, read_image(path)))
+                    readable.append((position, path, read_image(path)))
                 except (BadSampleError, ToolkitError) as exc:
                     failed += 1
                     reason = exc.reason if isinstance(exc, BadSampleError) else str(exc)
@@ -275,17 +298,18 @@ def run_predict(
                     else:
                         lines.append(message)
             if readable:
-                images = [image for _, image in readable]
+                images = [image for _, _, image in readable]
                 results = predictor.predict(images, score_threshold=score_threshold, batch_size=batch_size)
-                for (path, image), result in zip(readable, results, strict=True):
+                for (position, path, image), result in zip(readable, results, strict=True):
                     records.append({"image": str(path), **jsonable(result)})
+                    ids_of_records.append(image_ids[position] if image_ids is not None else position)
                     if not as_json:
                         lines.append(f"{path}: {describe(result)}")
                     if out is not None:
                         picture = predictor.task.draw(image, result, predictor.class_names)
-                        write_preview(picture.to(torch.uint8), out / f"{unique_name(path.stem, drawn)}.png")
+                        write_preview(picture.to(torch.uint8), out / drawn[path])
             if bar is not None:
-                bar.update(len(chunk))
+                bar.update(min(batch_size, len(paths) - start))
     finally:
         if bar is not None:
             bar.close()
@@ -294,14 +318,13 @@ def run_predict(
         (out / "predictions.json").write_text(json.dumps(records, indent=2), encoding="utf-8")
         written.append("predictions.json")
         if set(predictor.task.output_names) >= DETECTION_OUTPUTS:
-            category_ids = getattr(predictor, "category_ids", None)
-            coco = coco_detections(records, category_ids)
+            coco = coco_detections(records, category_ids, ids_of_records)
             (out / "results_coco.json").write_text(json.dumps(coco), encoding="utf-8")
             written.append("results_coco.json")
     if as_json:
         return [json.dumps(records, indent=2)], failed
     summary = f"{len(records)} images predicted, {failed} failed"
     if out is not None:
-        summary += f"; wrote {', '.join(written)} and {len(drawn)} drawn image(s) to {out}"
+        summary += f"; wrote {', '.join(written)} and {len(records)} drawn image(s) to {out}"
     lines.append(summary)
     return lines, failed

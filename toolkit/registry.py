@@ -82,6 +82,8 @@ class PluginInfo:
     source: str  # "entry point", "-p", "TOOLKIT_PLUGINS", "spec", "api"
     distribution: str | None = None
     version: str | None = None
+    import_seconds: float | None = None  # how long importing its module took (None: not imported here)
+    imported_torch: bool = False  # torch was first imported by this plugin's module
 
     def describe(self) -> str:
         dist = f" from {self.distribution} {self.version}" if self.distribution else ""

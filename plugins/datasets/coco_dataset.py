@@ -14,18 +14,18 @@ from toolkit.data.images import read_image
 from toolkit.errors import BadSampleError, DataError
 from toolkit_plugins.datasets.common import (
     BadSamples,
+    BoxQuirks,
     GtObject,
     PathOutsideRoot,
     RootedPaths,
     coco_ground_truth,
     detection_target,
+    finish_index,
     finite,
     flag,
     is_id,
     is_side,
 )
-
-TOLERANCE = 1.0  # pixels a box may stick out of the image (clipped); beyond that it is bad
 
 
 class CocoDataset(torch.utils.data.Dataset):
@@ -33,7 +33,8 @@ class CocoDataset(torch.utils.data.Dataset):
 
     Labels are contiguous (0-based) in category-id order (or `class_names` order);
     `category_ids[label]` is the COCO id. Crowd (and `ignore: 1`) annotations are left out of
-    training targets and kept in `ground_truth()`.
+    training targets and kept in `ground_truth()`. Boxes follow the box-quirk policy (`BoxQuirks`:
+    zero-area dropped, crossing clipped, outside dropped; counted in `dropped_boxes`, `clipped_boxes`).
     """
 
     task = "detection"
@@ -52,6 +53,7 @@ class CocoDataset(torch.utils.data.Dataset):
         self.annotation_file = Path(annotations)
         source = str(self.annotation_file)
         bad = BadSamples(on_bad_sample, source)
+        quirks = BoxQuirks(source)
         if not self.annotation_file.is_file():
             raise DataError(f"{source}: annotation file not found; check the dataset's 'annotations' path")
         if not self.image_root.is_dir():
@@ -80,7 +82,7 @@ class CocoDataset(torch.utils.data.Dataset):
             entry = image_entries[image_id]
             objects = []
             for ann in by_image.get(image_id, []):
-                obj = _check_annotation(ann, entry, categories, label_of, bad, source)
+                obj = _check_annotation(ann, entry, categories, label_of, bad, quirks, source)
                 if obj is not None:
                     objects.append(obj)
             if skip_empty and not any(not (o.iscrowd or o.ignore) for o in objects):
@@ -94,9 +96,8 @@ class CocoDataset(torch.utils.data.Dataset):
                 + (" with objects (skip_empty is set)" if skip_empty else "")
                 + "; check the file's 'images' and 'annotations'"
             )
-        self.skipped = bad.skipped
-        bad.warn()
         self._ground_truth: dict[str, Any] | None = None
+        finish_index(self, bad, quirks)
 
     def __len__(self) -> int:
         return len(self.items)
@@ -241,9 +242,11 @@ def _check_annotation(
     categories: dict[int, str],
     label_of: dict[int, int],
     bad: BadSamples,
+    quirks: BoxQuirks,
     source: str,
 ) -> GtObject | None:
-    """The annotation as a GtObject (box clipped to the image), None if bad (skipped) or not selected."""
+    """The annotation as a GtObject (box fitted to the image by `quirks`), None if bad (skipped), not
+    selected or dropped (a quirk)."""
     where = f"id {ann['id']}"
     file_name = image["file_name"]
     width, height = image["width"], image["height"]
@@ -260,14 +263,6 @@ def _check_annotation(
             bad, source, f"missing or malformed bbox {_show(bbox)} (expected [x, y, w, h])", where, file_name
         )
     x, y, w, h = numbers  # type: ignore[misc]
-    if w <= 0 or h <= 0:
-        return _bad(bad, source, f"bbox {bbox} has a non-positive width or height", where, file_name)
-    if x < -TOLERANCE or y < -TOLERANCE or x + w > width + TOLERANCE or y + h > height + TOLERANCE:
-        return _bad(bad, source, f"bbox {bbox} lies outside the {width}x{height} image", where, file_name)
-    x1, y1 = max(x, 0.0), max(y, 0.0)
-    x2, y2 = min(x + w, float(width)), min(y + h, float(height))
-    if x2 <= x1 or y2 <= y1:
-        return _bad(bad, source, f"bbox {bbox} lies outside the {width}x{height} image", where, file_name)
     area = finite(ann["area"]) if "area" in ann else None
     if "area" in ann and (area is None or area < 0):
         return _bad(bad, source, f"area {_show(ann['area'])} is not a number >= 0", where, file_name)
@@ -275,7 +270,11 @@ def _check_annotation(
     if iscrowd is None or ignore is None:
         key = "iscrowd" if iscrowd is None else "ignore"
         return _bad(bad, source, f"{key} {_show(ann[key])} is not 0 or 1", where, file_name)
-    return GtObject((x1, y1, x2, y2), label_of[category], iscrowd, ignore, area)
+    shown = f"annotation id {ann['id']} (image {file_name}): bbox {bbox}"
+    box = quirks.fit((x, y, x + w, y + h), width, height, shown)
+    if box is None:
+        return None
+    return GtObject(box, label_of[category], iscrowd, ignore, area)
 
 
 def _name(value: Any) -> bool:

@@ -1,11 +1,13 @@
-"""Shared by the dataset implementations: the bad-sample policy, paths kept under a dataset's root,
-checked annotation values, detection targets, COCO ground truth."""
+"""Shared by the dataset implementations: the bad-sample policy, the box-quirk policy, paths kept
+under a dataset's root, checked annotation values, seeded splits, detection targets, COCO ground truth."""
 
 from __future__ import annotations
 
 import math
 import os
+import random
 import warnings
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path, PurePath
 from typing import Any, NamedTuple
@@ -14,7 +16,7 @@ import numpy as np
 import torch
 from torchvision import tv_tensors
 
-from toolkit.errors import BadSampleError, ToolkitError
+from toolkit.errors import BadSampleError, DataError, ToolkitError
 
 ON_BAD_SAMPLE = ("error", "skip")
 
@@ -48,6 +50,112 @@ class BadSamples:
                 DataWarning,
                 stacklevel=3,
             )
+
+
+#: how far (pixels) a box may cross the border without counting as clipped (float rounding, e.g. of
+#: normalized YOLO coordinates); it is clipped all the same
+CLIP_SLACK = 1e-3
+ZERO_AREA = "zero-area or inverted"
+OUTSIDE = "wholly outside the image"
+
+
+def finish_index(dataset: Any, bad: BadSamples, quirks: BoxQuirks) -> None:
+    """End a detection dataset's indexing: record what was skipped, dropped and clipped on it
+    (`skipped`, `dropped_boxes`, `clipped_boxes`) and warn once for each."""
+    dataset.skipped = bad.skipped
+    dataset.dropped_boxes = quirks.dropped_boxes
+    dataset.clipped_boxes = quirks.clipped
+    bad.warn()
+    quirks.warn()
+
+
+class BoxQuirks:
+    """The box policy of the detection datasets (COCO, VOC, YOLO alike), with counts and one warning.
+
+    A zero-area or inverted box is dropped, a box crossing the image border is clipped to the
+    image, a box wholly outside the image is dropped; the image always stays. Malformed values
+    (non-numeric, NaN, missing) are not quirks: they are bad samples (BadSamples).
+    """
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.dropped: Counter[str] = Counter()  # reason -> boxes
+        self.clipped = 0
+        self.first_dropped: str | None = None
+        self.first_clipped: str | None = None
+
+    @property
+    def dropped_boxes(self) -> int:
+        return sum(self.dropped.values())
+
+    def fit(
+        self, box: Sequence[float], width: float, height: float, where: str
+    ) -> tuple[float, float, float, float] | None:
+        """The XYXY pixel `box` clipped to the `width` x `height` image, or None when it is dropped
+        (`where` names the annotation, with its values as written, in the warning)."""
+        x1, y1, x2, y2 = (float(v) for v in box)
+        if not (x2 > x1 and y2 > y1):
+            return self.drop(ZERO_AREA, where)
+        fitted = (min(max(x1, 0.0), width), min(max(y1, 0.0), height), min(x2, width), min(y2, height))
+        if not (fitted[2] > fitted[0] and fitted[3] > fitted[1]):
+            return self.drop(OUTSIDE, f"{where} in a {width:g}x{height:g} image")
+        if max(-x1, -y1, x2 - width, y2 - height) > CLIP_SLACK:
+            self.clipped += 1
+            if self.first_clipped is None:
+                self.first_clipped = f"{where} in a {width:g}x{height:g} image"
+        return fitted
+
+    def drop(self, reason: str, what: str) -> None:
+        """Count a dropped box (`reason`: ZERO_AREA, OUTSIDE or another short phrase)."""
+        self.dropped[reason] += 1
+        if self.first_dropped is None:
+            self.first_dropped = f"{what} ({reason})"
+        return None
+
+    def summary(self) -> str | None:
+        """One line on what was dropped and clipped; None when nothing was."""
+        parts = []
+        if self.dropped:
+            reasons = ", ".join(f"{n} {reason}" for reason, n in sorted(self.dropped.items()))
+            parts.append(f"dropped {_boxes(self.dropped_boxes)} ({reasons}; first: {self.first_dropped})")
+        if self.clipped:
+            parts.append(
+                f"clipped {_boxes(self.clipped)} crossing the image border to the image "
+                f"(first: {self.first_clipped})"
+            )
+        return f"{self.source}: {' and '.join(parts)}" if parts else None
+
+    def warn(self) -> None:
+        """One DataWarning summarizing the dropped and clipped boxes (nothing when there were none)."""
+        text = self.summary()
+        if text:
+            warnings.warn(
+                f"{text}; the images stay. Fix the annotations to silence this (docs/data.md: box quirks)",
+                DataWarning,
+                stacklevel=3,
+            )
+
+
+def _boxes(count: int) -> str:
+    return f"{count} box" if count == 1 else f"{count} boxes"
+
+
+def seeded_split(names: Sequence[str], val_fraction: float, seed: int, split: str, source: str) -> list[str]:
+    """The `split` ('train' or 'val') part of `names`: a seeded permutation puts round(n *
+    val_fraction) names (at least 1, and 1 fewer than all, when there are 2 or more) in val and the
+    rest in train. Deterministic, disjoint, covering all; returned in the order of `names`."""
+    if split not in ("train", "val"):
+        raise DataError(f"{source}: with val_fraction the split must be 'train' or 'val', got {split!r}")
+    if not 0.0 < val_fraction < 1.0:
+        raise DataError(f"{source}: val_fraction must lie strictly between 0 and 1, got {val_fraction}")
+    ordered = sorted(set(names))
+    count = round(len(ordered) * val_fraction)
+    if len(ordered) >= 2:
+        count = min(max(count, 1), len(ordered) - 1)
+    order = list(range(len(ordered)))
+    random.Random(seed).shuffle(order)
+    val = {ordered[i] for i in order[:count]}
+    return [name for name in names if (name in val) == (split == "val")]
 
 
 class PathOutsideRoot(ValueError):

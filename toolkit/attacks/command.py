@@ -167,18 +167,19 @@ def run_attack_command(
     if sweep_values is not None:  # a bad name or value fails now, not after the main run
         for value in sweep_values[1]:
             build_attack(spec, plugins=plugins, params={sweep_values[0]: value})
-    out.mkdir(parents=True, exist_ok=True)
+    attack = build_attack(spec, plugins=plugins)
+    objective, target_class = objective_of(attack, model)
     onnx = None
     if onnx_path is not None:
         from toolkit.export.runtime import OnnxModel
 
         onnx = OnnxModel(onnx_path, plugins=plugins, provider="cpu")
+        check_transfer_model(onnx, model, onnx_path)
     data = batches(
         spec, model, section.split, plugins=plugins, limit=section.max_images, batch_size=section.batch_size
     )
     dataset = data_dataset(spec, model, section.split, plugins=plugins)
-    attack = build_attack(spec, plugins=plugins)
-    objective, target_class = objective_of(attack, model)
+    out.mkdir(parents=True, exist_ok=True)  # every check passed: the report folder
     fit_if_needed(attack, model, spec, plugins=plugins, show_progress=show_progress)
     files: dict[str, str] = {}
     if isinstance(attack, SavesArtifact) and getattr(attack, "patch", None) is not None:
@@ -195,7 +196,7 @@ def run_attack_command(
     report.update(
         objective=objective, target_class=None if target_class is None else model.class_names[target_class]
     )
-    report["attack"] = repr(attack)
+    report["attack"] = section.method.model_dump(mode="json")  # its type and parameters, as the spec says
     if hasattr(attack, "side") and getattr(attack, "patch", None) is not None:
         height, width = model.input_size
         report["patch_pixels"] = [attack.side, attack.side]
@@ -249,6 +250,27 @@ def print_report(report: dict[str, Any], model: ToolkitModel) -> None:
         )
     for key, path in report["files"].items():
         print(f"{key}: {path}")
+
+
+def check_transfer_model(onnx: Any, model: ToolkitModel, path: Path) -> None:
+    """Refuse an `--onnx` file that cannot score the attacked model's adversarial images: another
+    task, other classes, no decoding, or a fixed input size other than the model's."""
+    problems = []
+    if onnx.task.name != model.task.name:
+        problems.append(f"it is a {onnx.task.name} model, the checkpoint a {model.task.name} one")
+    if list(onnx.class_names) != list(model.class_names):
+        problems.append(
+            f"its classes {onnx.class_names[:5]} differ from the checkpoint's {model.class_names[:5]}"
+        )
+    if not onnx.info.decoded:
+        problems.append("it was exported with --no-decode")
+    if not onnx.info.dynamic_hw and tuple(onnx.input_size) != tuple(model.input_size):
+        problems.append(
+            f"its input is {list(onnx.input_size)}, the checkpoint's {list(model.input_size)} (export it "
+            "from this checkpoint, or with --dynamic batch,hw)"
+        )
+    if problems:
+        raise ToolkitError(f"--onnx {path}: cannot score this attack's images: {'; '.join(problems)}")
 
 
 def check_attackable(model: ToolkitModel) -> None:

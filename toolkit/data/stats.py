@@ -26,6 +26,9 @@ class DatasetStats:
     ignored_objects: int = 0
     empty_images: int = 0
     box_sizes: list[np.ndarray] = field(default_factory=list)  # per class
+    # boxes the dataset dropped (zero-area, inverted, outside) and clipped to the image; None: not counted
+    dropped_boxes: int | None = None
+    clipped_boxes: int | None = None
 
     def table(self) -> str:
         if not self.boxes:
@@ -43,6 +46,11 @@ class DatasetStats:
         notes = (
             f"\n{self.empty_images} images without objects, {self.ignored_objects} crowd/difficult objects"
         )
+        if self.dropped_boxes is not None or self.clipped_boxes is not None:
+            notes += (
+                f"\nboxes dropped (zero-area, inverted or outside the image): {self.dropped_boxes or 0}, "
+                f"clipped to the image: {self.clipped_boxes or 0}"
+            )
         return text + notes + "\nsize: sqrt(box area) in pixels of the original image"
 
     def to_dict(self) -> dict[str, Any]:
@@ -61,6 +69,10 @@ class DatasetStats:
             data["size_bins"] = [str(b) for b in SIZE_BINS]
             data["empty_images"] = self.empty_images
             data["ignored_objects"] = self.ignored_objects
+            if self.dropped_boxes is not None:
+                data["dropped_boxes"] = self.dropped_boxes
+            if self.clipped_boxes is not None:
+                data["clipped_boxes"] = self.clipped_boxes
         return data
 
 
@@ -101,7 +113,15 @@ def compute_stats(dataset: Any) -> DatasetStats:
         ignored,
         len(truth["images"]) - len(with_objects),
         [np.asarray(s) for s in sizes],
+        _count(dataset, "dropped_boxes"),
+        _count(dataset, "clipped_boxes"),
     )
+
+
+def _count(dataset: Any, name: str) -> int | None:
+    """A dataset's count attribute (e.g. `dropped_boxes`) as an int; None when it keeps none."""
+    value = getattr(dataset, name, None)
+    return int(value) if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def plot_stats(stats: DatasetStats, path: str | Path) -> Path:

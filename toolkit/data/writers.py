@@ -1,4 +1,5 @@
-"""Write a dataset to disk as COCO, Pascal VOC or an image folder (images saved losslessly as PNG).
+"""Write a dataset to disk as COCO, Pascal VOC, Ultralytics YOLO or an image folder (images saved
+losslessly as PNG).
 
 Detection datasets are written from their `ground_truth()` (crowd and difficult objects
 included) when they have one, else from their targets. Files are named by dataset index.
@@ -20,10 +21,15 @@ from toolkit.errors import ToolkitError
 def write_coco(dataset: Any, out_dir: str | Path) -> Path:
     """Write `out_dir/images/NNNNNN.png` and `out_dir/annotations/instances.json`; return `out_dir`.
 
-    Category ids are 1 + label (names from `class_names`); image ids are kept; crowd objects
-    keep iscrowd=1 and ignored (e.g. VOC difficult) ones get `"ignore": 1`.
+    Category ids are the dataset's own (`category_ids`, e.g. a COCO source's), else the labels
+    0..N-1: the ids a model trained on the dataset writes in its results, so those score against
+    this file as they are. Names come from `class_names`; image ids are kept; crowd objects keep
+    iscrowd=1 and ignored (e.g. VOC difficult) ones get `"ignore": 1`.
     """
+    from toolkit.data.categories import dataset_category_ids
+
     _require(dataset, boxes=True)
+    category_of = dataset_category_ids(dataset) or list(range(len(dataset.class_names)))
     out = Path(out_dir)
     (out / "images").mkdir(parents=True, exist_ok=True)
     (out / "annotations").mkdir(parents=True, exist_ok=True)
@@ -36,7 +42,7 @@ def write_coco(dataset: Any, out_dir: str | Path) -> Path:
             annotation = {
                 "id": len(annotations) + 1,
                 "image_id": image_id,
-                "category_id": label + 1,
+                "category_id": category_of[label],
                 "bbox": [x1, y1, x2 - x1, y2 - y1],
                 "area": (x2 - x1) * (y2 - y1),
                 "iscrowd": int(iscrowd),
@@ -44,7 +50,7 @@ def write_coco(dataset: Any, out_dir: str | Path) -> Path:
             if ignore:
                 annotation["ignore"] = 1
             annotations.append(annotation)
-    categories = [{"id": label + 1, "name": name} for label, name in enumerate(dataset.class_names)]
+    categories = [{"id": category_of[label], "name": name} for label, name in enumerate(dataset.class_names)]
     document = {"images": images, "annotations": annotations, "categories": categories}
     (out / "annotations" / "instances.json").write_text(json.dumps(document), encoding="utf-8")
     return out
@@ -71,6 +77,69 @@ def write_voc(dataset: Any, out_dir: str | Path, split: str = "train") -> Path:
         "".join(f"{n}\n" for n in names), encoding="utf-8"
     )
     return root
+
+
+def write_yolo(dataset: Any, out_dir: str | Path, split: str = "train") -> Path:
+    """Write `out_dir/images/<split>/NNNNNN.png`, `out_dir/labels/<split>/NNNNNN.txt` and
+    `out_dir/data.yaml`; return `out_dir`.
+
+    Labels are `class cx cy w h`, normalized to the image; an image without objects gets an empty
+    label file. YOLO has no crowd or difficult flag: those objects are left out. data.yaml holds
+    `path` (the absolute folder, as Ultralytics expects), one key per split written so far (a
+    data.yaml of an earlier export to the same folder, with the same names, is extended: export
+    train, then val) and `names` as a list.
+    """
+    import yaml
+
+    _require(dataset, boxes=True)
+    if split not in ("train", "val", "test"):
+        raise ToolkitError(f"a YOLO split is train, val or test, got {split!r}")
+    out = Path(out_dir)
+    names = [str(name) for name in dataset.class_names]
+    document = _existing_yolo_yaml(out / "data.yaml", names)
+    images, labels = out / "images" / split, out / "labels" / split
+    images.mkdir(parents=True, exist_ok=True)
+    labels.mkdir(parents=True, exist_ok=True)
+    for index, image, _, objects in _detection_samples(dataset, "YOLO"):
+        height, width = _save_png(image, images / f"{index:06d}.png")
+        lines = [
+            f"{label} {_fraction((x1 + x2) / 2 / width)} {_fraction((y1 + y2) / 2 / height)} "
+            f"{_fraction((x2 - x1) / width)} {_fraction((y2 - y1) / height)}\n"
+            for x1, y1, x2, y2, label, iscrowd, ignore in objects
+            if not (iscrowd or ignore)
+        ]
+        (labels / f"{index:06d}.txt").write_text("".join(lines), encoding="utf-8")
+    document["path"] = str(out.resolve())
+    document[split] = f"images/{split}"
+    document["names"] = names
+    ordered = {key: document[key] for key in ("path", "train", "val", "test", "names") if key in document}
+    (out / "data.yaml").write_text(
+        yaml.safe_dump(ordered, sort_keys=False, allow_unicode=True), encoding="utf-8"
+    )
+    return out
+
+
+def _existing_yolo_yaml(path: Path, names: list[str]) -> dict[str, Any]:
+    """The data.yaml an earlier export wrote there (same names), to extend; {} when there is none."""
+    if not path.exists():
+        return {}
+    from toolkit.spec.files import load_yaml
+
+    try:
+        document = load_yaml(path.read_text(encoding="utf-8"))
+    except Exception as exc:
+        raise ToolkitError(f"{path}: exists and cannot be read ({exc}); export to a new folder") from None
+    if not isinstance(document, dict) or document.get("names") != names:
+        raise ToolkitError(
+            f"{path}: exists with other names than the dataset's {names}; export to a new folder"
+        )
+    return document
+
+
+def _fraction(value: float) -> str:
+    """A normalized coordinate with 8 decimals (well below a pixel), trailing zeros removed."""
+    text = f"{min(max(value, 0.0), 1.0):.8f}".rstrip("0").rstrip(".")
+    return text or "0"
 
 
 def write_image_folder(dataset: Any, out_dir: str | Path) -> Path:
@@ -154,7 +223,9 @@ def _require(dataset: Any, *, boxes: bool) -> None:
 
     if targets_have_boxes(dataset) != boxes:
         wanted, instead = (
-            ("box targets", "--format folder") if boxes else ("one label per image", "--format coco or voc")
+            ("box targets", "--format folder")
+            if boxes
+            else ("one label per image", "--format coco or voc (or yolo)")
         )
         raise ToolkitError(
             f"this format needs a dataset with {wanted}; {type(dataset).__name__} (task "

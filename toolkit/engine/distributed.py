@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
+import gc
+import importlib
 import os
 from dataclasses import dataclass
 
@@ -53,7 +56,12 @@ def init_distributed(device_name: str) -> DistContext:
     if world_size > 1 and not dist.is_initialized():
         if device.type == "cuda":
             torch.cuda.set_device(device)
+        # Before the group exists: torch.distributed.nn's functions take `group=group.WORLD` as a
+        # default, bound at import; imported later (DDP's constructor imports it through
+        # torch._dynamo), they would keep the default group alive after destroy_process_group.
+        importlib.import_module("torch.distributed.nn")
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+        _collect_process_groups_at_exit()
     return DistContext(rank, world_size, local_rank, device)
 
 
@@ -72,5 +80,27 @@ def barrier(context: DistContext) -> None:
 
 
 def shutdown(context: DistContext) -> None:
+    """Destroy the process group. torch drops its own references to it; the group itself, and with
+    it gloo's worker threads, ends with the last reference (a DDP module's reducer holds one): what
+    `init_distributed` imports first and `_collect_process_groups_at_exit` make that happen before
+    the interpreter finalizes."""
     if context.distributed and dist.is_initialized():
         dist.destroy_process_group()
+
+
+_exit_collection_registered = False
+
+
+def _collect_process_groups_at_exit() -> None:
+    """Run the garbage collector at exit, before the interpreter finalizes (registered once).
+
+    The trainer's DDP module is freed only by the cyclic garbage collector, and until then it keeps
+    the process group alive after `destroy_process_group`. Alive during the interpreter's
+    finalization, a gloo worker thread that drops the last reference to a tensor there must take
+    the GIL, which Python answers with pthread_exit; unwinding through a noexcept destructor, that
+    ends in `terminate called without an active exception` (SIGABRT). Collected at exit, the group
+    is destroyed, its threads joined, while the interpreter is whole."""
+    global _exit_collection_registered
+    if not _exit_collection_registered:
+        atexit.register(gc.collect)
+        _exit_collection_registered = True

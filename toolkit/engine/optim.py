@@ -57,13 +57,18 @@ def _fusable(model: nn.Module) -> bool:
     )
 
 
-def lr_factor(train: TrainSpec, steps_per_epoch: int) -> Callable[[int], float]:
-    """Learning-rate factor at a (0-based) optimizer step: warmup x schedule."""
-    total = max(1, train.epochs * steps_per_epoch)
+def lr_factor(
+    train: TrainSpec, steps_per_epoch: int, total_steps: Callable[[], int] | None = None
+) -> Callable[[int], float]:
+    """Learning-rate factor at a (0-based) optimizer step: warmup x schedule. The schedule runs over
+    `train.epochs` epochs, or over `total_steps()` steps when given (a time budget's fitted length,
+    read at every step)."""
+    planned = max(1, train.epochs * steps_per_epoch)
     schedule = train.schedule
     warmup = train.warmup_steps
 
     def shape(step: int) -> float:
+        total = max(1, total_steps()) if total_steps is not None else planned
         progress = min(step / total, 1.0)
         if isinstance(schedule, Constant):
             return 1.0
@@ -92,7 +97,10 @@ def lr_factor(train: TrainSpec, steps_per_epoch: int) -> Callable[[int], float]:
 
 
 def build_scheduler(
-    optimizer: torch.optim.Optimizer, train: TrainSpec, steps_per_epoch: int
+    optimizer: torch.optim.Optimizer,
+    train: TrainSpec,
+    steps_per_epoch: int,
+    total_steps: Callable[[], int] | None = None,
 ) -> torch.optim.lr_scheduler.LambdaLR:
-    """A LambdaLR stepped once per optimizer step."""
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(train, steps_per_epoch))
+    """A LambdaLR stepped once per optimizer step (see `lr_factor`)."""
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(train, steps_per_epoch, total_steps))

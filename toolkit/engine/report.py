@@ -65,11 +65,17 @@ def format_summary(summary: Any) -> str:
         ],
         [f"best {summary.best_metric}", best],
     ]
+    if summary.time_budget:
+        rows.append(["time budget", summary.time_budget])
     if summary.skipped_samples:
         rows.append(["skipped bad samples", summary.skipped_samples])
     text = format_table(["run", "value"], rows)
-    if summary.final_metrics:
-        text += "\n\n" + format_metrics(summary.final_metrics, summary.metric_names)
+    best, last = summary.best_metrics, summary.final_metrics
+    if best:
+        text += f"\n\nbest.pt (epoch {summary.best_epoch}), the run's model:\n"
+        text += format_metrics(best, summary.metric_names)
+    if last and last != best:
+        text += f"\n\nlast epoch ({summary.epochs}, last.pt):\n" + format_metrics(last, summary.metric_names)
     if summary.files:
         text += "\n\n" + "\n".join(f"{name}: {path}" for name, path in summary.files.items())
     return text

@@ -7,7 +7,9 @@ creates it) or a `last.pt`. Rules (`check_run_dir`), before anything is built or
 - a run with `last.pt`: only `--resume` continues it (a run is never overwritten);
 - a run without `last.pt` (killed before its first checkpoint): `--resume` or `--exist-ok` start
   it again from the first epoch;
-- a non-empty folder that is not a run: refused, unless `--exist-ok` (write into it anyway);
+- a non-empty folder that is not a run: refused, unless `--exist-ok` (write into it anyway, keeping
+  its files: refused when one of them has a name the run writes, `RUN_OUTPUTS` or any `*.png`, the
+  evaluators' plots);
 - a folder locked by a live run (another training writing there): refused.
 
 The marker is also the lock: `fcntl.flock` held by the run that owns the folder until it ends, so
@@ -24,6 +26,10 @@ from toolkit.errors import ToolkitError
 
 MARKER = ".toolkit-run.lock"
 LAST = "last.pt"
+#: the files a run writes under fixed names (the loggers' defaults included); plots are `*.png`
+RUN_OUTPUTS = frozenset(
+    {LAST, "best.pt", "best.safetensors", "spec.yaml", "metrics.jsonl", "results.csv", "best.onnx"}
+)
 
 #: lock descriptors this process holds; a forked child (a DataLoader worker) closes its copies, so
 #: the lock ends with the run's process and not with its last worker
@@ -84,7 +90,18 @@ def check_run_dir(path: Path, *, resume: bool, exist_ok: bool) -> None:
             "with --out"
         )
     others = sorted(entry.name for entry in path.iterdir() if entry.name != MARKER)
-    if not others or exist_ok:
+    if not others:
+        return
+    if exist_ok and not is_run:
+        clashes = [name for name in others if name in RUN_OUTPUTS or name.endswith(".png")]
+        if clashes:
+            shown = ", ".join(clashes[:5]) + (", ..." if len(clashes) > 5 else "")
+            raise RunDirError(
+                f"--out {path}: --exist-ok keeps the folder's own files, but the run would overwrite "
+                f"{len(clashes)} of them ({shown}); move them away or choose another folder with --out"
+            )
+        return
+    if exist_ok:
         return
     if is_run:
         raise RunDirError(

@@ -2,19 +2,55 @@
 
 `torch.nn.SyncBatchNorm` runs on GPUs only; `SyncBatchNorm` here works with any device and backend
 (gloo on CPU, nccl on CUDA): per channel, each process sums its values and squares, one
-differentiable all-reduce (`torch.distributed.nn.functional.all_reduce`, whose backward
-all-reduces the gradients) gives the global mean and variance, and the running statistics are
-updated as one BatchNorm over the global batch would update them. State-dict keys are those of
-BatchNorm, so checkpoints load into an ordinary model. Eval mode, frozen (`norm_eval`) layers and a
-single process use the ordinary BatchNorm computation.
+differentiable all-reduce (`all_reduce_sum`, whose backward all-reduces the gradients) gives the
+global mean and variance, and the running statistics are updated as one BatchNorm over the global
+batch would update them. State-dict keys are those of BatchNorm, so checkpoints load into an
+ordinary model. Eval mode, frozen (`norm_eval`) layers and a single process use the ordinary
+BatchNorm computation.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 import torch.distributed as dist
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
+
+
+class _AllReduceSum(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, tensor: torch.Tensor) -> torch.Tensor:
+        total = tensor.clone(memory_format=torch.contiguous_format)
+        dist.all_reduce(total, op=dist.ReduceOp.SUM)
+        return total
+
+    @staticmethod
+    def backward(ctx: Any, grad_output: torch.Tensor) -> torch.Tensor:
+        return _AllReduceSum.apply(grad_output)
+
+
+def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
+    """The element-wise sum of `tensor` over every process of the default process group, as a new
+    tensor (`tensor` is left as it is), differentiable.
+
+    Every process must call it, in the same order as its other collectives, with a tensor of the
+    same shape and dtype; it blocks until the sum has arrived. Every process then holds the same
+    sum S = x_0 + ... + x_{W-1}, and each computes its own loss L_r from it: the gradient process r
+    needs for its x_r is that of the total loss L_0 + ... + L_{W-1}, which is the sum over the
+    processes of their gradients of S. So the backward all-reduces (SUM) the incoming gradient,
+    differentiably in turn, and every process must run its backward through this call as well.
+
+    It computes what the deprecated `torch.distributed.nn.functional.all_reduce` (op SUM) did, with
+    the public blocking `torch.distributed.all_reduce` (the deprecation points to the private,
+    asynchronous `torch.distributed._functional_collectives.all_reduce`). The default group is looked
+    up at each call and kept nowhere: importing `torch.distributed.nn.functional` after
+    `init_process_group`, as this module once did, bound that group into the defaults of its
+    functions, so `destroy_process_group` no longer freed it and gloo's worker threads lived on into
+    the interpreter's finalization, where one releasing a tensor aborts the process.
+    """
+    return _AllReduceSum.apply(tensor)
 
 
 class SyncBatchNorm(_BatchNorm):
@@ -29,15 +65,13 @@ class SyncBatchNorm(_BatchNorm):
             self.training and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
         ):
             return super().forward(input)
-        from torch.distributed.nn.functional import all_reduce
-
         self._check_input_dim(input)
         channels = input.shape[1]
         dims = [0, *range(2, input.dim())]
         values = input.float()
         count = torch.tensor([input.numel() / channels], dtype=torch.float32, device=input.device)
         local = torch.cat([values.sum(dims), values.square().sum(dims), count])
-        total = all_reduce(local)  # differentiable: gradients flow to every process's inputs
+        total = all_reduce_sum(local)  # differentiable: gradients flow to every process's inputs
         n = total[-1]
         mean = total[:channels] / n
         var = (total[channels : 2 * channels] / n - mean.square()).clamp_min(0)

@@ -18,6 +18,7 @@ from torch import nn
 
 from toolkit.build import build_component, build_loss, build_model, build_processed_dataset, data_section
 from toolkit.contracts import Freezable, component_in_traceback
+from toolkit.data.categories import dataset_category_ids
 from toolkit.data.loader import make_loader
 from toolkit.engine import distributed
 from toolkit.engine.checkpoint import (
@@ -38,11 +39,14 @@ from toolkit.engine.logs import Progress, plot_curves
 from toolkit.engine.optim import build_optimizer, build_scheduler
 from toolkit.engine.run_dir import claim_run_dir, is_main_process
 from toolkit.engine.sync_bn import convert_sync_batchnorm
+from toolkit.engine.time_budget import TimeBudget
 from toolkit.errors import ComponentError, ToolkitError, describe_exception
 from toolkit.plugins import PluginManager, get_plugin_manager
 from toolkit.spec import Spec, TrainSpec
 
 #: files a run writes atomically (their temp files are cleaned when a run claims the folder)
+#: the schedule's length before a time budget's first fit: its first steps see the schedule's start
+UNFITTED_STEPS = 10**9
 RUN_FILES = ("last.pt", "best.pt", "best.safetensors", "spec.yaml", "results.csv")
 
 
@@ -60,13 +64,16 @@ class RunSummary:
     best_metric: str
     best_value: float | None
     metric_names: tuple[str, ...] = ()
-    final_metrics: dict[str, Any] = field(default_factory=dict)
+    final_metrics: dict[str, Any] = field(default_factory=dict)  # the last evaluation's (last.pt)
+    best_metrics: dict[str, Any] = field(default_factory=dict)  # best.pt's evaluation
+    best_epoch: int | None = None
     train_seconds: float = 0.0
     images_per_second: float = 0.0
     skipped_samples: int = 0
     trainable_parameters: int = 0
     frozen_parameters: int = 0
     files: dict[str, str] = field(default_factory=dict)
+    time_budget: str | None = None  # with train.time_limit: how far the run got
 
 
 def train(
@@ -159,13 +166,20 @@ class Trainer:
         )
         if len(self.train_loader) == 0:
             raise ToolkitError("data.train is empty: nothing to train on")
+        #: the dataset's original category id per label (COCO's ids), saved with the weights so that
+        #: predict and export write results other tools score as they are
+        self.category_ids = dataset_category_ids(train_set.dataset)
         self.val_loader = None
         if self.data.val is not None and self.context.is_main:
             val_set = build_processed_dataset(self.spec, self.model, "val", train=False, plugins=self.plugins)
             self.val_loader = make_loader(val_set, self.data, shuffle=False, device=device)
         self.optimizer = build_optimizer(self.model, config)
         steps_per_epoch = math.ceil(len(self.train_loader) / config.accumulate)
-        self.scheduler = build_scheduler(self.optimizer, config, steps_per_epoch)
+        self.steps_per_epoch = steps_per_epoch
+        self.budget = TimeBudget(config.time_limit) if config.time_limit is not None else None
+        self.time_up = False  # the budget is spent (agreed by every process)
+        schedule_length = (lambda: self.budget.steps_for_schedule(UNFITTED_STEPS)) if self.budget else None
+        self.scheduler = build_scheduler(self.optimizer, config, steps_per_epoch, schedule_length)
         self.ema = WeightsAverage(self.model, config.ema) if config.ema is not None else None
         if config.save_safetensors:
             require_safetensors()
@@ -183,6 +197,8 @@ class Trainer:
         self.step = 0
         self.best_value: float | None = None
         self.final_metrics: dict[str, Any] = {}
+        self.best_metrics: dict[str, Any] = {}  # the evaluation best.pt was saved after
+        self.best_epoch: int | None = None
         self.epoch_metrics: dict[str, Any] | None = None  # this epoch's validation, when it had one
         self.history: list[dict[str, Any]] = []  # train and val records (the curves), kept in last.pt
         resuming = self.resume and (self.out_dir / "last.pt").exists()
@@ -220,6 +236,7 @@ class Trainer:
             "best_metric": self.best_metric,
             "best_value": self.best_value,
             "metrics": self.final_metrics,
+            "category_ids": self.category_ids,
         }
 
     def _state(self, weights: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -234,6 +251,9 @@ class Trainer:
             "rng": rng_state(),
         }
         state["history"] = self.history
+        if self.budget is not None:
+            state["time_budget"] = self.budget.state()
+        state["best_metrics"], state["best_epoch"] = self.best_metrics, self.best_epoch
         if self.ema is not None:
             state["train_model"] = self.model.state_dict()
             state["ema_updates"] = self.ema.updates
@@ -278,6 +298,12 @@ class Trainer:
         history = checkpoint.get("history")
         self.history = list(history) if isinstance(history, list) else []
         self.best_value = checkpoint.get("best_value")
+        if self.budget is not None:
+            self.budget = TimeBudget.restore(self.budget.limit, checkpoint.get("time_budget"))
+            self.time_up = self.budget.exhausted()
+        best_metrics, best_epoch = checkpoint.get("best_metrics"), checkpoint.get("best_epoch")
+        self.best_metrics = dict(best_metrics) if isinstance(best_metrics, dict) else {}
+        self.best_epoch = best_epoch if isinstance(best_epoch, int) else None
         try:
             set_rng_state(checkpoint["rng"])
         except (RuntimeError, ValueError, KeyError, TypeError) as exc:
@@ -330,7 +356,7 @@ class Trainer:
                 yaml.safe_dump(self.spec.model_dump(mode="json"), sort_keys=False).encode(),
             )
         train_seconds, images_seen, skipped = 0.0, 0, 0
-        while self.epoch < config.epochs:
+        while not self.time_up if self.budget is not None else self.epoch < config.epochs:
             if config.unfreeze_at_epoch is not None and self.epoch == config.unfreeze_at_epoch:
                 self.model.backbone.set_frozen_stages(0)
             started = time.perf_counter()
@@ -354,9 +380,14 @@ class Trainer:
             best_value=self.best_value,
             metric_names=tuple(self.task.metric_names),
             final_metrics=self.final_metrics,
+            best_metrics=self.best_metrics,
+            best_epoch=self.best_epoch,
             train_seconds=round(train_seconds, 2),
             images_per_second=round(images_seen * self.context.world_size / max(train_seconds, 1e-9), 2),
             skipped_samples=skipped,
+            time_budget=self.budget.describe(self.step, self.step / max(1, self.steps_per_epoch))
+            if self.budget is not None
+            else None,
             trainable_parameters=trainable,
             frozen_parameters=total - trainable,
             files=files,
@@ -395,7 +426,9 @@ class Trainer:
         batches = len(self.train_loader)
         progress = Progress(
             batches,
-            f"epoch {self.epoch + 1}/{config.epochs}",
+            f"epoch {self.epoch + 1}/{config.epochs}"
+            if self.budget is None
+            else f"epoch {self.epoch + 1} ({self.budget.remaining:.0f} s left)",
             enabled=self.show_progress and self.context.is_main,
         )
         window: dict[str, torch.Tensor] = {}
@@ -405,6 +438,8 @@ class Trainer:
         seen = skipped = 0
         pending = False  # gradients accumulated since the last optimizer step
         self.optimizer.zero_grad(set_to_none=True)
+        if self.budget is not None:
+            self.budget.start()
         for position, batch in enumerate(self.train_loader, start=1):
             skipped += len(batch.skipped)
             every = config.accumulate
@@ -430,7 +465,16 @@ class Trainer:
                     values = self._log_train(window, window_batches, window_images, window_start)
                     window, window_batches, window_images, window_start = {}, 0, 0, time.perf_counter()
             progress.update(1, values)
+            if self.budget is not None and not pending:
+                self.budget.fit(self.step)
+                if self._out_of_time():
+                    break
         progress.close()
+        if self.budget is not None:
+            self.optimizer.zero_grad(set_to_none=True)  # a group cut short by the budget is dropped
+            self.budget.fit(self.step, force=True)
+            self.budget.stop()
+            self.time_up = self.time_up or self._out_of_time()
         self.epoch_loss = {key: float(value) / max(epoch_batches, 1) for key, value in epoch_sums.items()}
         if skipped and self.context.is_main:
             warnings.warn(
@@ -438,6 +482,14 @@ class Trainer:
                 stacklevel=2,
             )
         return seen, skipped
+
+    def _out_of_time(self) -> bool:
+        """Whether the time budget is spent: any process's view counts, so all stop together."""
+        if self.budget is None:
+            return False
+        spent = torch.tensor([1.0 if self.budget.exhausted() else 0.0], device=self.context.device)
+        self.time_up = bool(distributed.all_reduce_mean(spent, self.context).item() > 0)
+        return self.time_up
 
     def _log_train(
         self, sums: dict[str, torch.Tensor], batches: int, images: int, started: float
@@ -536,7 +588,8 @@ class Trainer:
     def _maybe_evaluate(self) -> bool:
         """Evaluate when due; True when the chosen metric improved (or when there is no validation)."""
         self.epoch_metrics = None
-        interval, last = self.config.eval_interval, self.epoch == self.config.epochs
+        interval = self.config.eval_interval
+        last = self.time_up if self.budget is not None else self.epoch == self.config.epochs
         due = last or (interval > 0 and self.epoch % interval == 0)
         if self.val_loader is None or not due:
             return self.val_loader is None and self.context.is_main
@@ -556,6 +609,7 @@ class Trainer:
         lower = self.best_metric in self.task.lower_is_better
         if self.best_value is None or (value < self.best_value if lower else value > self.best_value):
             self.best_value = value
+            self.best_metrics, self.best_epoch = dict(metrics), self.epoch
             return True
         return False
 

@@ -4,6 +4,8 @@ export, verify, convert to fp16 or int8, report. Also what the spec's `export:` 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -54,6 +56,23 @@ def _check_output(output: Path) -> None:
         raise ToolkitError(f"cannot write to {str(parent)!r}; choose another place with -o")
     if output.suffix != ".onnx":
         raise ToolkitError(f"output {str(output)!r} should end in .onnx")
+    if output.is_symlink() or (output.exists() and not output.is_file()):
+        raise ToolkitError(f"output {str(output)!r} is not a regular file; choose another place with -o")
+    if output.exists() and not _is_toolkit_export(output):
+        raise ToolkitError(
+            f"output {str(output)!r} exists and is not a toolkit export: it is not replaced; choose another "
+            "name with -o, or move the file away"
+        )
+
+
+def _is_toolkit_export(path: Path) -> bool:
+    from toolkit.export.metadata import read_file_info
+
+    try:
+        read_file_info(path)
+    except ToolkitError:
+        return False
+    return True
 
 
 def run_export(
@@ -64,21 +83,48 @@ def run_export(
     overrides: Sequence[str] = (),
     **given: Any,
 ) -> list[str]:
-    """Export as the spec's `export:` section and the command line say; returns the report lines."""
-    export_options(None, **given)  # the command line's own contradictions, before torch is imported
-    from toolkit.export.onnx_export import export_onnx
-    from toolkit.export.verify import verify_export
+    """Export as the spec's `export:` section and the command line say; returns the report lines.
 
+    The file is written and verified in a temporary folder beside the output and moved into place
+    only when it passed: a failed export leaves an existing output as it was. An existing output is
+    replaced only when it is a toolkit export itself."""
+    export_options(None, **given)  # the command line's own contradictions, before torch is imported
     model, spec, default_output = _load(target, checkpoint, overrides, plugins)
     options = export_options(spec, **given)
     output = Path(options.output) if options.output else default_output
     _check_output(output)
+    replaced = output.exists()
+    output.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent or "."))
+    try:
+        lines = _export_into(model, spec, plugins, options, staging / output.name)
+        for produced in sorted(staging.iterdir(), key=lambda p: p.suffix == ".onnx"):  # data first
+            os.replace(produced, output.parent / produced.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    lines[0] = lines[0].replace(str(staging / output.name), str(output))
+    size = output.stat().st_size / 1e6
+    note = "" if options.verify else " (not verified: --no-verify)"
+    lines.append(f"\n{output}: {size:.1f} MB{note}" + ("; replaced the earlier export" if replaced else ""))
+    return lines
+
+
+def _export_into(
+    model: Any, spec: Spec, plugins: PluginManager, options: ExportSpec, output: Path
+) -> list[str]:
+    """Export, verify and convert into `output` (a staging path); returns the report lines."""
+    from toolkit.data.categories import dataset_category_ids
+    from toolkit.export.onnx_export import export_onnx
+    from toolkit.export.verify import verify_export
+
     dataset = _dataset(spec, plugins)
     if options.int8 and dataset is None:
         raise ToolkitError("--int8 calibrates on the spec's data, and this spec has no data section")
     samples = [dataset[i][0] for i in range(min(3, len(dataset)))] if dataset is not None else []
-    category_ids = list(map(int, dataset.category_ids)) if getattr(dataset, "category_ids", None) else None
-    fp32 = output if not (options.fp16 or options.int8) else output.with_name(f".{output.stem}.fp32.onnx")
+    category_ids = model.category_ids
+    if category_ids is None and dataset is not None:
+        category_ids = dataset_category_ids(dataset)
+    fp32 = output if not (options.fp16 or options.int8) else output.with_name(f"fp32.{output.name}")
     exported = export_onnx(
         model,
         fp32,
@@ -104,7 +150,7 @@ def run_export(
             lines += ["", "fp32 against torch:", check.table()]
             if not check.passed:
                 raise ToolkitError(
-                    "\n".join([*lines, "", f"verification failed: {fp32} does not match the torch model"])
+                    "\n".join([*lines, "", "verification failed: the export does not match the torch model"])
                 )
         if options.fp16:
             lines += _to_fp16(model, fp32, output, exported.outputs, options, dynamic_hw, samples)
@@ -113,8 +159,7 @@ def run_export(
     finally:
         if fp32 != output:
             fp32.unlink(missing_ok=True)
-    size = output.stat().st_size / 1e6
-    lines.append(f"\n{output}: {size:.1f} MB" + ("" if options.verify else " (not verified: --no-verify)"))
+            fp32.with_name(fp32.name + ".data").unlink(missing_ok=True)
     return lines
 
 
@@ -140,7 +185,7 @@ def _to_fp16(
     lines = ["", "fp16 against torch fp32:", check.table()]
     if not check.passed:
         raise ToolkitError(
-            "\n".join([*lines, "", f"verification failed: {output} (fp16) is out of tolerance"])
+            "\n".join([*lines, "", "verification failed: the fp16 export is out of tolerance"])
         )
     return lines
 

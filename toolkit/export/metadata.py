@@ -93,8 +93,13 @@ def write_metadata(model_proto: Any, metadata: Mapping[str, str]) -> None:
         entry.key, entry.value = key, value
 
 
+#: the most class names a file may list (bounded like every size read from a file)
+MAX_CLASSES = 100_000
+
+
 def read_info(metadata: Mapping[str, str], source: str) -> ModelInfo:
-    """ModelInfo from a file's metadata_props (a dict); ToolkitError when it is not a toolkit export."""
+    """ModelInfo from a file's metadata_props (a dict); ToolkitError when it is not a toolkit export or
+    when a value is damaged or out of bounds (sizes as specs bound them, a non-empty class list)."""
     if PREFIX + "task" not in metadata:
         raise ToolkitError(
             f"{source} has no toolkit metadata (toolkit.task); export it with 'toolkit export', or run it "
@@ -103,11 +108,12 @@ def read_info(metadata: Mapping[str, str], source: str) -> ModelInfo:
     try:
         raw = {key[len(PREFIX) :]: value for key, value in metadata.items() if key.startswith(PREFIX)}
         height, width = json.loads(raw["input_size"])
-        return ModelInfo(
+        class_names = json.loads(raw["class_names"])
+        info = ModelInfo(
             task=raw["task"],
-            class_names=list(json.loads(raw["class_names"])),
-            input_size=(int(height), int(width)),
-            input_multiple=int(raw["input_multiple"]),
+            class_names=list(class_names) if isinstance(class_names, list) else class_names,
+            input_size=(_int(height), _int(width)),
+            input_multiple=_int(raw["input_multiple"]),
             dynamic=raw.get("dynamic", "batch"),
             decoded=raw.get("decoded", "true") == "true",
             outputs=list(json.loads(raw["outputs"])),
@@ -120,10 +126,63 @@ def read_info(metadata: Mapping[str, str], source: str) -> ModelInfo:
         raise ToolkitError(
             f"{source}: damaged toolkit metadata ({type(exc).__name__}: {exc}); export it again"
         ) from None
+    problem = _bounds_problem(info)
+    if problem:
+        raise ToolkitError(f"{source}: damaged toolkit metadata ({problem}); export it again")
+    from toolkit.data.categories import checked_category_ids
+
+    checked_category_ids(info.category_ids, len(info.class_names), f"{source} (toolkit.category_ids)")
+    return info
+
+
+def _int(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise TypeError(f"{value!r} is not an integer")
+    return int(value)
+
+
+def _bounds_problem(info: ModelInfo) -> str:
+    from toolkit.spec.models import MAX_SIDE, MIN_SIDE
+
+    names = info.class_names
+    if not isinstance(names, list) or not 1 <= len(names) <= MAX_CLASSES:
+        count = len(names) if isinstance(names, list) else repr(names)
+        return f"toolkit.class_names must list 1 to {MAX_CLASSES} class names, it has {count}"
+    if not all(isinstance(n, str) and n.strip() for n in names) or len(set(names)) != len(names):
+        return "toolkit.class_names must be distinct, non-empty names"
+    if not all(MIN_SIDE <= side <= MAX_SIDE for side in info.input_size):
+        return f"toolkit.input_size {list(info.input_size)} is outside [{MIN_SIDE}, {MAX_SIDE}] per side"
+    if not 1 <= info.input_multiple <= MAX_SIDE:
+        return f"toolkit.input_multiple {info.input_multiple} is outside [1, {MAX_SIDE}]"
+    if info.dynamic not in ("batch", "batch,hw"):
+        return f"toolkit.dynamic is {info.dynamic!r}, not 'batch' or 'batch,hw'"
+    if not info.outputs or not all(isinstance(o, str) for o in info.outputs):
+        return "toolkit.outputs must list the graph's output names"
+    return ""
+
+
+def graph_problem(info: ModelInfo, proto: Any) -> str:
+    """Where the metadata contradicts the graph (its outputs, its input's fixed sizes); empty if nowhere."""
+    outputs = [output.name for output in proto.graph.output]
+    if outputs != list(info.outputs):
+        return f"toolkit.outputs {info.outputs} but the graph outputs {outputs}"
+    inputs = [i for i in proto.graph.input if i.name not in {t.name for t in proto.graph.initializer}]
+    if len(inputs) != 1:
+        return f"the graph has {len(inputs)} inputs; a toolkit export has one (images)"
+    dims = [d.dim_value if d.HasField("dim_value") else None for d in inputs[0].type.tensor_type.shape.dim]
+    expected = [None, 3, *(() if info.dynamic_hw else info.input_size)]
+    if len(dims) != 4:
+        return f"the graph's input has {len(dims)} dimensions, not [N, 3, H, W]"
+    for index, (have, want) in enumerate(zip(dims, expected, strict=False)):
+        if have is not None and want is not None and have != want:
+            size = list(info.input_size)
+            return f"toolkit.input_size {size} but the graph's input is {dims} (dimension {index})"
+    return ""
 
 
 def read_file_info(path: str | Path) -> ModelInfo:
-    """ModelInfo of an exported file (reads the metadata without loading the weights)."""
+    """ModelInfo of an exported file (reads the metadata and graph without loading the weights); a
+    ToolkitError when the file is not a toolkit export or its metadata contradicts its graph."""
     import onnx
 
     path = Path(path)
@@ -132,7 +191,12 @@ def read_file_info(path: str | Path) -> ModelInfo:
     try:
         proto = onnx.load(str(path), load_external_data=False)
     except Exception as exc:
+        reason = " ".join(str(exc).split())[:200]
         raise ToolkitError(
-            f"cannot read {str(path)!r} as an ONNX file: {type(exc).__name__}: {exc}"
+            f"cannot read {str(path)!r} as an ONNX file: {type(exc).__name__}: {reason}"
         ) from None
-    return read_info({p.key: p.value for p in proto.metadata_props}, str(path))
+    info = read_info({p.key: p.value for p in proto.metadata_props}, str(path))
+    problem = graph_problem(info, proto)
+    if problem:
+        raise ToolkitError(f"{path}: its metadata contradicts its graph ({problem}); export it again")
+    return info

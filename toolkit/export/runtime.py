@@ -226,14 +226,15 @@ class OnnxModel:
         the torch model takes: the same `image_list`, `preprocess` (letterbox to the input size) and
         `task.results`, with the graph in place of the module."""
         from toolkit.inference import image_list, preprocess
+        from toolkit.predict_options import check_batch_size, check_score_threshold
 
         if not self.info.decoded:
             raise ToolkitError(
                 f"{str(self.path)!r} was exported with --no-decode: raw head outputs; export with decoding "
                 "to predict"
             )
-        if batch_size < 1:
-            raise ToolkitError(f"predict: batch_size must be >= 1, got {batch_size}")
+        check_batch_size(batch_size)
+        score_threshold = check_score_threshold(score_threshold)
         items = image_list(images)
         device = self.device
         results: list[dict[str, Any]] = []

@@ -34,16 +34,18 @@ def load_spec(
     overrides: Sequence[str] = (),
     *,
     plugins: PluginManager | None = None,
+    name: str | None = None,
 ) -> Spec:
     """Read (YAML/JSON file or mapping), apply `key.sub=value` overrides, load the spec's plugins, validate.
 
-    Raises SpecError listing every problem with its path.
+    `name` names a mapping's origin in messages and as `spec.source` (e.g. "checkpoint runs/a/best.pt";
+    default "<dict>"). Raises SpecError listing every problem with its path.
     """
     manager = plugins or get_plugin_manager()
     if isinstance(source, Spec):
         source, name = source.model_dump(mode="json"), source.source
     elif isinstance(source, Mapping):
-        name = "<dict>"
+        name = name or "<dict>"
         source = resolve_extends(source, name, Path.cwd())
     else:
         name = str(source)

@@ -104,6 +104,13 @@ class TrainSpec(StrictModel):
     """The `train:` section."""
 
     epochs: int = Field(default=10, ge=1, le=100_000)
+    time_limit: float | None = Field(
+        default=None,
+        gt=0,
+        le=30 * 24 * 3600,
+        description="train for this many seconds instead of `epochs` (training steps only); the schedule "
+        "is fitted to the budget from the measured speed, and the run ends with a valid best.pt",
+    )
     loss: ComponentSpec | None = Field(default=None, description="loss; default: the head's own loss")
     optimizer: Optimizer = Field(default_factory=lambda: AdamW(type="adamw"))
     schedule: Schedule = Field(default_factory=lambda: Cosine(type="cosine"))
@@ -159,6 +166,13 @@ class TrainSpec(StrictModel):
 
     @model_validator(mode="after")
     def _check_schedule(self) -> TrainSpec:
+        if self.time_limit is not None:
+            if isinstance(self.schedule, Step):
+                raise ValueError(
+                    "schedule step counts epochs, and train.time_limit trains for a time instead: use "
+                    "cosine, one_cycle or constant"
+                )
+            return self
         if isinstance(self.schedule, Step) and any(m > self.epochs for m in self.schedule.milestones):
             raise ValueError(
                 f"schedule.milestones {self.schedule.milestones} lie beyond train.epochs={self.epochs}; "
