@@ -22,6 +22,9 @@ SCHEDULED_FIRST = (
     "test_attack_cli.py",
     "test_distributed.py",
     "test_data_cli.py",
+    "test_hardening_round2.py",
+    "test_hostile_predict_export_attack.py",
+    "test_real_data.py",
 )
 
 

@@ -88,7 +88,8 @@ def test_installed_plugin_is_listed_with_its_distribution(child: Path, workdir: 
     assert backbone["plugin"] == "mobilenet"
     assert _normalize(backbone["distribution"]) == "toolkit-mobilenet"
     assert backbone["version"] == "0.1.0"
-    assert backbone["params"]["properties"]["pretrained"]["enum"] == ["none", "imagenet"]
+    pretrained = backbone["params"]["properties"]["pretrained"]["anyOf"]  # the plugin's values, or a file
+    assert pretrained[0]["enum"] == ["none", "imagenet"] and "weights file" in pretrained[1]["description"]
     plugin = _plugin(listing, "mobilenet")
     assert (plugin["source"], plugin["module"], plugin["status"]) == (
         "entry point",

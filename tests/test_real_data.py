@@ -135,6 +135,7 @@ def test_a_short_bccd_run_trains_evaluates_and_predicts_through_the_cli(tmp_path
     trained = run_cli("train", config, *shrink, "train.time_limit=4", "--out", str(run), "--no-progress")
     assert trained.returncode == 0, trained.stderr
     assert "time limit 4 s" in trained.stdout and (run / "best.pt").is_file()
+    assert "training boxes dropped / clipped  1 / 0" in trained.stdout  # BloodImage_00338's one-point box
     evaluated = run_cli("eval", str(run / "best.pt"), "--json", "--no-progress")
     assert evaluated.returncode == 0, evaluated.stderr
     metrics = json.loads(evaluated.stdout)

@@ -5,21 +5,20 @@ budget, and resuming a spent run changes nothing."""
 from __future__ import annotations
 
 import copy
-import json
 import math
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import FIXTURE_PLUGINS, run_cli
 from pydantic import ValidationError
-from test_trainer import DETECTION, train_records, write_spec
+from test_trainer import DETECTION, train_records
 
 from toolkit.engine.optim import lr_factor
 from toolkit.engine.time_budget import TimeBudget
-from toolkit.spec import TrainSpec
+from toolkit.engine.trainer import train
+from toolkit.spec import TrainSpec, load_spec
 
-BUDGET = 12.0
+BUDGET = 6.0
 
 
 def test_the_budget_fits_the_schedule_to_the_measured_speed(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -58,19 +57,17 @@ def test_a_step_schedule_counts_epochs_and_is_refused_with_a_time_limit() -> Non
 
 
 @pytest.mark.slow
-def test_a_run_ends_at_its_budget_with_a_valid_checkpoint_and_resume_changes_nothing(tmp_path: Path) -> None:
+def test_a_run_ends_at_its_budget_with_a_valid_checkpoint_and_resume_changes_nothing(
+    tmp_path: Path, fixture_plugins_on_path: Path
+) -> None:
+    """In this process (the CLI's `--time` is what tests/test_real_data.py's BCCD run uses)."""
     spec = copy.deepcopy(DETECTION)
-    spec["train"]["epochs"] = 1  # ignored with a time limit
+    spec["train"].update(epochs=1, time_limit=BUDGET)  # epochs: ignored with a time limit
     spec["data"]["num_workers"] = 0
-    path = write_spec(tmp_path, spec)
     run = tmp_path / "run"
-    result = run_cli(
-        "train", str(path), "--out", str(run), "--time", str(BUDGET), pythonpath=[FIXTURE_PLUGINS]
-    )
-    assert result.returncode == 0, result.stderr
-    assert f"time limit {BUDGET:.0f} s: trained" in result.stdout
-    last = torch.load(run / "last.pt", weights_only=True)
-    used = last["time_budget"]["used"]
+    summary = train(load_spec(spec), out_dir=run, show_progress=False)
+    assert summary.time_budget is not None and f"time limit {BUDGET:.0f} s: trained" in summary.time_budget
+    used = torch.load(run / "last.pt", weights_only=True)["time_budget"]["used"]
     assert abs(used - BUDGET) <= 0.1 * BUDGET, used
     records = train_records(run)
     assert len({r["epoch"] for r in records}) > 1, "the budget should outlast one epoch"
@@ -79,10 +76,7 @@ def test_a_run_ends_at_its_budget_with_a_valid_checkpoint_and_resume_changes_not
     best = torch.load(run / "best.pt", weights_only=True)
     assert math.isfinite(best["best_value"]) and train_records(run, "val")  # evaluated at the end
 
-    before = {name: (run / name).read_bytes() for name in ("best.pt", "metrics.jsonl")}
-    again = run_cli(
-        "train", str(path), "--out", str(run), "--time", str(BUDGET), "--resume", pythonpath=[FIXTURE_PLUGINS]
-    )
-    assert again.returncode == 0, again.stderr
+    before = {name: (run / name).read_bytes() for name in ("best.pt", "last.pt", "metrics.jsonl")}
+    again = train(load_spec(spec), out_dir=run, resume=True, show_progress=False)
     assert {name: (run / name).read_bytes() for name in before} == before
-    assert json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])["kind"] == "val"
+    assert again.steps == summary.steps

@@ -215,6 +215,15 @@ class Dataset(Protocol):
 
 
 @runtime_checkable
+class CountsBoxQuirks(Protocol):
+    """Optional dataset part: how many boxes it dropped (zero-area, inverted, outside the image) and
+    clipped (crossing the border) while indexing; the run's summary reports them."""
+
+    dropped_boxes: int
+    clipped_boxes: int
+
+
+@runtime_checkable
 class RunLogger(Protocol):
     """Receives what a training run logs (`train.loggers`); see `toolkit.engine.loggers`.
 
@@ -342,6 +351,7 @@ OPTIONAL_PROTOCOLS: dict[str, tuple[type, ...]] = {
     "head": (HasTargetEncoder, HasDefaultLoss, UsesLevels, HasInputMultiple),
     "augmentation": (NeedsFloat,),
     "task": (ComparesOutputs,),
+    "dataset": (CountsBoxQuirks,),
 }
 #: kinds whose objects must also be torch modules
 MODULE_KINDS = frozenset({"backbone", "head"})

@@ -67,6 +67,9 @@ def format_summary(summary: Any) -> str:
     ]
     if summary.time_budget:
         rows.append(["time budget", summary.time_budget])
+    if summary.box_quirks and any(summary.box_quirks):
+        dropped, clipped = summary.box_quirks
+        rows.append(["training boxes dropped / clipped", f"{dropped} / {clipped} (docs/data.md: box quirks)"])
     if summary.skipped_samples:
         rows.append(["skipped bad samples", summary.skipped_samples])
     text = format_table(["run", "value"], rows)

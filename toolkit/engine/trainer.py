@@ -17,7 +17,7 @@ import yaml
 from torch import nn
 
 from toolkit.build import build_component, build_loss, build_model, build_processed_dataset, data_section
-from toolkit.contracts import Freezable, component_in_traceback
+from toolkit.contracts import CountsBoxQuirks, Freezable, component_in_traceback
 from toolkit.data.categories import dataset_category_ids
 from toolkit.data.loader import make_loader
 from toolkit.engine import distributed
@@ -74,6 +74,7 @@ class RunSummary:
     frozen_parameters: int = 0
     files: dict[str, str] = field(default_factory=dict)
     time_budget: str | None = None  # with train.time_limit: how far the run got
+    box_quirks: tuple[int, int] | None = None  # training boxes the dataset dropped, clipped
 
 
 def train(
@@ -169,6 +170,10 @@ class Trainer:
         #: the dataset's original category id per label (COCO's ids), saved with the weights so that
         #: predict and export write results other tools score as they are
         self.category_ids = dataset_category_ids(train_set.dataset)
+        quirks = train_set.dataset
+        self.box_quirks = (
+            (quirks.dropped_boxes, quirks.clipped_boxes) if isinstance(quirks, CountsBoxQuirks) else None
+        )
         self.val_loader = None
         if self.data.val is not None and self.context.is_main:
             val_set = build_processed_dataset(self.spec, self.model, "val", train=False, plugins=self.plugins)
@@ -385,6 +390,7 @@ class Trainer:
             train_seconds=round(train_seconds, 2),
             images_per_second=round(images_seen * self.context.world_size / max(train_seconds, 1e-9), 2),
             skipped_samples=skipped,
+            box_quirks=self.box_quirks,
             time_budget=self.budget.describe(self.step, self.step / max(1, self.steps_per_epoch))
             if self.budget is not None
             else None,
