@@ -58,6 +58,23 @@ def run_cli(
     )
 
 
+def run_cli_here(*args: str) -> subprocess.CompletedProcess[str]:
+    """`toolkit ARGS` through `toolkit.cli.main` in this process (no torch import to pay again), with
+    its exit code and captured output as `run_cli` gives them."""
+    import contextlib
+    import io
+
+    from toolkit.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(list(args))
+        except SystemExit as exc:  # argparse
+            code = exc.code if isinstance(exc.code, int) else 1
+    return subprocess.CompletedProcess(["toolkit", *args], code, out.getvalue(), err.getvalue())
+
+
 @pytest.fixture
 def cli() -> Callable[..., subprocess.CompletedProcess[str]]:
     """`cli(*args, env=..., pythonpath=[...])` runs the toolkit CLI with the fixture plugins importable."""

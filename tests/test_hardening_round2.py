@@ -20,11 +20,10 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from conftest import run_cli
+from conftest import run_cli, run_cli_here
 from detector_files import CATEGORY_IDS, build_detector_files
 from PIL import Image
 
-from toolkit.cli import main
 from toolkit.data.images import read_image
 from toolkit.data.writers import write_coco
 from toolkit.engine.report import format_summary
@@ -47,10 +46,8 @@ def files(manager: PluginManager, tmp_path_factory: pytest.TempPathFactory) -> d
 
 def cli_main(*argv: str) -> tuple[int, str, str]:
     """`toolkit ARGV` in this process: (exit code, stdout, stderr)."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(list(argv))
-    return code, out.getvalue(), err.getvalue()
+    done = run_cli_here(*argv)
+    return done.returncode, done.stdout, done.stderr
 
 
 def coco_scores(ground_truth: Path, results: Path) -> tuple[float, float]:
@@ -358,3 +355,24 @@ def test_predict_folders_take_gifs_and_a_fifo_is_named_for_what_it_is(
     code, text, _ = cli_main("predict", str(files["checkpoint"]), str(folder), str(fifo))
     assert code == 2 and "anim.gif: boxes" in text
     assert "pipe.png: cannot read: not a regular file" in text and "annotations" not in text
+
+
+def test_attack_and_eval_outputs_never_replace_the_users_files(
+    files: dict[str, Path], tmp_path: Path
+) -> None:
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "examples.png").write_bytes(b"my picture")
+    (folder / "figure.png").write_bytes(b"my figure")
+    code, _, err = cli_main("attack", str(files["checkpoint"]), "--out", str(folder), "--no-progress")
+    assert code == 2 and "examples.png" in err and "not files the toolkit wrote" in err
+    code, _, err = cli_main("eval", str(files["checkpoint"]), "--out", str(folder), "--no-progress")
+    assert code == 2 and "figure.png" in err
+    assert (folder / "examples.png").read_bytes() == b"my picture" and sorted(os_names(folder)) == [
+        "examples.png", "figure.png"
+    ]  # fmt: skip
+    out = tmp_path / "eval"
+    for _ in range(2):  # its own files: replaced by the next run
+        code, _, err = cli_main("eval", str(files["checkpoint"]), "--out", str(out), "--no-progress")
+        assert code == 0, err
+    assert (out / "metrics.json").is_file()

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, run_cli
+from conftest import REPO, run_cli, run_cli_here
 from detector_files import CATEGORY_IDS, build_detector_files
 from PIL import Image
 
@@ -136,12 +136,14 @@ def test_a_short_bccd_run_trains_evaluates_and_predicts_through_the_cli(tmp_path
     assert trained.returncode == 0, trained.stderr
     assert "time limit 4 s" in trained.stdout and (run / "best.pt").is_file()
     assert "training boxes dropped / clipped  1 / 0" in trained.stdout  # BloodImage_00338's one-point box
-    evaluated = run_cli("eval", str(run / "best.pt"), "--json", "--no-progress")
+    evaluated = run_cli_here("eval", str(run / "best.pt"), "--json", "--no-progress")
     assert evaluated.returncode == 0, evaluated.stderr
     metrics = json.loads(evaluated.stdout)
     assert set(metrics["per_class"]) == {"RBC", "WBC", "Platelets"} and metrics["images"] == 87
     images = sorted((BCCD / "JPEGImages").glob("*.jpg"))[:3]
-    predicted = run_cli("predict", str(run / "best.pt"), *map(str, images), "--out", str(tmp_path / "pred"))
+    predicted = run_cli_here(
+        "predict", str(run / "best.pt"), *map(str, images), "--out", str(tmp_path / "pred")
+    )
     assert predicted.returncode == 0, predicted.stderr
     with Image.open(tmp_path / "pred" / f"{images[0].stem}.png") as drawn:
         assert drawn.size == (640, 480)  # drawn on the original image

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, run_cli
+from conftest import REPO, run_cli_here
 from PIL import Image
 
 from toolkit.errors import BadSampleError, DataError
@@ -158,18 +158,20 @@ def test_cli_stats_and_preview_on_a_loose_voc_spec(tmp_path: Path) -> None:
     path = tmp_path / "spec.yaml"
     path.write_text(yaml.safe_dump(spec))
     stats = [
-        json.loads(run_cli("data", "stats", str(path), "--json", "--split", s).stdout)
+        json.loads(run_cli_here("data", "stats", str(path), "--json", "--split", s).stdout)
         for s in ("train", "val")
     ]
     assert [s["images"] for s in stats] == [3, 1]
     assert sum(s["dropped_boxes"] for s in stats) == 1 and sum(s["clipped_boxes"] for s in stats) == 1
-    table = run_cli("data", "stats", str(path), "--split", "train" if stats[0]["dropped_boxes"] else "val")
+    table = run_cli_here(
+        "data", "stats", str(path), "--split", "train" if stats[0]["dropped_boxes"] else "val"
+    )
     assert table.returncode == 0, table.stderr
     assert (
         "boxes dropped (zero-area, inverted or outside the image): 1, clipped to the image: 1" in table.stdout
     )
     assert "dropped 1 box" in table.stderr  # the dataset's warning
-    preview = run_cli("data", "preview", str(path), "-n", "2", "-o", str(tmp_path / "p.png"))
+    preview = run_cli_here("data", "preview", str(path), "-n", "2", "-o", str(tmp_path / "p.png"))
     assert preview.returncode == 0, preview.stderr
     assert (tmp_path / "p.png").is_file()
 

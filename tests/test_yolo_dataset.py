@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import REPO, run_cli
+from conftest import REPO, run_cli, run_cli_here
 from PIL import Image
 
 from toolkit.data.writers import write_yolo
@@ -373,7 +373,7 @@ def test_cli_export_yolo_then_stats_and_preview(tmp_path: Path) -> None:
     assert len(list((tmp_path / "out" / "labels" / "train").glob("*.txt"))) == 5
     names = yaml.safe_load((tmp_path / "out" / "data.yaml").read_text())["names"]
     spec = _spec(tmp_path, {"type": "yolo", "root": str(tmp_path / "out")}, names)  # class_names injected
-    stats = run_cli("data", "stats", str(spec), "--json")
+    stats = run_cli_here("data", "stats", str(spec), "--json")
     assert stats.returncode == 0, stats.stderr
     counts = json.loads(stats.stdout)
     objects = sum(
@@ -382,7 +382,7 @@ def test_cli_export_yolo_then_stats_and_preview(tmp_path: Path) -> None:
     )
     assert counts["images"] == 5 and sum(c["objects"] for c in counts["classes"].values()) == objects
     assert counts["dropped_boxes"] == 0 and counts["clipped_boxes"] == 0
-    preview = run_cli("data", "preview", str(spec), "-n", "2", "-o", str(tmp_path / "p.png"))
+    preview = run_cli_here("data", "preview", str(spec), "-n", "2", "-o", str(tmp_path / "p.png"))
     assert preview.returncode == 0, preview.stderr
-    wrong = run_cli("data", "stats", str(spec), "model.class_names=[a,b,c]")
+    wrong = run_cli_here("data", "stats", str(spec), "model.class_names=[a,b,c]")
     assert wrong.returncode == 2 and "differ from class_names ['a', 'b', 'c']" in wrong.stderr

@@ -13,9 +13,11 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from toolkit import strict_json
-from toolkit.outputs import check_output_dir, check_output_file
+from toolkit.outputs import check_no_overwrite, check_output_dir, check_output_file, record_written
 
 EXIT_USER_ERROR = 2
+#: what `toolkit attack` writes into its --out folder
+ATTACK_FILES = ("attack.json", "examples.png", "sweep.png", "patch.png")
 #: `toolkit plugins` names the plugins whose module takes at least this long to import
 SLOW_IMPORT_SECONDS = 1.0
 
@@ -467,6 +469,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from toolkit.spec import load_spec
 
     out = check_output_dir(args.out, "--out") if args.out else None
+    if out is not None:  # the task's plots are PNGs whose names it chooses: no PNG of the user's there
+        theirs = [p.name for p in out.glob("*.png")] if out.is_dir() else []
+        check_no_overwrite(out, ["metrics.json", *theirs], "--out")
     checkpoint = args.checkpoint
     if is_checkpoint(args.spec):
         if checkpoint is not None:
@@ -496,6 +501,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         print(format_metrics(metrics, names))
     if out is not None:
         (out / "metrics.json").write_text(strict_json.dumps(metrics) + "\n")
+        record_written(out, ["metrics.json", *(p.name for p in out.glob("*.png"))])
     return 0
 
 
@@ -537,6 +543,7 @@ def _cmd_attack(args: argparse.Namespace) -> int:
     name = f"{target.parent.name}_{target.stem}" if is_checkpoint(target) else target.stem
     out = Path(args.out) if args.out else Path("runs") / "attack" / name
     check_output_dir(out, "--out")
+    check_no_overwrite(out, list(ATTACK_FILES), "--out")
     if args.onnx and not Path(args.onnx).is_file():
         raise ToolkitError(f"--onnx {args.onnx!r} not found; export one with 'toolkit export'")
     if args.sweep:
@@ -555,6 +562,7 @@ def _cmd_attack(args: argparse.Namespace) -> int:
         onnx_path=Path(args.onnx) if args.onnx else None,
         show_progress=not args.no_progress,
     )
+    record_written(out, list(ATTACK_FILES))
     print_report(report, model)
     return 0
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Collection
 from pathlib import Path
 
 from toolkit.errors import ToolkitError
@@ -82,13 +83,7 @@ def written_before(folder: Path) -> set[str]:
     return {name for name in names if isinstance(name, str)} if isinstance(names, list) else set()
 
 
-def check_no_overwrite(
-    folder: Path,
-    names: list[str],
-    option: str,
-    *,
-    inputs: set[Path] = frozenset(),  # type: ignore[assignment]
-) -> None:
+def check_no_overwrite(folder: Path, names: list[str], option: str, *, inputs: Collection[Path] = ()) -> None:
     """Refuse (ToolkitError) when writing `names` into `folder` would replace an input (`inputs`, resolved
     paths) or any existing file the toolkit did not record as its own there (see `MANIFEST`)."""
     owned = written_before(folder)
