@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from toolkit.plugins import PluginManager
+
 REPO = Path(__file__).resolve().parents[1]
 FIXTURE_PLUGINS = Path(__file__).resolve().parent / "plugin_fixtures"
 
@@ -110,3 +112,17 @@ def _no_toolkit_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for key in list(os.environ):
         if key.startswith("TOOLKIT_"):
             monkeypatch.delenv(key)
+
+
+@pytest.fixture(scope="module")
+def manager() -> PluginManager:
+    """A plugin manager of the installed plugins (a module may define its own)."""
+    return PluginManager()
+
+
+@pytest.fixture(scope="module")
+def detector(manager: PluginManager, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The tiny detector's files (checkpoints, ONNX export, COCO data): see tests/detector_files.py."""
+    from detector_files import build_detector_files
+
+    return build_detector_files(tmp_path_factory.mktemp("detector"), manager)

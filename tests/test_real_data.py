@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import REPO, run_cli, run_cli_here
-from detector_files import CATEGORY_IDS, build_detector_files
+from detector_files import CATEGORY_IDS
 from PIL import Image
 
 from toolkit.build import build_dataset
@@ -21,17 +21,9 @@ from toolkit.plugins import PluginManager
 from toolkit.spec import load_spec
 
 
-@pytest.fixture(scope="module")
-def manager() -> PluginManager:
-    return PluginManager()
-
-
-@pytest.fixture(scope="module")
-def files(manager: PluginManager, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    return build_detector_files(tmp_path_factory.mktemp("detector"), manager)
-
-
-def spec_with(files: dict[str, Path], manager: PluginManager, names: list[str], **dataset: object) -> object:
+def spec_with(
+    detector: dict[str, Path], manager: PluginManager, names: list[str], **dataset: object
+) -> object:
     raw = {
         "model": {
             "backbone": {"type": "resnet18"},
@@ -42,8 +34,8 @@ def spec_with(files: dict[str, Path], manager: PluginManager, names: list[str], 
         "data": {
             "train": {
                 "type": "coco",
-                "images": str(files["images"]),
-                "annotations": str(files["annotations"]),
+                "images": str(detector["images"]),
+                "annotations": str(detector["annotations"]),
                 **dataset,
             }
         },
@@ -52,21 +44,21 @@ def spec_with(files: dict[str, Path], manager: PluginManager, names: list[str], 
 
 
 def test_a_dataset_takes_the_models_class_names_unless_it_names_its_own(
-    files: dict[str, Path], manager: PluginManager
+    detector: dict[str, Path], manager: PluginManager
 ) -> None:
-    dataset = build_dataset(spec_with(files, manager, ["triangle", "circle"]), "train", plugins=manager)
+    dataset = build_dataset(spec_with(detector, manager, ["triangle", "circle"]), "train", plugins=manager)
     assert dataset.class_names == ["triangle", "circle"] and dataset.category_ids == [
         CATEGORY_IDS[2],
         CATEGORY_IDS[0],
     ]
-    own = spec_with(files, manager, ["triangle", "circle"], class_names=["circle", "square", "triangle"])
+    own = spec_with(detector, manager, ["triangle", "circle"], class_names=["circle", "square", "triangle"])
     with pytest.raises(
         ToolkitError,
         match=r"\['circle', 'square', 'triangle'\] differ from model.class_names \['triangle', 'circle'\]",
     ):
         build_dataset(own, "train", plugins=manager)
     with pytest.raises(ToolkitError, match="dog"):
-        build_dataset(spec_with(files, manager, ["dog"]), "train", plugins=manager)
+        build_dataset(spec_with(detector, manager, ["dog"]), "train", plugins=manager)
 
 
 def write_quirky(folder: Path) -> dict[str, Path]:

@@ -24,6 +24,7 @@ def is_checkpoint(path: str | Path) -> bool:
 
 if TYPE_CHECKING:
     import torch
+    from torch import nn
 
     from toolkit.model import ToolkitModel
     from toolkit.spec import Spec
@@ -86,7 +87,6 @@ def model_from_checkpoint(
 ) -> ToolkitModel:
     """The model of an already read checkpoint (its spec's model section, its weights), on the CPU."""
     from toolkit.build import build_model
-    from toolkit.engine.evaluation_run import load_model_weights
     from toolkit.spec import load_spec
 
     spec = load_spec(
@@ -105,7 +105,6 @@ def load_target(
     (data too) when that still validates, else its model section."""
     from toolkit.build import build_model
     from toolkit.engine.checkpoint import load_checkpoint
-    from toolkit.engine.evaluation_run import load_model_weights
     from toolkit.spec import SpecError, load_spec
 
     path = Path(target)
@@ -152,3 +151,65 @@ def checkpoint_spec(path: str | Path, overrides: Sequence[str], plugins: PluginM
         )
     section = checkpoint_model_spec(read, str(path), plugins)  # pretrained weights off: its own replace them
     return load_spec({**saved, **section}, overrides, plugins=plugins, name=f"checkpoint {path}")
+
+
+def load_model_weights(
+    model: nn.Module, checkpoint_path: str | Path, checkpoint: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Load a run's checkpoint (read from `checkpoint_path` unless given) into `model`, with the
+    dataset category ids it recorded; a mismatch names the checkpoint, counts the keys and shows the
+    first few. A checkpoint trained with other class names than the model's is refused."""
+    from toolkit.data.categories import checked_category_ids
+    from toolkit.engine.checkpoint import load_checkpoint
+    from toolkit.model import ToolkitModel
+
+    checkpoint = checkpoint if checkpoint is not None else load_checkpoint(checkpoint_path)
+    class_names = getattr(model, "class_names", None)
+    if class_names is not None:
+        check_class_names(checkpoint, class_names, checkpoint_path)
+    state = checkpoint.get("model")
+    if not isinstance(state, dict):
+        raise ToolkitError(
+            f"checkpoint {str(checkpoint_path)!r} holds no model weights (no 'model' state dict); pass a "
+            "run's best.pt or last.pt"
+        )
+    problem = state_dict_mismatch(model, state)
+    if problem:
+        raise ToolkitError(
+            f"checkpoint {str(checkpoint_path)!r} does not fit the spec's model: {problem}; use the spec it "
+            "was trained with (saved as spec.yaml in the run folder)"
+        )
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, TypeError, AttributeError) as exc:
+        first = " ".join(str(exc).split())[:300]
+        raise ToolkitError(
+            f"checkpoint {str(checkpoint_path)!r} does not fit the spec's model: {first}; use the spec it "
+            "was trained with (saved as spec.yaml in the run folder)"
+        ) from None
+    if isinstance(model, ToolkitModel):
+        model.category_ids = checked_category_ids(
+            checkpoint.get("category_ids"), len(model.class_names), f"checkpoint {str(checkpoint_path)!r}"
+        )
+    return checkpoint
+
+
+def state_dict_mismatch(model: nn.Module, state: dict[str, Any], shown: int = 3) -> str:
+    """What keeps `state` from loading strictly into `model`, counted with the first `shown` names of
+    each kind (missing, unexpected, other shape); empty text when it fits."""
+    import torch
+
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    reshaped = [
+        k
+        for k in own
+        if k in state and isinstance(state[k], torch.Tensor) and tuple(state[k].shape) != tuple(own[k].shape)
+    ]
+    parts = []
+    for what, keys in (("missing", missing), ("unexpected", unexpected), ("of another shape", reshaped)):
+        if keys:
+            names = ", ".join(keys[:shown]) + (", ..." if len(keys) > shown else "")
+            parts.append(f"{len(keys)} weight(s) {what} ({names})")
+    return "; ".join(parts)

@@ -152,8 +152,7 @@ def load_predictor(
 def _spec_model(path: Path, checkpoint: str, *, plugins: PluginManager) -> Any:
     """The model of a spec file (pretrained backbone weights off: the checkpoint brings the weights)."""
     from toolkit.build import build_model
-    from toolkit.engine.evaluation_run import load_model_weights
-    from toolkit.loading import checkpoint_model_spec
+    from toolkit.loading import checkpoint_model_spec, load_model_weights
     from toolkit.spec import load_spec
 
     spec = load_spec(path, plugins=plugins)
