@@ -1,6 +1,6 @@
 """Ours against YOLOv8n on real images (BCCD), trained from scratch for the same time on the same cores.
 
-    python benchmarks/real_data.py --out /tmp/real_data [--seconds 600] [--size 256] [--threads 2]
+    python benchmarks/real_data.py --out DIR [--config SPEC] [--seconds 600] [--size PX] [--threads 2]
 
 1. The data: `toolkit data export` writes BCCD's val split as COCO (the ground truth both are scored
    against) and both splits as YOLO txt (what Ultralytics trains on): the same pixels, the same boxes.
@@ -100,6 +100,23 @@ def coco_scores(truth: Path, results: Path) -> dict[str, Any]:
             "per_class_AP": per_class}  # fmt: skip
 
 
+def our_speed(metrics: Path) -> float:
+    """Mean training images/s over the run's logged intervals (metrics.jsonl)."""
+    rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+    speeds = [row["images_per_s"] for row in rows if row.get("kind") == "train" and "images_per_s" in row]
+    return round(sum(speeds) / len(speeds), 2) if speeds else 0.0
+
+
+def yolo_epochs(results_csv: Path, data: Path) -> dict[str, Any]:
+    """Epochs Ultralytics trained (its results.csv) and the training images they hold."""
+    if not results_csv.exists():
+        return {}
+    epochs = max(0, len(results_csv.read_text().strip().splitlines()) - 1)
+    folder = data / "images" / "train"
+    images = sum(1 for _ in folder.iterdir()) if folder.is_dir() else 0
+    return {"epochs": epochs, "train_images": images}
+
+
 def thread_env(threads: int) -> dict[str, str]:
     env = dict(os.environ)
     for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
@@ -124,13 +141,17 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--config", type=Path, default=REPO / "configs" / "bccd_centernet.yaml")
     parser.add_argument("--seconds", type=float, default=600.0, help="training time of each (default 600)")
-    parser.add_argument("--size", type=int, default=256, help="input size of both (default 256)")
+    parser.add_argument("--size", type=int, default=None, help="input size of both (default: the config's)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--skip-yolo", action="store_true", help="ours only")
     parser.add_argument("--venv", type=Path, default=None, help="the ultralytics venv (default OUT/venv)")
     args = parser.parse_args()
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
+    if args.size is None:
+        from toolkit.spec import load_spec
+
+        args.size = max(load_spec(args.config).model.input_size)
     toolkit = [sys.executable, "-m", "toolkit"]
     env = thread_env(args.threads)
     size = [f"model.input_size={args.size}", f"train.threads={args.threads}"]
@@ -151,6 +172,7 @@ def main() -> None:
     report["ours"] = {
         **coco_scores(truth, ours / "predict" / "results_coco.json"),
         "train_seconds": round(trained, 1),
+        "images_per_s": our_speed(ours / "metrics.jsonl"),
     }
 
     if not args.skip_yolo:
@@ -181,6 +203,7 @@ def main() -> None:
         report["yolov8n"] = {
             **coco_scores(truth, yolo_out / "results_coco.json"),
             "wall_seconds": round(seconds, 1),
+            **yolo_epochs(yolo_out / "train" / "results.csv", yolo_data),
         }
         report["ratio_AP"] = round(report["ours"]["AP"] / max(report["yolov8n"]["AP"], 1e-9), 3)
         report["ratio_AP50"] = round(report["ours"]["AP50"] / max(report["yolov8n"]["AP50"], 1e-9), 3)

@@ -27,7 +27,7 @@ def manager() -> PluginManager:
 def test_shipped_configs_validate(path: Path, manager: PluginManager) -> None:
     spec = load_spec(path, plugins=manager)
     assert spec.source == str(path)
-    assert spec.model.num_classes == len(spec.model.class_names) >= 2
+    assert spec.model.num_classes == len(spec.model.class_names) >= 1
 
 
 def test_overrides_are_parsed_as_yaml_and_validated(manager: PluginManager) -> None:
@@ -86,11 +86,12 @@ def test_schema_covers_plugins_and_checks_configs(manager: PluginManager) -> Non
     for path in CONFIGS:  # as validation sees them: extends merged
         assert list(validator.iter_errors(merged_spec(path))) == []
     assert "extends" in schema["properties"]
-    bad = merged_spec(CONFIGS[0])
+    resnet = REPO / "configs" / "centernet_resnet18.yaml"
+    bad = merged_spec(resnet)
     bad["model"]["backbone"]["frozen_stages"] = 9
     bad["model"]["head"]["unknown_key"] = 1
     assert len(list(validator.iter_errors(bad))) >= 2
-    sizes = merged_spec(CONFIGS[0])
+    sizes = merged_spec(resnet)
     for good in (64, [64, 96]):  # one int (square) or [height, width], as the spec accepts
         sizes["model"]["input_size"] = good
         assert list(validator.iter_errors(sizes)) == [], good

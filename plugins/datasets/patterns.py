@@ -3,6 +3,8 @@
 `presence`: is the target (a shape and a texture in yellow and black, like a hornet) in the scene?
 `pattern_objects`: one object per image, classified by shape and texture, and optionally by whether
 it wears the target colours (the pretraining task); or scenes of them with boxes.
+`photo_objects`: the natural-photo stand-in for detection: one or two large objects of one class
+among distractors on photo-like backgrounds.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from toolkit_plugins.datasets.shapes import CATALOGUE, ShapeNames, _check_shape,
 
 if TYPE_CHECKING:
     from toolkit_plugins.datasets.patterns_dataset import PatternObjectsDataset, PresenceDataset
+    from toolkit_plugins.datasets.photo_objects_dataset import PhotoObjectsDataset
 
 Texture = Literal["stripes", "checker", "spots", "solid"]
 ALL_TEXTURES: list[str] = list(get_args(Texture))
@@ -120,7 +123,50 @@ def pattern_objects(
     )
 
 
+Range = tuple[Annotated[int, Field(ge=0, le=20)], Annotated[int, Field(ge=0, le=20)]]
+
+
+def photo_objects(
+    length: Annotated[int, Field(ge=1, le=10_000_000, description="number of images")] = 200,
+    image_size: Side = 256,
+    seed: Seed = 0,
+    class_name: Annotated[str, Field(min_length=1, description="the one class's name")] = "object",
+    target_shape: Annotated[
+        str, AfterValidator(_check_shape), Field(description="the class's shape")
+    ] = "ellipse",
+    target_texture: Annotated[Texture, Field(description="the class's texture")] = "spots",
+    shapes: ShapeNames = DEFAULT_SHAPES,
+    objects: Annotated[
+        Range, AfterValidator(ordered_pair), Field(description="(min, max) objects of the class per image")
+    ] = (1, 2),
+    object_size: ObjectSize = (0.35, 0.8),
+    distractors: Annotated[
+        Range, AfterValidator(ordered_pair), Field(description="(min, max) unlabelled distractors per image")
+    ] = (0, 3),
+    distractor_size: ObjectSize = (0.1, 0.35),
+) -> PhotoObjectsDataset:
+    """Natural-photo stand-in: 1-2 large objects of one class among distractors on photo-like backgrounds."""
+    from toolkit_plugins.datasets.photo_objects_dataset import PhotoObjectsDataset
+
+    if objects[0] < 1:
+        raise ToolkitError(f"photo_objects dataset: objects {list(objects)} must start at 1 or more")
+    return PhotoObjectsDataset(
+        length=length,
+        image_size=image_size,
+        seed=seed,
+        class_name=class_name,
+        target_shape=target_shape,
+        target_texture=target_texture,
+        shapes=shapes,
+        objects=objects,
+        object_size=object_size,
+        distractors=distractors,
+        distractor_size=distractor_size,
+    )
+
+
 @toolkit.hookimpl
 def toolkit_register_datasets(registry: toolkit.Registry) -> None:
     registry.register("presence", presence)
     registry.register("pattern_objects", pattern_objects)
+    registry.register("photo_objects", photo_objects)

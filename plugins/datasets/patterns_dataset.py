@@ -91,14 +91,23 @@ class PatternRenderer:
     def rng(self, index: int) -> np.random.Generator:
         return np.random.default_rng([self.seed, index])
 
-    def render(self, rng: np.random.Generator, objects: Sequence[PatternObject]) -> Scene:
-        """Background, clutter, `objects` in order (later on top), lighting, noise."""
+    def render(
+        self,
+        rng: np.random.Generator,
+        objects: Sequence[PatternObject],
+        sizes: Sequence[tuple[float, float]] | None = None,
+    ) -> Scene:
+        """Background, clutter, `objects` in order (later on top), lighting, noise.
+
+        `sizes`: each object's (min, max) diameter as a fraction of the side (default `object_size`).
+        """
         size = self.size
         canvas = self._background(rng).astype(np.float32)
         id_map = np.zeros((size, size), dtype=np.uint8)
         boxes, areas = [], []
         for number, item in enumerate(objects, start=1):
-            box, area = self._draw(rng, canvas, id_map, item, number)
+            size_range = self.object_size if sizes is None else sizes[number - 1]
+            box, area = self._draw(rng, canvas, id_map, item, number, size_range)
             boxes.append(box)
             areas.append(area)
         canvas = self._lighting(rng, canvas)
@@ -158,10 +167,11 @@ class PatternRenderer:
         id_map: np.ndarray,
         item: PatternObject,
         number: int,
+        size_range: tuple[float, float],
     ) -> tuple[list[float], int]:
         """Draw `item` in the least covered of a few random places; its tight box and pixel area."""
         size = self.size
-        low, high = self.object_size
+        low, high = size_range
         diameter = size * math.exp(rng.uniform(math.log(low), math.log(high)))
         mask = shape_mask(item.shape, diameter, float(rng.uniform(0, 2 * math.pi)))
         n = mask.shape[0]

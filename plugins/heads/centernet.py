@@ -30,6 +30,16 @@ def centernet(
     min_overlap: Annotated[
         float, Field(gt=0, lt=1, description="IoU the gaussian radius guarantees (CenterNet: 0.7)")
     ] = 0.7,
+    box_region: Annotated[
+        float,
+        Field(
+            ge=0,
+            le=1,
+            description="TTFNet's dense box targets: every cell within this fraction of an object's box "
+            "around its centre learns the whole box through the loss's GIoU term (needs the centernet "
+            "loss's giou_weight > 0); 0: the centre cell only, as CenterNet. Helps large objects most",
+        ),
+    ] = 0.0,
     skips: Annotated[
         bool,
         Field(
@@ -50,6 +60,7 @@ def centernet(
         max_detections=max_detections,
         max_objects=max_objects,
         min_overlap=min_overlap,
+        box_region=box_region,
         skips=skips,
         levels=levels,
     )

@@ -93,7 +93,7 @@ class CenterNetHead(nn.Module):
     cells equal to the 3x3 max of the sigmoid heatmap. Decode uses only traceable tensor ops.
 
     `target_encoder(input_size)` returns the matching `CenterNetTargetEncoder` (`max_objects`
-    target slots per image, gaussian radius from `min_overlap`).
+    target slots per image, gaussian radius from `min_overlap`, dense box targets over `box_region`).
     """
 
     task = "detection"
@@ -110,6 +110,7 @@ class CenterNetHead(nn.Module):
         max_detections: int = 100,
         max_objects: int = 128,
         min_overlap: float = 0.7,
+        box_region: float = 0.0,
         skips: bool = False,
         levels: Sequence[tuple[int, int]] | None = None,
     ) -> None:
@@ -128,6 +129,7 @@ class CenterNetHead(nn.Module):
         self.max_detections = max_detections
         self.max_objects = max_objects
         self.min_overlap = min_overlap
+        self.box_region = box_region
         self.output_stride = stride // upsampling
         self.neck = nn.ModuleList()
         self.laterals = nn.ModuleList()
@@ -160,6 +162,7 @@ class CenterNetHead(nn.Module):
             input_size,
             max_objects=self.max_objects,
             min_overlap=self.min_overlap,
+            box_region=self.box_region,
         )
 
     def forward(self, features: torch.Tensor | Sequence[torch.Tensor]) -> dict[str, torch.Tensor]:

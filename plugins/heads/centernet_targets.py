@@ -68,6 +68,8 @@ class CenterNetTargetEncoder:
     Returns "heatmap" float32 [C, H_out, W_out], "size" float32 [max_objects, 2] (w, h cells),
     "offset" float32 [max_objects, 2] (dx, dy), "index" int64 [max_objects] (y * W_out + x) and
     "mask" float32 [max_objects] (1 for a real object), with H_out = H / output_stride.
+    With `box_region` > 0 also "box" float32 [4, H_out, W_out] and "box_weight" float32
+    [H_out, W_out] (see `dense_box_targets`).
     More than `max_objects` valid objects: the first `max_objects` are kept, a warning names the
     number dropped, and `overflow_count` (per process: each DataLoader worker has its copy)
     accumulates it. Plain attributes only, so it pickles into DataLoader workers.
@@ -83,6 +85,7 @@ class CenterNetTargetEncoder:
         input_size: tuple[int, int],
         max_objects: int = 128,
         min_overlap: float = 0.7,
+        box_region: float = 0.0,
     ) -> None:
         height, width = (int(v) for v in input_size)
         if num_classes < 1 or output_stride < 1 or max_objects < 1:
@@ -97,6 +100,9 @@ class CenterNetTargetEncoder:
             )
         if not 0 < min_overlap < 1:
             raise ValueError(f"CenterNetTargetEncoder: min_overlap must be in (0, 1), got {min_overlap}")
+        if not 0 <= box_region <= 1:
+            raise ValueError(f"CenterNetTargetEncoder: box_region must be in [0, 1], got {box_region}")
+        self.box_region = float(box_region)
         self.num_classes = int(num_classes)
         self.output_stride = int(output_stride)
         self.input_size = (height, width)
@@ -109,7 +115,7 @@ class CenterNetTargetEncoder:
         return (
             f"CenterNetTargetEncoder(num_classes={self.num_classes}, output_stride={self.output_stride}, "
             f"input_size={self.input_size}, max_objects={self.max_objects}, "
-            f"min_overlap={self.min_overlap})"
+            f"min_overlap={self.min_overlap}, box_region={self.box_region})"
         )
 
     def __call__(self, boxes: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -141,8 +147,12 @@ class CenterNetTargetEncoder:
         offset = np.zeros((max_objects, 2), dtype=np.float32)
         index = np.zeros(max_objects, dtype=np.int64)
         mask = np.zeros(max_objects, dtype=np.float32)
+        dense: dict[str, torch.Tensor] = {}
         if n == 0:
             heatmap = np.zeros((self.num_classes, h_out, w_out), dtype=np.float32)
+            if self.box_region > 0:
+                box, weight = dense_box_targets(cells[:0], h_out, w_out, self.box_region, self.output_stride)
+                dense = {"box": torch.from_numpy(box), "box_weight": torch.from_numpy(weight)}
         else:
             if n < labels_np.size:  # else every object is kept: no gather
                 cells, sizes, labels_np = cells[keep], sizes[keep], labels_np[keep]
@@ -158,13 +168,51 @@ class CenterNetTargetEncoder:
             np.subtract(centre, centre_floor, out=offset[:n])
             index[:n] = cy * w_out + cx
             mask[:n] = 1.0
+            if self.box_region > 0:
+                box, weight = dense_box_targets(cells[:n], h_out, w_out, self.box_region, self.output_stride)
+                dense = {"box": torch.from_numpy(box), "box_weight": torch.from_numpy(weight)}
         return {
             "heatmap": torch.from_numpy(heatmap),
             "size": torch.from_numpy(size),
             "offset": torch.from_numpy(offset),
             "index": torch.from_numpy(index),
             "mask": torch.from_numpy(mask),
+            **dense,
         }
+
+
+def dense_box_targets(
+    cells: np.ndarray, h_out: int, w_out: int, region: float, stride: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """TTFNet's dense box targets: each object's box at every cell of a gaussian region around its centre.
+
+    `cells`: [M, 4] float32 boxes (x1, y1, x2, y2) in output cells, all of positive size. Object m
+    covers the cells within (region * w / 2, region * h / 2) of its centre cell, weighted by an
+    elliptical gaussian (sigma = window side / 6, as the heatmap's) normalised to sum to
+    log(area in input pixels), so that a large object counts somewhat more than a small one but
+    not in proportion to its cells. Larger objects are drawn first: where regions overlap, the
+    smaller object's box and weight win. Returns "box" [4, H_out, W_out] (cells, absolute) and
+    "weight" [H_out, W_out], 0 where no object's region reaches.
+    """
+    box = np.zeros((4, h_out, w_out), dtype=np.float32)
+    weight = np.zeros((h_out, w_out), dtype=np.float32)
+    sizes = cells[:, 2:] - cells[:, :2]
+    areas = sizes[:, 0] * sizes[:, 1]
+    centres = np.floor((cells[:, :2] + cells[:, 2:]) * _HALF32).astype(np.int64)
+    for m in np.argsort(-areas, kind="stable"):
+        cx, cy = (min(int(v), limit - 1) for v, limit in zip(centres[m], (w_out, h_out), strict=True))
+        rx, ry = (int(region * float(side) / 2) for side in sizes[m])
+        xs = np.arange(max(cx - rx, 0), min(cx + rx, w_out - 1) + 1)
+        ys = np.arange(max(cy - ry, 0), min(cy + ry, h_out - 1) + 1)
+        sigma_x, sigma_y = (2 * rx + 1) / 6, (2 * ry + 1) / 6
+        along_y = np.exp(-((ys - cy) ** 2) / (2 * sigma_y**2))
+        along_x = np.exp(-((xs - cx) ** 2) / (2 * sigma_x**2))
+        gauss = along_y[:, None] * along_x[None, :]
+        gauss *= math.log(max(float(areas[m]) * stride * stride, 2.0)) / gauss.sum()
+        window = (slice(ys[0], ys[-1] + 1), slice(xs[0], xs[-1] + 1))
+        weight[window] = gauss
+        box[(slice(None), *window)] = cells[m][:, None, None]
+    return box, weight
 
 
 def _check_labels(num_boxes: int, labels: np.ndarray, num_classes: int) -> None:

@@ -88,6 +88,28 @@ def masked_giou(pred_size: Tensor, pred_offset: Tensor, size: Tensor, offset: Te
     return (losses * weights).sum() / (weights.sum() + 1e-4)
 
 
+def dense_giou(size: Tensor, offset: Tensor, box: Tensor, weight: Tensor) -> Tensor:
+    """Weighted mean of 1 - GIoU over the cells where `weight` [N,h,w] > 0 (TTFNet's box loss).
+
+    The predicted box at cell (x, y) is centred at (x + dx, y + dy) with the size (w, h) predicted
+    there (size, offset [N,2,h,w]); `box` [N,4,h,w] holds the target box in cells (absolute).
+    Divided by the sum of the weights (+1e-4).
+    """
+    chosen = weight > 0
+    if not bool(chosen.any()):
+        return size.sum() * 0.0
+    n, _, h, w = size.shape
+    ys = torch.arange(h, device=size.device, dtype=size.dtype).view(1, h, 1).expand(n, h, w)
+    xs = torch.arange(w, device=size.device, dtype=size.dtype).view(1, 1, w).expand(n, h, w)
+    centre = torch.stack([xs[chosen], ys[chosen]], dim=-1) + offset.permute(0, 2, 3, 1)[chosen]
+    half = size.permute(0, 2, 3, 1)[chosen].clamp(min=0) / 2
+    pred = torch.cat([centre - half, centre + half], dim=-1)
+    goal = box.permute(0, 2, 3, 1)[chosen].to(pred.dtype)
+    losses = generalized_box_iou_loss(pred, goal, reduction="none", eps=1e-7)
+    weights = weight[chosen].to(pred.dtype)
+    return (losses * weights).sum() / (weights.sum() + 1e-4)
+
+
 class CenterNetLoss(nn.Module):
     """CenterNet loss on head outputs {"heatmap", "size", "offset"} and encoder targets.
 
@@ -95,7 +117,9 @@ class CenterNetLoss(nn.Module):
     sum; all scalar tensors. Size and offset are compared only at object centres (`index`, `mask`).
     With `giou_weight` > 0 a "giou" term is added: 1 - GIoU of the box the predicted size and offset
     make at each centre against the target box, averaged over objects (TTFNet-style box loss, which
-    scores the box as a whole instead of its four numbers separately).
+    scores the box as a whole instead of its four numbers separately). When the targets carry dense
+    box targets ("box", "box_weight": the head's `box_region` > 0) the term covers every cell of
+    each object's region instead of its centre alone (`dense_giou`).
     """
 
     def __init__(
@@ -149,7 +173,10 @@ class CenterNetLoss(nn.Module):
                 )
             terms[key] = weight * masked_l1(pred, goal, mask)
             gathered[key] = (pred, goal)
-        if self.giou_weight > 0:
+        if self.giou_weight > 0 and "box_weight" in targets:
+            dense = dense_giou(output("size"), output("offset"), target("box"), target("box_weight"))
+            terms["giou"] = self.giou_weight * dense
+        elif self.giou_weight > 0:
             (pred_size, size), (pred_offset, offset) = gathered["size"], gathered["offset"]
             terms["giou"] = self.giou_weight * masked_giou(pred_size, pred_offset, size, offset, mask)
         terms["loss"] = sum(terms.values())  # type: ignore[assignment]
