@@ -37,7 +37,7 @@ from toolkit.attacks.objectives import attack_mode, input_gradient
 from toolkit.attacks.run import batches, build_attack, run_attack_on
 from toolkit.build import build_dataset, build_loss, build_model
 from toolkit.engine.trainer import train
-from toolkit.loading import load_target
+from toolkit.loading import resolve_target
 from toolkit.plugins import PluginManager
 from toolkit.spec import Spec, load_spec
 
@@ -119,7 +119,8 @@ def _attack(
 
 
 def classifier_goals(checkpoint: Path, plugins: PluginManager, images: int) -> dict[str, Any]:
-    model, spec, _ = load_target(str(checkpoint), None, [], plugins)
+    loaded = resolve_target(checkpoint, plugins=plugins)
+    model, spec = loaded.model, loaded.spec
     pgd = _attack(spec, model, {"type": "pgd", "eps": EPS8, "steps": 10}, plugins=plugins, images=images)
     report: dict[str, Any] = {
         "model": str(checkpoint),
@@ -149,7 +150,8 @@ def classifier_goals(checkpoint: Path, plugins: PluginManager, images: int) -> d
 
 
 def detector_goals(checkpoint: Path, plugins: PluginManager, images: int) -> dict[str, Any]:
-    model, spec, _ = load_target(str(checkpoint), None, [], plugins)
+    loaded = resolve_target(checkpoint, plugins=plugins)
+    model, spec = loaded.model, loaded.spec
     report: dict[str, Any] = {"model": str(checkpoint)}
     for objective in ("vanishing", "untargeted"):  # the goal is on vanishing; untargeted for context
         run = _attack(
@@ -182,7 +184,8 @@ def adversarial_training(
         spec = load_spec(config, [*start, *extra], plugins=plugins)
         with tempfile.TemporaryDirectory() as folder:
             train(spec, out_dir=Path(folder) / "run", plugins=plugins, show_progress=False)
-            model, spec, _ = load_target(str(Path(folder) / "run" / "best.pt"), None, [], plugins)
+            loaded = resolve_target(Path(folder) / "run" / "best.pt", plugins=plugins)
+            model, spec = loaded.model, loaded.spec
         row = {}
         for eps in (EPS4, EPS8):
             report = _attack(

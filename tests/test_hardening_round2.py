@@ -273,9 +273,10 @@ def test_attack_onnx_of_another_input_size_is_refused_before_the_attack(
     detector: dict[str, Path], manager: PluginManager, tmp_path: Path
 ) -> None:
     from toolkit.attacks.command import run_attack_command
-    from toolkit.loading import load_target
+    from toolkit.loading import resolve_target
 
-    model, spec, _ = load_target(str(detector["checkpoint"]), None, ["model.input_size=96"], manager)
+    loaded = resolve_target(detector["checkpoint"], None, ["model.input_size=96"], plugins=manager)
+    model, spec = loaded.model, loaded.spec
     out = tmp_path / "attack"
     with pytest.raises(ToolkitError, match=r"its input is \[64, 64\], the checkpoint's \[96, 96\]"):
         run_attack_command(spec, model, out, plugins=manager, onnx_path=detector["onnx"], show_progress=False)

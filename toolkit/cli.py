@@ -465,31 +465,28 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _cmd_eval(args: argparse.Namespace) -> int:
     from toolkit.errors import ToolkitError
-    from toolkit.loading import checkpoint_spec, is_checkpoint
+    from toolkit.loading import is_checkpoint
     from toolkit.spec import load_spec
 
     out = check_output_dir(args.out, "--out") if args.out else None
     if out is not None:  # the task's plots are PNGs whose names it chooses: no PNG of the user's there
         theirs = [p.name for p in out.glob("*.png")] if out.is_dir() else []
         check_no_overwrite(out, ["metrics.json", *theirs], "--out")
-    checkpoint = args.checkpoint
-    if is_checkpoint(args.spec):
-        if checkpoint is not None:
-            raise ToolkitError("give a checkpoint either as the target or with --checkpoint, not both")
-        spec, checkpoint = checkpoint_spec(args.spec, args.overrides, plugins=args.manager), args.spec
-    else:
-        if checkpoint is None:
-            raise ToolkitError(
-                f"toolkit eval {args.spec}: which weights? pass --checkpoint runs/.../best.pt, or give the "
-                "checkpoint alone (toolkit eval runs/.../best.pt) to use the spec it carries"
-            )
-        spec = load_spec(args.spec, args.overrides, plugins=args.manager)
-    from toolkit.engine.evaluation_run import evaluate_checkpoint  # torch: after the user's mistakes
+    if not is_checkpoint(args.spec) and args.checkpoint is None:  # before torch is imported
+        raise ToolkitError(
+            f"toolkit eval {args.spec}: which weights? pass --checkpoint runs/.../best.pt, or give the "
+            "checkpoint alone (toolkit eval runs/.../best.pt) to use the spec it carries"
+        )
+    if not is_checkpoint(args.spec):
+        load_spec(args.spec, args.overrides, plugins=args.manager)  # spec mistakes before torch loads
+    from toolkit.engine.evaluation_run import evaluate_model  # torch: after the user's mistakes
     from toolkit.engine.report import format_metrics
+    from toolkit.loading import resolve_target
 
-    metrics, names = evaluate_checkpoint(
-        spec,
-        checkpoint,
+    loaded = resolve_target(args.spec, args.checkpoint, args.overrides, plugins=args.manager, needs_data=True)
+    metrics, names = evaluate_model(
+        loaded.model,
+        loaded.spec,
         split=args.split,
         out_dir=out,
         plugins=args.manager,
@@ -550,11 +547,12 @@ def _cmd_attack(args: argparse.Namespace) -> int:
         parse_sweep(args.sweep)  # a typo fails before torch is imported
 
     from toolkit.attacks.command import print_report, run_attack_command
-    from toolkit.loading import load_target
+    from toolkit.loading import resolve_target
 
-    model, spec, _ = load_target(args.target, args.checkpoint, args.overrides, args.manager)
+    loaded = resolve_target(args.target, args.checkpoint, args.overrides, plugins=args.manager)
+    model = loaded.model
     report = run_attack_command(
-        spec,
+        loaded.spec,
         model,
         out,
         plugins=args.manager,

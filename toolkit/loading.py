@@ -1,12 +1,14 @@
-"""`toolkit.load_model(path)`: a run's checkpoint -> the model in eval mode, weights loaded, on a device.
+"""Models with their weights: `resolve_target` (every command's `SPEC [--checkpoint CKPT]` or `CKPT`),
+`toolkit.load_model(path)` and `load_model_weights`, the one place a checkpoint's weights reach a model.
 
-A checkpoint carries its spec; only its `model` section (and `plugins`) is used, with the
-backbone's `pretrained` reset to its default: the weights come from the checkpoint.
+A checkpoint carries its spec; the model is built from it with the backbone's `pretrained` reset
+to its default: the weights come from the checkpoint.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -76,81 +78,111 @@ def load_model(
     path: str | Path, *, device: str | torch.device = "cpu", plugins: PluginManager | None = None
 ) -> ToolkitModel:
     """The model of a run's checkpoint (`best.pt` / `last.pt`), in eval mode, on `device`."""
-    from toolkit.engine.checkpoint import load_checkpoint
-
     manager = plugins or get_plugin_manager()
-    return model_from_checkpoint(load_checkpoint(path), path, plugins=manager).to(device).eval()
+    return resolve_target(path, plugins=manager, as_checkpoint=True).model.to(device).eval()
 
 
-def model_from_checkpoint(
-    checkpoint: Mapping[str, Any], path: str | Path, *, plugins: PluginManager
-) -> ToolkitModel:
-    """The model of an already read checkpoint (its spec's model section, its weights), on the CPU."""
-    from toolkit.build import build_model
-    from toolkit.spec import load_spec
+@dataclass(frozen=True)
+class Loaded:
+    """A resolved command target: the model (eval mode, on the CPU) with its weights, the spec it
+    was built from, and the file the weights came from (the spec's stem when built without any)."""
 
-    spec = load_spec(
-        checkpoint_model_spec(checkpoint, str(path), plugins), plugins=plugins, name=f"checkpoint {path}"
-    )
-    model = build_model(spec, plugins=plugins)
-    load_model_weights(model, path, dict(checkpoint))
-    return model.eval()
+    model: Any
+    spec: Spec
+    path: Path
 
 
-def load_target(
-    target: str, checkpoint: str | None, overrides: Sequence[str], plugins: PluginManager
-) -> tuple[Any, Spec, Path]:
-    """(model with weights in eval mode, its spec, the checkpoint's path or the spec's stem) of a
-    `SPEC [--checkpoint CKPT]` or `CKPT` command target; a checkpoint alone brings its full spec
-    (data too) when that still validates, else its model section."""
+def resolve_target(
+    target: str | Path,
+    checkpoint: str | Path | None = None,
+    overrides: Sequence[str] = (),
+    *,
+    plugins: PluginManager,
+    needs_data: bool = False,
+    without_weights: str | None = None,
+    as_checkpoint: bool | None = None,
+) -> Loaded:
+    """The one way from a command's `SPEC [--checkpoint CKPT]` or `CKPT` to a model with its weights.
+
+    - A checkpoint is read once; its model is built from the spec it carries (the whole spec when it
+      still validates, data too; else its model section), with `overrides`, and the backbone's
+      pretrained weights off: the checkpoint's replace them. `needs_data`: the carried spec must
+      have a data section that validates.
+    - A spec with a checkpoint: the spec with `overrides`, pretrained weights off as well.
+    - A spec alone: `without_weights` is the error a command that needs weights raises; None builds
+      fresh weights with a warning.
+    Class names are checked once, when the weights are loaded (`load_model_weights`). `as_checkpoint`
+    overrides the suffix rule (`is_checkpoint`) for the target.
+    """
     from toolkit.build import build_model
     from toolkit.engine.checkpoint import load_checkpoint
-    from toolkit.spec import SpecError, load_spec
 
     path = Path(target)
-    if is_checkpoint(path):
+    if is_checkpoint(path) if as_checkpoint is None else as_checkpoint:
         if checkpoint is not None:
             raise ToolkitError("give a checkpoint either as the target or with --checkpoint, not both")
         read = load_checkpoint(path)  # once: it may weigh hundreds of MB
-        section = checkpoint_model_spec(read, str(path), plugins)  # pretrained weights off
-        saved = dict(read.get("spec") or {})
-        name = f"checkpoint {path}"
-        try:  # the full spec (data too) when it still validates here; else its model section
-            spec = load_spec({**saved, **section}, overrides, plugins=plugins, name=name)
-        except SpecError:
-            spec = load_spec(section, overrides, plugins=plugins, name=name)
-        model = build_model(spec, plugins=plugins)  # the overrides reach the model too
-        load_model_weights(model, path, read)
-        return model.eval(), spec, path
-    spec = load_spec(path, overrides, plugins=plugins)
+        spec = _carried_spec(read, path, overrides, plugins, needs_data=needs_data)
+        weights = path
+    else:
+        spec = _spec_without_pretrained(path, overrides, plugins, off=checkpoint is not None)
+        if checkpoint is None:
+            if without_weights is not None:
+                raise ToolkitError(without_weights)
+            import warnings
+
+            warnings.warn(
+                f"no --checkpoint: using {path}'s freshly built weights (pass --checkpoint runs/.../best.pt)",
+                stacklevel=2,
+            )
+            return Loaded(build_model(spec, plugins=plugins).eval(), spec, Path(path.stem))
+        weights = Path(checkpoint)
+        read = load_checkpoint(weights)
     model = build_model(spec, plugins=plugins)
-    if checkpoint is not None:
-        load_model_weights(model, checkpoint)
-        return model.eval(), spec, Path(checkpoint)
-    import warnings
-
-    warnings.warn(
-        f"no --checkpoint: using {path}'s freshly built weights (pass --checkpoint runs/.../best.pt)",
-        stacklevel=2,
-    )
-    return model.eval(), spec, Path(path.stem)
+    load_model_weights(model, weights, read)
+    return Loaded(model.eval(), spec, weights)
 
 
-def checkpoint_spec(path: str | Path, overrides: Sequence[str], plugins: PluginManager) -> Spec:
-    """The full spec a checkpoint carries (data too, the backbone's pretrained weights off), with
-    `overrides`; a user error when it has none."""
-    from toolkit.engine.checkpoint import load_checkpoint
+def _carried_spec(
+    read: Mapping[str, Any], path: Path, overrides: Sequence[str], plugins: PluginManager, *, needs_data: bool
+) -> Spec:
+    """The spec a checkpoint carries, pretrained weights off, with `overrides`."""
+    from toolkit.spec import SpecError, load_spec
+
+    section = checkpoint_model_spec(read, str(path), plugins)  # pretrained weights off
+    saved = dict(read.get("spec") or {})
+    name = f"checkpoint {path}"
+    if needs_data:
+        if not isinstance(saved.get("data"), Mapping):
+            raise ToolkitError(
+                f"checkpoint {str(path)!r} carries no spec with a data section; evaluate it with its spec: "
+                f"toolkit eval SPEC --checkpoint {path}"
+            )
+        return load_spec({**saved, **section}, overrides, plugins=plugins, name=name)
+    try:  # the full spec (data too) when it still validates here; else its model section
+        return load_spec({**saved, **section}, overrides, plugins=plugins, name=name)
+    except SpecError:
+        return load_spec(section, overrides, plugins=plugins, name=name)
+
+
+def _spec_without_pretrained(
+    path: Path, overrides: Sequence[str], plugins: PluginManager, *, off: bool
+) -> Spec:
+    """The spec file with `overrides`; `off`: its backbone's pretrained weights switched off."""
+    import json
+
     from toolkit.spec import load_spec
+    from toolkit.spec.derived import PRETRAINED
 
-    read = load_checkpoint(path)
-    saved = read.get("spec")
-    if not isinstance(saved, Mapping) or not isinstance(saved.get("data"), Mapping):
-        raise ToolkitError(
-            f"checkpoint {str(path)!r} carries no spec with a data section; evaluate it with its spec: "
-            f"toolkit eval SPEC --checkpoint {path}"
-        )
-    section = checkpoint_model_spec(read, str(path), plugins)  # pretrained weights off: its own replace them
-    return load_spec({**saved, **section}, overrides, plugins=plugins, name=f"checkpoint {path}")
+    spec = load_spec(path, overrides, plugins=plugins)
+    if not off:
+        return spec
+    backbone = spec.model.backbone.model_dump(mode="json")
+    default = checkpoint_model_spec({"spec": {"model": {"backbone": backbone}}}, str(path), plugins)
+    wanted = default["model"]["backbone"][PRETRAINED]
+    if backbone.get(PRETRAINED) == wanted:
+        return spec
+    return load_spec(path, [*overrides, f"model.backbone.{PRETRAINED}={json.dumps(wanted)}"], plugins=plugins)
 
 
 def load_model_weights(

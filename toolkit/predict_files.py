@@ -140,27 +140,11 @@ def load_predictor(
             f"--provider {provider} applies to ONNX files; {model!r} runs in torch (use --device)"
         )
     from toolkit.engine.distributed import resolve_device
+    from toolkit.loading import resolve_target
 
     torch_device = resolve_device(device)
-    if is_spec:
-        return _spec_model(path, str(checkpoint), plugins=plugins).to(torch_device).eval()
-    from toolkit.loading import load_model
-
-    return load_model(path, device=torch_device, plugins=plugins)
-
-
-def _spec_model(path: Path, checkpoint: str, *, plugins: PluginManager) -> Any:
-    """The model of a spec file (pretrained backbone weights off: the checkpoint brings the weights)."""
-    from toolkit.build import build_model
-    from toolkit.loading import checkpoint_model_spec, load_model_weights
-    from toolkit.spec import load_spec
-
-    spec = load_spec(path, plugins=plugins)
-    section = checkpoint_model_spec({"spec": spec.model_dump(mode="json")}, str(path), plugins)
-    model_spec = load_spec(section, plugins=plugins, name=str(path))
-    built = build_model(model_spec, plugins=plugins)
-    load_model_weights(built, checkpoint)
-    return built
+    loaded = resolve_target(path, checkpoint, plugins=plugins, as_checkpoint=not is_spec)
+    return loaded.model.to(torch_device).eval()
 
 
 def _cuda_index(device: str) -> int:

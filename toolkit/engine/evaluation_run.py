@@ -1,42 +1,35 @@
-"""`toolkit eval`: a checkpoint's metrics on a data split."""
+"""`toolkit eval`: a model's metrics on a data split."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from toolkit.build import build_model, build_processed_dataset, data_section
+from toolkit.build import build_processed_dataset, data_section
 from toolkit.data.loader import make_loader
-from toolkit.engine.checkpoint import load_checkpoint
 from toolkit.engine.distributed import resolve_device
 from toolkit.engine.evaluate import evaluate
-from toolkit.loading import check_class_names, load_model_weights
 from toolkit.plugins import PluginManager
 from toolkit.spec import Spec, TrainSpec
 
 
-def evaluate_checkpoint(
+def evaluate_model(
+    model: Any,
     spec: Spec,
-    checkpoint_path: str | Path,
     *,
     split: str = "val",
     out_dir: Path | None = None,
     plugins: PluginManager,
     show_progress: bool = False,
 ) -> tuple[dict[str, Any], tuple[str, ...]]:
-    """Build the spec's model, load the checkpoint, evaluate on data.<split> (the model's preprocessing).
-
-    A checkpoint trained with other class names than the spec's is refused. Given `out_dir`, the
-    evaluation's plots and `val_predictions.png` are written there; `show_progress`: progress on stderr.
+    """Evaluate a model with its weights (`loading.resolve_target`) on the spec's data.<split>, through
+    the model's preprocessing. Given `out_dir`, the evaluation's plots and `val_predictions.png` are
+    written there; `show_progress`: progress on stderr.
 
     Returns the metrics and the task's metric names (headline first).
     """
     config = spec.train or TrainSpec()
     device = resolve_device(config.device)
-    checkpoint = load_checkpoint(checkpoint_path)
-    check_class_names(checkpoint, spec.model.class_names, checkpoint_path)
-    model = build_model(spec, plugins=plugins)
-    load_model_weights(model, checkpoint_path, checkpoint)
     model.to(device)
     dataset = build_processed_dataset(spec, model, split, train=False, plugins=plugins)
     loader = make_loader(dataset, data_section(spec), shuffle=False, device=device)

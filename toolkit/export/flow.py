@@ -33,10 +33,10 @@ def _load(
     target: str, checkpoint: str | None, overrides: Sequence[str], plugins: PluginManager
 ) -> tuple[Any, Spec, Path]:
     """(model with weights, the spec, the default output path)."""
-    from toolkit.loading import load_target
+    from toolkit.loading import resolve_target
 
-    model, spec, source = load_target(target, checkpoint, overrides, plugins)
-    return model, spec, source.with_suffix(".onnx")
+    loaded = resolve_target(target, checkpoint, overrides, plugins=plugins)
+    return loaded.model, loaded.spec, loaded.path.with_suffix(".onnx")
 
 
 def _dataset(spec: Spec, plugins: PluginManager) -> Any | None:
