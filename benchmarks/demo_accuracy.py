@@ -2,9 +2,12 @@
 
     python benchmarks/demo_accuracy.py [--busy N] [OVERRIDES ...]
 
-`--busy N` runs N spinning processes beside it (N = the number of cores: about half speed for the
-demo), to measure what a slow machine gets (with `train.time_limit=SECONDS`: what the same time
-reaches at that speed). Overrides may follow (e.g. `train.epochs=2` for a shortened run).
+The demo trains for `train.time_limit` seconds, so what it reaches depends on the machine's speed.
+To measure a slower machine: `train.threads=1` (one of two cores: about half speed), or `--busy N`,
+N spinning processes beside it (on 2 cores, `--busy 2` leaves the demo about a fifth of its
+speed: torch's threads wait for each other when one is descheduled). The printed images_per_s
+says which speed a run had. Overrides may follow (e.g. `train.time_limit=null train.epochs=2` for
+a shortened run).
 """
 
 from __future__ import annotations

@@ -37,7 +37,7 @@ def centernet(
             le=1,
             description="TTFNet's dense box targets: every cell within this fraction of an object's box "
             "around its centre learns the whole box through the loss's GIoU term (needs the centernet "
-            "loss's giou_weight > 0); 0: the centre cell only, as CenterNet. Helps large objects most",
+            "loss's giou_weight > 0); 0: the centre cell only, as CenterNet",
         ),
     ] = 0.0,
     skips: Annotated[

@@ -246,13 +246,6 @@ def read_spec_text(path: str | Path) -> str:
         raise SpecFileError(f"cannot read spec file {str(path)!r}: {exc}") from None
 
 
-def read_spec_file(path: str | Path) -> dict[str, Any]:
-    """Read a `.yaml`/`.yml`/`.json` spec file into a mapping, its `extends` chain merged in."""
-    from toolkit.spec.extends import read_with_bases
-
-    return read_with_bases(Path(path))
-
-
 def read_one_file(path: Path) -> dict[str, Any]:
     """One spec file as a mapping, `extends` left as it is."""
     return parse_spec_text(read_spec_text(path), name=str(path), as_json=path.suffix.lower() == ".json")

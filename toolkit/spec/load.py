@@ -18,8 +18,8 @@ from pydantic import ValidationError
 from toolkit.plugins import PluginManager, get_plugin_manager
 from toolkit.spec.derived import spec_model
 from toolkit.spec.errors import SpecError, SpecIssue, describe_errors
-from toolkit.spec.extends import EXTENDS, resolve_extends
-from toolkit.spec.files import apply_overrides, read_spec_file
+from toolkit.spec.extends import EXTENDS, read_with_bases, resolve_extends
+from toolkit.spec.files import apply_overrides
 from toolkit.spec.models import Spec
 
 #: augmentation types that left data.augment, and where they went
@@ -49,7 +49,7 @@ def load_spec(
         source = resolve_extends(source, name, Path.cwd())
     else:
         name = str(source)
-        source = read_spec_file(source)
+        source = read_with_bases(Path(source))
     raw = apply_overrides(dict(source), overrides)
     if EXTENDS in raw:
         raise SpecError(name, [SpecIssue(EXTENDS, "set it in the spec file, not as an override")])

@@ -1,0 +1,82 @@
+"""The core's structure: no import cycles among toolkit/'s modules (lazy imports inside functions count)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+TOOLKIT = Path(__file__).resolve().parents[1] / "toolkit"
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(TOOLKIT.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Module -> the toolkit modules it imports anywhere in its code (type-checking imports aside)."""
+    modules = {module_name(path): path for path in TOOLKIT.rglob("*.py")}
+    graph: dict[str, set[str]] = {name: set() for name in modules}
+    for name, path in modules.items():
+        tree = ast.parse(path.read_text())
+        typing_only = {
+            id(inner)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+            for statement in node.body
+            for inner in ast.walk(statement)
+        }
+        for node in ast.walk(tree):
+            if id(node) in typing_only:
+                continue
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "toolkit":
+                submodules = {f"{node.module}.{alias.name}" for alias in node.names} & modules.keys()
+                graph[name] |= submodules
+                if node.module in modules and len(submodules) < len(node.names):
+                    graph[name].add(node.module)
+            elif isinstance(node, ast.Import):
+                graph[name] |= {alias.name for alias in node.names} & modules.keys()
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan), plus self-imports."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for other in sorted(graph[node]):
+            if other not in index:
+                visit(other)
+                low[node] = min(low[node], low[other])
+            elif other in stack:
+                low[node] = min(low[node], index[other])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1 or node in graph[node]:
+                found.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_the_cycle_finder_finds_a_cycle() -> None:
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_toolkit_has_no_import_cycles() -> None:
+    graph = import_graph()
+    assert "toolkit.spec.files" in graph and "toolkit.loading" in graph["toolkit.cli"]
+    assert cycles(graph) == []
