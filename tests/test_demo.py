@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
+from conftest import run_cli, run_cli_here
 
 from toolkit_plugins.datasets.patterns_dataset import PatternObjectsDataset
 
@@ -104,3 +104,13 @@ def test_a_rows_spread_is_the_mean_and_sample_std_over_seeds() -> None:
         0.1
     )
     assert RowResult(Variant("one seed", ())).as_dict()["balanced_accuracy_std"] == 0.0
+
+
+def test_the_demo_never_deletes_a_folder_it_did_not_write(tmp_path: Path) -> None:
+    """`toolkit demo --out DIR` replaces DIR/detection only when it is a run the toolkit wrote."""
+    theirs = tmp_path / "detection" / "holiday.jpg"
+    theirs.parent.mkdir()
+    theirs.write_bytes(b"the user's photo")
+    result = run_cli_here("demo", "--out", str(tmp_path))
+    assert result.returncode == 2 and "not a toolkit run" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and theirs.read_bytes() == b"the user's photo"

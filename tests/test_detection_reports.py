@@ -21,7 +21,7 @@ from pycocotools.cocoeval import COCOeval
 from test_trainer import DETECTION
 
 import toolkit
-from toolkit.engine.report import format_metrics, format_summary
+from toolkit.engine.report import format_metrics, format_run_summary
 from toolkit.plugins import PluginManager
 from toolkit.spec import load_spec
 from toolkit_plugins.tasks.detection_confusion import detection_confusion_matrix
@@ -239,7 +239,7 @@ def test_a_run_writes_plots_grid_and_per_class_records(run: tuple[Path, Any]) ->
     matrix = val["confusion_matrix"]
     assert len(matrix) == 4 and all(len(row) == 4 for row in matrix)
     assert sum(sum(row[:3]) + row[3] for row in matrix[:3]) == objects  # each object counted once
-    text = format_summary(summary)
+    text = format_run_summary(summary)
     assert "VOC AP50" in text and "triangle" in text
     assert {"pr_curves", "confusion", "val_predictions"} <= set(summary.files)
 

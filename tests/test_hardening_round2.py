@@ -26,7 +26,7 @@ from PIL import Image
 
 from toolkit.data.images import read_image
 from toolkit.data.writers import write_coco
-from toolkit.engine.report import format_summary
+from toolkit.engine.report import format_run_summary
 from toolkit.engine.trainer import RunSummary
 from toolkit.errors import ToolkitError
 from toolkit.export.runtime import OnnxModel
@@ -310,7 +310,7 @@ def test_the_training_summary_names_best_pt_and_the_last_epoch() -> None:
         metric_names=("AP50", "AP"), final_metrics={"AP50": 0.4931, "AP": 0.2},
         best_metrics={"AP50": 0.5324, "AP": 0.25}, best_epoch=3,
     )  # fmt: skip
-    text = format_summary(summary)
+    text = format_run_summary(summary)
     best, last = text.index("best.pt (epoch 3)"), text.index("last epoch (5, last.pt)")
     assert best < text.index("0.5324", best) < last < text.index("0.4931", last)
 

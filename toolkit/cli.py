@@ -426,13 +426,13 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 def _cmd_build(args: argparse.Namespace) -> int:
     from toolkit.build import build_model
     from toolkit.spec import load_spec
-    from toolkit.summary import format_summary, summarize
+    from toolkit.summary import format_model_summary, summarize
 
     spec = load_spec(args.spec, args.overrides, plugins=args.manager)
     model = build_model(spec, plugins=args.manager)
     parts = summarize(model, spec.model.backbone.type, spec.model.head.type)
     print(f"{args.spec}: {model.task.name} model, {_count(len(model.class_names), 'class', 'classes')}")
-    print(format_summary(parts, spec.model.input_size))
+    print(format_model_summary(parts, spec.model.input_size))
     return 0
 
 
@@ -444,7 +444,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else None
     if is_main_process():  # before anything is loaded; the trainer checks again and locks the folder
         check_run_dir(out or Path("runs") / Path(args.spec).stem, resume=args.resume, exist_ok=args.exist_ok)
-    from toolkit.engine.report import format_summary
+    from toolkit.engine.report import format_run_summary
     from toolkit.engine.trainer import train
     from toolkit.spec import load_spec
 
@@ -459,7 +459,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         show_progress=not args.no_progress,
     )
     if summary.files:  # rank 0 under torchrun
-        print(format_summary(summary))
+        print(format_run_summary(summary))
     return 0
 
 

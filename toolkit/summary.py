@@ -58,7 +58,8 @@ def summarize(model: ToolkitModel, backbone_name: str, head_name: str) -> list[P
     return parts
 
 
-def format_summary(parts: list[PartSummary], input_size: tuple[int, int]) -> str:
+def format_model_summary(parts: list[PartSummary], input_size: tuple[int, int]) -> str:
+    """The `toolkit build` table: each part's parameters (trainable, frozen) and output shapes."""
     rows = []
     for p in parts:
         shapes = ", ".join(f"{key} {shape}" for key, shape in p.outputs.items())

@@ -16,7 +16,7 @@ from pydantic import AfterValidator, Field
 import toolkit
 from toolkit.errors import ToolkitError
 from toolkit_plugins.augmentations import ordered_pair
-from toolkit_plugins.datasets.shapes import CATALOGUE, ShapeNames, _check_shape, listed_once
+from toolkit_plugins.datasets.shapes import CATALOGUE, ShapeNames, check_shape, listed_once
 
 if TYPE_CHECKING:
     from toolkit_plugins.datasets.patterns_dataset import PatternObjectsDataset, PresenceDataset
@@ -48,7 +48,7 @@ def presence(
     image_size: Side = 64,
     seed: Seed = 0,
     target_shape: Annotated[
-        str, AfterValidator(_check_shape), Field(description="the target's shape")
+        str, AfterValidator(check_shape), Field(description="the target's shape")
     ] = "ellipse",
     target_texture: Annotated[Texture, Field(description="the target's texture")] = "stripes",
     shapes: ShapeNames = DEFAULT_SHAPES,
@@ -132,7 +132,7 @@ def photo_objects(
     seed: Seed = 0,
     class_name: Annotated[str, Field(min_length=1, description="the one class's name")] = "object",
     target_shape: Annotated[
-        str, AfterValidator(_check_shape), Field(description="the class's shape")
+        str, AfterValidator(check_shape), Field(description="the class's shape")
     ] = "ellipse",
     target_texture: Annotated[Texture, Field(description="the class's texture")] = "spots",
     shapes: ShapeNames = DEFAULT_SHAPES,

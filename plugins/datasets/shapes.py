@@ -26,7 +26,7 @@ CATALOGUE: tuple[str, ...] = (
 )
 
 
-def _check_shape(name: str) -> str:
+def check_shape(name: str) -> str:
     if name not in CATALOGUE:
         hint = closest(name, CATALOGUE, n=1)
         did_you_mean = f" (did you mean {hint[0]}?)" if hint else ""
@@ -46,7 +46,7 @@ def _check_shapes(names: list[str]) -> list[str]:
     if not names:
         raise ValueError(f"name at least one shape from the catalogue: {', '.join(CATALOGUE)}")
     for name in names:
-        _check_shape(name)
+        check_shape(name)
     return listed_once(names, "shapes")
 
 
@@ -57,7 +57,7 @@ ShapeNames = Annotated[
 ]
 Target = Annotated[
     str | None,
-    AfterValidator(lambda v: v if v is None else _check_shape(v)),
+    AfterValidator(lambda v: v if v is None else check_shape(v)),
     Field(
         description="classification: the shape whose presence is the positive class (default: first class)"
     ),

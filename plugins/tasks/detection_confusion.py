@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from toolkit_plugins.tasks.detection_metrics import _iou, _xyxy
+from toolkit_plugins.tasks.detection_metrics import pairwise_iou, xywh_to_xyxy
 
 __all__ = ["BACKGROUND", "detection_confusion_matrix"]
 
@@ -47,8 +47,9 @@ def detection_confusion_matrix(
         counted = [o for o in objects[image] if not (o.get("iscrowd") or o.get("ignore"))]
         ignored = [o for o in objects[image] if o.get("iscrowd") or o.get("ignore")]
         dets = sorted(found[image], key=lambda d: -float(d["score"]))  # stable: ties keep input order
-        overlaps = _iou(_xyxy([d["bbox"] for d in dets]), _xyxy([o["bbox"] for o in counted]))
-        on_ignored = _iou(_xyxy([d["bbox"] for d in dets]), _xyxy([o["bbox"] for o in ignored]))
+        boxes = xywh_to_xyxy([d["bbox"] for d in dets])
+        overlaps = pairwise_iou(boxes, xywh_to_xyxy([o["bbox"] for o in counted]))
+        on_ignored = pairwise_iou(boxes, xywh_to_xyxy([o["bbox"] for o in ignored]))
         matched = np.zeros(len(counted), dtype=bool)
         for d, detection in enumerate(dets):
             predicted = index[detection["category_id"]]

@@ -170,9 +170,9 @@ def _class_ap(
         return math.nan
     if not detections:
         return 0.0
-    gt_boxes = _xyxy([o["bbox"] for o in objects])
+    gt_boxes = xywh_to_xyxy([o["bbox"] for o in objects])
     gt_images = np.array([o["image_id"] for o in objects])
-    det_boxes = _xyxy([d["bbox"] for d in detections])
+    det_boxes = xywh_to_xyxy([d["bbox"] for d in detections])
     det_images = np.array([d["image_id"] for d in detections])
     order = np.argsort(-np.array([d["score"] for d in detections], dtype=np.float64), kind="stable")
     true_positive = np.zeros(len(detections))
@@ -183,7 +183,7 @@ def _class_ap(
         if in_image.size == 0:
             false_positive[dets] = 1
             continue
-        overlaps = _iou(det_boxes[dets], gt_boxes[in_image])
+        overlaps = pairwise_iou(det_boxes[dets], gt_boxes[in_image])
         best, best_iou = overlaps.argmax(axis=1), overlaps.max(axis=1)
         difficult = difficult_flags[in_image]
         matched = np.zeros(in_image.size, dtype=bool)
@@ -215,7 +215,7 @@ def _average_precision(recall: np.ndarray, precision: np.ndarray, use_07_metric:
     return float(np.sum((recall[steps + 1] - recall[steps]) * precision[steps + 1]))
 
 
-def _iou(boxes: np.ndarray, others: np.ndarray) -> np.ndarray:
+def pairwise_iou(boxes: np.ndarray, others: np.ndarray) -> np.ndarray:
     """IoU matrix [D, G] of xyxy boxes."""
     top_left = np.maximum(boxes[:, None, :2], others[None, :, :2])
     bottom_right = np.minimum(boxes[:, None, 2:], others[None, :, 2:])
@@ -225,7 +225,8 @@ def _iou(boxes: np.ndarray, others: np.ndarray) -> np.ndarray:
     return np.where(union > 0, intersection / np.where(union > 0, union, 1.0), 0.0)
 
 
-def _xyxy(bboxes: Sequence[Sequence[float]]) -> np.ndarray:
+def xywh_to_xyxy(bboxes: Sequence[Sequence[float]]) -> np.ndarray:
+    """COCO [x, y, w, h] boxes as an xyxy float64 array [N, 4]."""
     xywh = np.asarray(bboxes, dtype=np.float64).reshape(-1, 4)
     return np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
 

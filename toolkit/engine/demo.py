@@ -8,7 +8,8 @@ import time
 from pathlib import Path
 
 from toolkit.build import build_dataset
-from toolkit.engine.report import format_summary
+from toolkit.engine.report import format_run_summary
+from toolkit.engine.run_dir import LAST, MARKER
 from toolkit.engine.trainer import RunSummary, train
 from toolkit.engine.visualize import save_predictions
 from toolkit.errors import ToolkitError
@@ -19,7 +20,8 @@ from toolkit.spec import load_spec
 DETECTION_CONFIG = Path("configs/demo_centernet_shapes.yaml")
 
 
-def _config(path: Path | None, default: Path) -> Path:
+def demo_config(path: Path | None, default: Path) -> Path:
+    """`path`, else the demo's `default` config; a user error when the file is not there."""
     config = path or default
     if not config.is_file():
         raise ToolkitError(
@@ -28,8 +30,18 @@ def _config(path: Path | None, default: Path) -> Path:
     return config
 
 
-def _fresh(directory: Path) -> Path:
+def fresh_run_dir(directory: Path) -> Path:
+    """`directory` created empty. An earlier run there (a toolkit run folder, or an empty folder) is
+    replaced; a folder holding anything else is refused: the demo never deletes the user's files."""
     if directory.exists():
+        replaceable = directory.is_dir() and (
+            (directory / MARKER).exists() or (directory / LAST).exists() or not any(directory.iterdir())
+        )
+        if not replaceable:
+            raise ToolkitError(
+                f"{directory} exists and is not a toolkit run the demo wrote; the demo replaces its own "
+                "runs only: move it away or pass another --out"
+            )
         shutil.rmtree(directory)
     directory.mkdir(parents=True)
     return directory
@@ -39,14 +51,14 @@ def run_detection_demo(
     out: Path, *, plugins: PluginManager, config: Path | None = None, overrides: list[str] | None = None
 ) -> RunSummary:
     """Train CenterNet-ResNet18 from scratch on shapes, evaluate COCO mAP, draw predictions, plot curves."""
-    spec = load_spec(_config(config, DETECTION_CONFIG), overrides or [], plugins=plugins)
-    run_dir = _fresh(out / "detection")
+    spec = load_spec(demo_config(config, DETECTION_CONFIG), overrides or [], plugins=plugins)
+    run_dir = fresh_run_dir(out / "detection")
     started = time.perf_counter()
     summary = train(spec, out_dir=run_dir, plugins=plugins)
     model = load_model(run_dir / "best.pt", plugins=plugins)  # what a user does with a trained run
     val = build_dataset(spec, "val", plugins=plugins)
     summary.files["predictions"] = str(save_predictions(model, val, run_dir / "predictions.png"))
-    print(format_summary(summary))
+    print(format_run_summary(summary))
     from toolkit.export.demo_step import export_and_compare
 
     print("\nONNX:")

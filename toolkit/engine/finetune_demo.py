@@ -9,7 +9,7 @@ drawn from other seeds, trainable parameters and time. The best row also gets a 
 curve and the threshold that maximizes F1.
 
 The pretrained backbone comes from `--weights FILE` or from `configs/demo_pretrain_patterns.yaml`,
-trained once (about 15 minutes on two cores) and kept in OUT/pretrain/best.pt.
+trained once (its time: docs/training.md, the fine-tuning demo) and kept in OUT/pretrain/best.pt.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from toolkit.build import build_dataset
-from toolkit.engine.demo import _config, _fresh
+from toolkit.engine.demo import demo_config, fresh_run_dir
 from toolkit.engine.trainer import RunSummary, train
 from toolkit.errors import ToolkitError
 from toolkit.loading import load_model
@@ -104,8 +104,8 @@ def pretrained_weights(out: Path, weights: Path | None, *, plugins: PluginManage
         print(f"pretrained backbone: {kept} (delete it to pretrain again)")
         return kept
     print(f"pretraining the backbone once ({PRETRAIN_CONFIG}); later runs reuse {kept}")
-    spec = load_spec(_config(None, PRETRAIN_CONFIG), [], plugins=plugins)
-    summary = train(spec, out_dir=_fresh(out / "pretrain"), plugins=plugins, show_progress=True)
+    spec = load_spec(demo_config(None, PRETRAIN_CONFIG), [], plugins=plugins)
+    summary = train(spec, out_dir=fresh_run_dir(out / "pretrain"), plugins=plugins, show_progress=True)
     headline = summary.best_metric
     value = summary.final_metrics.get(headline, float("nan"))
     print(f"pretraining: {headline} {value:.3f} in {summary.train_seconds:.0f} s")
@@ -155,7 +155,7 @@ def run_variant(
             plugins=plugins,
         )
         torch.manual_seed(seed)
-        run_dir = _fresh(folder / f"seed{seed}")
+        run_dir = fresh_run_dir(folder / f"seed{seed}")
         summary = train(spec, out_dir=run_dir, plugins=plugins, show_progress=False)
         balanced, f1 = _metrics(summary)
         row.balanced_accuracy.append(balanced)
@@ -263,7 +263,7 @@ def run_finetune_demo(
         raise ToolkitError(f"--seeds must be at least 1, got {seeds}")
     started = time.perf_counter()
     weights = pretrained_weights(out, weights, plugins=plugins)
-    config = _config(config, FINETUNE_CONFIG)
+    config = demo_config(config, FINETUNE_CONFIG)
     folder = out / "finetune"
     folder.mkdir(parents=True, exist_ok=True)
     common = {
@@ -321,7 +321,7 @@ def run_finetune_demo(
 
 
 def _drop_checkpoints(rows: Sequence[RowResult], *, keep: Path) -> None:
-    """Every checkpoint but `keep`'s best.pt (the best row's first seed) goes: 15 x 2 x 45 MB otherwise."""
+    """Every checkpoint but `keep`'s best.pt (the best row's first seed) goes: two per run otherwise."""
     for row in rows:
         for run in row.runs:
             for checkpoint in run.glob("*.pt"):

@@ -50,7 +50,7 @@ def build_optimizer(model: nn.Module, train: TrainSpec) -> torch.optim.Optimizer
 
 
 def _fusable(model: nn.Module) -> bool:
-    """Fused steps need floating-point parameters on the CPU or CUDA (on the CPU 7x faster than the loop)."""
+    """Fused steps need floating-point parameters on the CPU or CUDA."""
     parameters = list(model.parameters())
     return bool(parameters) and all(
         p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in parameters

@@ -51,7 +51,7 @@ def _cell(value: int | float) -> str:
     return str(value) if isinstance(value, int) else f"{float(value):.4f}"
 
 
-def format_summary(summary: Any) -> str:
+def format_run_summary(summary: Any) -> str:
     """Final summary of a training run (a RunSummary)."""
     best = "-" if summary.best_value is None else f"{summary.best_value:.4f}"
     rows = [

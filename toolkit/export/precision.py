@@ -54,7 +54,7 @@ FP16_BOX_TOLERANCE_FRACTION = 5e-4
 HEAVY_OPS: tuple[str, ...] = ("Conv", "ConvTranspose", "MatMul", "Gemm")
 #: The ops int8 quantizes; the rest (normalization, residual adds, upsampling, decode) stays float32.
 #: ConvTranspose is left out: onnxruntime's CPU EP has no integer kernel for it, and its QDQ form runs
-#: slower than float32 (CenterNet-ResNet18 512x512, 2 threads: 108 ms with it, 98 ms without).
+#: slower than float32 (docs/export.md, int8).
 INT8_OP_TYPES: tuple[str, ...] = ("Conv", "MatMul", "Gemm")
 
 
