@@ -205,8 +205,9 @@ def main() -> None:
             "wall_seconds": round(seconds, 1),
             **yolo_epochs(yolo_out / "train" / "results.csv", yolo_data),
         }
-        report["ratio_AP"] = round(report["ours"]["AP"] / max(report["yolov8n"]["AP"], 1e-9), 3)
-        report["ratio_AP50"] = round(report["ours"]["AP50"] / max(report["yolov8n"]["AP50"], 1e-9), 3)
+        for key in ("AP", "AP50"):  # null when YOLOv8n scored 0: no ratio to give
+            theirs = report["yolov8n"][key]
+            report[f"ratio_{key}"] = round(report["ours"][key] / theirs, 3) if theirs > 0 else None
     print(json.dumps(report, indent=2))
 
 
