@@ -472,13 +472,13 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     if out is not None:  # the task's plots are PNGs whose names it chooses: no PNG of the user's there
         theirs = [p.name for p in out.glob("*.png")] if out.is_dir() else []
         check_no_overwrite(out, ["metrics.json", *theirs], "--out")
-    if not is_checkpoint(args.spec) and args.checkpoint is None:  # before torch is imported
-        raise ToolkitError(
-            f"toolkit eval {args.spec}: which weights? pass --checkpoint runs/.../best.pt, or give the "
-            "checkpoint alone (toolkit eval runs/.../best.pt) to use the spec it carries"
-        )
-    if not is_checkpoint(args.spec):
-        load_spec(args.spec, args.overrides, plugins=args.manager)  # spec mistakes before torch loads
+    if not is_checkpoint(args.spec):  # the user's mistakes before torch is imported
+        if args.checkpoint is None:
+            raise ToolkitError(
+                f"toolkit eval {args.spec}: which weights? pass --checkpoint runs/.../best.pt, or give the "
+                "checkpoint alone (toolkit eval runs/.../best.pt) to use the spec it carries"
+            )
+        load_spec(args.spec, args.overrides, plugins=args.manager)
     from toolkit.engine.evaluation_run import evaluate_model  # torch: after the user's mistakes
     from toolkit.engine.report import format_metrics
     from toolkit.loading import resolve_target

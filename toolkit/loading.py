@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 def checkpoint_model_spec(checkpoint: Mapping[str, Any], path: str, plugins: PluginManager) -> dict[str, Any]:
     """The `{plugins, model}` part of a checkpoint's spec, pretrained weights switched off."""
-    from toolkit.spec.derived import NO_WEIGHTS, PRETRAINED
+    from toolkit.spec.derived import PRETRAINED
 
     spec = checkpoint.get("spec")
     if not isinstance(spec, Mapping) or not isinstance(spec.get("model"), Mapping):
@@ -51,12 +51,18 @@ def checkpoint_model_spec(checkpoint: Mapping[str, Any], path: str, plugins: Plu
         )
     plugins.add_modules(plugin_modules, source="spec")
     backbone = dict(model.get("backbone") or {})
-    registry = plugins.registry("backbone")
-    if backbone.get("type") in registry:
-        field = registry.get(backbone["type"]).params.model_fields.get(PRETRAINED)
-        backbone[PRETRAINED] = field.default if field is not None else NO_WEIGHTS
+    if backbone.get("type") in plugins.registry("backbone"):
+        backbone[PRETRAINED] = no_pretrained_weights(backbone["type"], plugins)
     model["backbone"] = backbone
     return {"plugins": plugin_modules, "model": model}
+
+
+def no_pretrained_weights(backbone_type: str, plugins: PluginManager) -> Any:
+    """The value of a registered backbone's `pretrained` that loads no weights (its default)."""
+    from toolkit.spec.derived import NO_WEIGHTS, PRETRAINED
+
+    field = plugins.registry("backbone").get(backbone_type).params.model_fields.get(PRETRAINED)
+    return field.default if field is not None else NO_WEIGHTS
 
 
 def check_class_names(checkpoint: Mapping[str, Any], class_names: Sequence[str], path: str | Path) -> None:
@@ -79,7 +85,7 @@ def load_model(
 ) -> ToolkitModel:
     """The model of a run's checkpoint (`best.pt` / `last.pt`), in eval mode, on `device`."""
     manager = plugins or get_plugin_manager()
-    return resolve_target(path, plugins=manager, as_checkpoint=True).model.to(device).eval()
+    return resolve_target(path, plugins=manager, as_checkpoint=True).model.to(device)
 
 
 @dataclass(frozen=True)
@@ -99,7 +105,6 @@ def resolve_target(
     *,
     plugins: PluginManager,
     needs_data: bool = False,
-    without_weights: str | None = None,
     as_checkpoint: bool | None = None,
 ) -> Loaded:
     """The one way from a command's `SPEC [--checkpoint CKPT]` or `CKPT` to a model with its weights.
@@ -109,8 +114,8 @@ def resolve_target(
       pretrained weights off: the checkpoint's replace them. `needs_data`: the carried spec must
       have a data section that validates.
     - A spec with a checkpoint: the spec with `overrides`, pretrained weights off as well.
-    - A spec alone: `without_weights` is the error a command that needs weights raises; None builds
-      fresh weights with a warning.
+    - A spec alone: built with fresh weights, with a warning (commands that need weights refuse a
+      spec without --checkpoint before they get here).
     Class names are checked once, when the weights are loaded (`load_model_weights`). `as_checkpoint`
     overrides the suffix rule (`is_checkpoint`) for the target.
     """
@@ -127,8 +132,6 @@ def resolve_target(
     else:
         spec = _spec_without_pretrained(path, overrides, plugins, off=checkpoint is not None)
         if checkpoint is None:
-            if without_weights is not None:
-                raise ToolkitError(without_weights)
             import warnings
 
             warnings.warn(
@@ -177,10 +180,8 @@ def _spec_without_pretrained(
     spec = load_spec(path, overrides, plugins=plugins)
     if not off:
         return spec
-    backbone = spec.model.backbone.model_dump(mode="json")
-    default = checkpoint_model_spec({"spec": {"model": {"backbone": backbone}}}, str(path), plugins)
-    wanted = default["model"]["backbone"][PRETRAINED]
-    if backbone.get(PRETRAINED) == wanted:
+    wanted = no_pretrained_weights(spec.model.backbone.type, plugins)
+    if spec.model.backbone.model_dump(mode="json").get(PRETRAINED) == wanted:
         return spec
     return load_spec(path, [*overrides, f"model.backbone.{PRETRAINED}={json.dumps(wanted)}"], plugins=plugins)
 

@@ -144,7 +144,7 @@ def load_predictor(
 
     torch_device = resolve_device(device)
     loaded = resolve_target(path, checkpoint, plugins=plugins, as_checkpoint=not is_spec)
-    return loaded.model.to(torch_device).eval()
+    return loaded.model.to(torch_device)
 
 
 def _cuda_index(device: str) -> int:

@@ -147,12 +147,8 @@ class CenterNetTargetEncoder:
         offset = np.zeros((max_objects, 2), dtype=np.float32)
         index = np.zeros(max_objects, dtype=np.int64)
         mask = np.zeros(max_objects, dtype=np.float32)
-        dense: dict[str, torch.Tensor] = {}
         if n == 0:
             heatmap = np.zeros((self.num_classes, h_out, w_out), dtype=np.float32)
-            if self.box_region > 0:
-                box, weight = dense_box_targets(cells[:0], h_out, w_out, self.box_region, self.output_stride)
-                dense = {"box": torch.from_numpy(box), "box_weight": torch.from_numpy(weight)}
         else:
             if n < labels_np.size:  # else every object is kept: no gather
                 cells, sizes, labels_np = cells[keep], sizes[keep], labels_np[keep]
@@ -168,9 +164,10 @@ class CenterNetTargetEncoder:
             np.subtract(centre, centre_floor, out=offset[:n])
             index[:n] = cy * w_out + cx
             mask[:n] = 1.0
-            if self.box_region > 0:
-                box, weight = dense_box_targets(cells[:n], h_out, w_out, self.box_region, self.output_stride)
-                dense = {"box": torch.from_numpy(box), "box_weight": torch.from_numpy(weight)}
+        dense: dict[str, torch.Tensor] = {}
+        if self.box_region > 0:  # the kept objects' cells (their first n rows; none when n == 0)
+            box, weight = dense_box_targets(cells[:n], h_out, w_out, self.box_region, self.output_stride)
+            dense = {"box": torch.from_numpy(box), "box_weight": torch.from_numpy(weight)}
         return {
             "heatmap": torch.from_numpy(heatmap),
             "size": torch.from_numpy(size),

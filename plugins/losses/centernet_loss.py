@@ -101,9 +101,9 @@ def dense_giou(size: Tensor, offset: Tensor, box: Tensor, weight: Tensor) -> Ten
     n, _, h, w = size.shape
     ys = torch.arange(h, device=size.device, dtype=size.dtype).view(1, h, 1).expand(n, h, w)
     xs = torch.arange(w, device=size.device, dtype=size.dtype).view(1, 1, w).expand(n, h, w)
-    centre = torch.stack([xs[chosen], ys[chosen]], dim=-1) + offset.permute(0, 2, 3, 1)[chosen]
-    half = size.permute(0, 2, 3, 1)[chosen].clamp(min=0) / 2
-    pred = torch.cat([centre - half, centre + half], dim=-1)
+    cell = torch.stack([xs[chosen], ys[chosen]], dim=-1)
+    relative = centre_boxes(size.permute(0, 2, 3, 1)[chosen], offset.permute(0, 2, 3, 1)[chosen])
+    pred = relative + cell.repeat(1, 2)
     goal = box.permute(0, 2, 3, 1)[chosen].to(pred.dtype)
     losses = generalized_box_iou_loss(pred, goal, reduction="none", eps=1e-7)
     weights = weight[chosen].to(pred.dtype)

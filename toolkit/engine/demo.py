@@ -9,7 +9,7 @@ from pathlib import Path
 
 from toolkit.build import build_dataset
 from toolkit.engine.report import format_run_summary
-from toolkit.engine.run_dir import LAST, MARKER
+from toolkit.engine.run_dir import holds_run
 from toolkit.engine.trainer import RunSummary, train
 from toolkit.engine.visualize import save_predictions
 from toolkit.errors import ToolkitError
@@ -34,9 +34,7 @@ def fresh_run_dir(directory: Path) -> Path:
     """`directory` created empty. An earlier run there (a toolkit run folder, or an empty folder) is
     replaced; a folder holding anything else is refused: the demo never deletes the user's files."""
     if directory.exists():
-        replaceable = directory.is_dir() and (
-            (directory / MARKER).exists() or (directory / LAST).exists() or not any(directory.iterdir())
-        )
+        replaceable = directory.is_dir() and (holds_run(directory) or not any(directory.iterdir()))
         if not replaceable:
             raise ToolkitError(
                 f"{directory} exists and is not a toolkit run the demo wrote; the demo replaces its own "

@@ -55,6 +55,11 @@ def is_main_process() -> bool:
     return os.environ.get("RANK", "0").strip() in ("", "0")
 
 
+def holds_run(path: Path) -> bool:
+    """Whether the folder `path` holds a training run (its marker or last.pt)."""
+    return (path / LAST).exists() or (path / MARKER).exists()
+
+
 def check_run_dir(path: Path, *, resume: bool, exist_ok: bool) -> None:
     """Raise RunDirError when a run may not use `path` as asked (see the module docstring).
 
@@ -77,7 +82,7 @@ def check_run_dir(path: Path, *, resume: bool, exist_ok: bool) -> None:
             "another folder with --out"
         )
     has_last = (path / LAST).exists()
-    is_run = has_last or (path / MARKER).exists()
+    is_run = holds_run(path)
     if resume:
         if not is_run:
             raise RunDirError(
