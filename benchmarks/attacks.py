@@ -34,8 +34,9 @@ from typing import Any
 import torch
 
 from toolkit.attacks.objectives import attack_mode, input_gradient
-from toolkit.attacks.run import batches, build_attack, run_attack_on
-from toolkit.build import build_dataset, build_loss, build_model
+from toolkit.attacks.run import attack_data, build_attack, objective_of, run_attack_on
+from toolkit.build import Builder, build_model
+from toolkit.contracts import FitsOnData
 from toolkit.engine.trainer import train
 from toolkit.loading import resolve_target
 from toolkit.plugins import PluginManager
@@ -59,7 +60,7 @@ def pgd_step_cost(size: int, batch: int, rounds: int, plugins: PluginManager) ->
         plugins=plugins,
     )
     model = build_model(spec, plugins=plugins)
-    loss_fn = build_loss(spec, model, plugins=plugins)
+    loss_fn = Builder(plugins).loss(spec, model)
     images = torch.rand((batch, 3, size, size), generator=torch.Generator().manual_seed(0))
     targets = {"label": torch.arange(batch) % 2}
 
@@ -102,24 +103,20 @@ def _attack(
     spec = load_spec(
         {**spec.model_dump(mode="json"), "attack": {"method": method, "max_images": images}}, plugins=plugins
     )
-    attack = build_attack(spec, plugins=plugins)
-    data = batches(spec, model, "val", plugins=plugins, limit=images, batch_size=16)
-    if hasattr(attack, "fit"):
-        fit_data = batches(spec, model, "train", plugins=plugins, limit=None, batch_size=16)
+    builder = Builder(plugins)
+    attack = build_attack(spec, builder)
+    data = attack_data(spec, model, "val", builder, limit=images, batch_size=16)
+    if isinstance(attack, FitsOnData):
+        fit_data = attack_data(spec, model, "train", builder, limit=None, batch_size=16).batches
         attack.fit(model, [(b.images, b.targets) for b in fit_data])
-    from toolkit.attacks.run import objective_of
-
     objective, target = objective_of(attack, model)
-    dataset = build_dataset(spec, "val", plugins=plugins)
-    report = run_attack_on(
-        model, attack, data, dataset, objective=objective, target_class=target, score_threshold=0.3
-    )
+    report = run_attack_on(model, attack, data, objective=objective, target_class=target, score_threshold=0.3)
     report.pop("_examples")
     return report
 
 
 def classifier_goals(checkpoint: Path, plugins: PluginManager, images: int) -> dict[str, Any]:
-    loaded = resolve_target(checkpoint, plugins=plugins)
+    loaded = resolve_target(checkpoint, builder=Builder(plugins))
     model, spec = loaded.model, loaded.spec
     pgd = _attack(spec, model, {"type": "pgd", "eps": EPS8, "steps": 10}, plugins=plugins, images=images)
     report: dict[str, Any] = {
@@ -150,7 +147,7 @@ def classifier_goals(checkpoint: Path, plugins: PluginManager, images: int) -> d
 
 
 def detector_goals(checkpoint: Path, plugins: PluginManager, images: int) -> dict[str, Any]:
-    loaded = resolve_target(checkpoint, plugins=plugins)
+    loaded = resolve_target(checkpoint, builder=Builder(plugins))
     model, spec = loaded.model, loaded.spec
     report: dict[str, Any] = {"model": str(checkpoint)}
     for objective in ("vanishing", "untargeted"):  # the goal is on vanishing; untargeted for context
@@ -184,7 +181,7 @@ def adversarial_training(
         spec = load_spec(config, [*start, *extra], plugins=plugins)
         with tempfile.TemporaryDirectory() as folder:
             train(spec, out_dir=Path(folder) / "run", plugins=plugins, show_progress=False)
-            loaded = resolve_target(Path(folder) / "run" / "best.pt", plugins=plugins)
+            loaded = resolve_target(Path(folder) / "run" / "best.pt", builder=Builder(plugins))
             model, spec = loaded.model, loaded.spec
         row = {}
         for eps in (EPS4, EPS8):

@@ -86,7 +86,7 @@ def write_jpeg_dataset(directory: Path, count: int) -> tuple[Path, Path]:
 
 
 def pipeline_benchmark(count: int, passes: int) -> dict[str, float]:
-    from toolkit.build import build_model, build_processed_dataset
+    from toolkit.build import Builder, build_model
     from toolkit.data.loader import make_loader
     from toolkit.plugins import PluginManager
     from toolkit.spec import load_spec
@@ -106,7 +106,7 @@ def pipeline_benchmark(count: int, passes: int) -> dict[str, float]:
             plugins=plugins,
         )
         model = build_model(spec, plugins=plugins)
-        dataset = build_processed_dataset(spec, model, "train", plugins=plugins)
+        dataset = Builder(plugins).split(spec, model, "train").processed
         rates = {}
         for workers in (1, 2):
             loader = make_loader(dataset, spec.data, shuffle=True, num_workers=workers)

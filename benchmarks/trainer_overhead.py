@@ -14,10 +14,11 @@ from pathlib import Path
 
 import torch
 
-from toolkit.build import build_component, build_model, build_processed_dataset
+from toolkit.build import Builder, build_model
 from toolkit.data.loader import make_loader
 from toolkit.engine.optim import build_optimizer, build_scheduler
 from toolkit.engine.trainer import Trainer
+from toolkit.kinds import LOSS
 from toolkit.plugins import PluginManager
 from toolkit.spec import load_spec
 
@@ -29,11 +30,11 @@ def hand_loop(spec, steps: int) -> float:  # type: ignore[no-untyped-def]
     torch.manual_seed(0)
     plugins = PluginManager()
     model = build_model(spec, plugins=plugins)
-    loss_fn = build_component(
-        "loss", spec.train.loss, path="train.loss", plugins=plugins, num_classes=spec.model.num_classes
+    loss_fn = Builder(plugins).component(
+        LOSS, spec.train.loss, path="train.loss", num_classes=spec.model.num_classes
     )
     optimizer = build_optimizer(model, spec.train)
-    dataset = build_processed_dataset(spec, model, "train", plugins=plugins)
+    dataset = Builder(plugins).split(spec, model, "train").processed
     loader = make_loader(dataset, spec.data, shuffle=True)
     scheduler = build_scheduler(optimizer, spec.train, len(loader))
     model.train()
@@ -52,7 +53,7 @@ def hand_loop(spec, steps: int) -> float:  # type: ignore[no-untyped-def]
 def toolkit_loop(spec, out: Path) -> float:  # type: ignore[no-untyped-def]
     """The same epoch through toolkit's Trainer (logging, checks, progress off). Returns images/s."""
     torch.manual_seed(0)
-    trainer = Trainer(spec, out_dir=out, show_progress=False)
+    trainer = Trainer(spec, Builder(), out_dir=out, show_progress=False)
     trainer._setup()
     start = time.perf_counter()
     seen, _ = trainer._train_epoch()

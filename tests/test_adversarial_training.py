@@ -9,6 +9,7 @@ import torch
 import yaml
 from conftest import run_cli
 
+from toolkit.build import Builder
 from toolkit.engine.trainer import Trainer
 from toolkit.plugins import PluginManager
 from toolkit.spec import load_spec
@@ -50,7 +51,10 @@ SPEC = {
 
 
 def test_half_of_each_batch_is_adversarial_and_the_model_is_untouched(tmp_path: Path) -> None:
-    trainer = Trainer(load_spec(SPEC, plugins=PluginManager()), out_dir=tmp_path / "run", show_progress=False)
+    manager = PluginManager()
+    trainer = Trainer(
+        load_spec(SPEC, plugins=manager), Builder(manager), out_dir=tmp_path / "run", show_progress=False
+    )
     trainer._setup()  # the model, loaders and attack, without training
     trainer.model.train()
     batch = next(iter(trainer.train_loader))

@@ -78,5 +78,25 @@ def test_the_cycle_finder_finds_a_cycle() -> None:
 
 def test_toolkit_has_no_import_cycles() -> None:
     graph = import_graph()
-    assert "toolkit.spec.files" in graph and "toolkit.loading" in graph["toolkit.cli"]
+    assert "toolkit.spec.files" in graph and "toolkit.loading" in graph["toolkit.commands.evaluate"]
     assert cycles(graph) == []
+
+
+def test_a_call_back_is_found() -> None:
+    from command_paths import calls_back
+
+    edges = {("cli", "load"), ("load", "build"), ("build", "load"), ("build", "data")}
+    assert calls_back(edges) == [("build", "load"), ("load", "build")]
+    assert calls_back({("cli", "load"), ("load", "build"), ("cli", "build")}) == []
+
+
+def test_each_command_goes_straight_down_the_core(tmp_path: Path) -> None:
+    """eval, predict, export and attack on a checkpoint: no core module calls back into a module
+    that called it (tests/command_paths.py traces the calls; docs/architecture.md shows them)."""
+    from command_paths import trace_commands
+
+    report = trace_commands(tmp_path)
+    assert set(report) == {"eval CKPT", "predict CKPT", "export CKPT", "attack CKPT"}
+    for command, found in report.items():
+        assert "toolkit.build" in found["modules"] and "toolkit.loading" in found["modules"], command
+        assert found["calls_back"] == [], (command, found["calls_back"])

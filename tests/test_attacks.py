@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from toolkit.attacks.objectives import attack_mode, resolve_objective
-from toolkit.build import build_model
+from toolkit.build import Builder, build_model
 from toolkit.errors import ToolkitError
 from toolkit.plugins import PluginManager
 from toolkit.spec import Spec, load_spec
@@ -316,15 +316,14 @@ def test_a_limited_attack_spreads_its_images_over_the_split() -> None:
 
 
 def test_attack_batches_take_the_spread_images() -> None:
-    from toolkit.attacks.run import batches
-    from toolkit.build import build_processed_dataset
+    from toolkit.attacks.run import attack_data
 
     shapes = {"type": "shapes", "task": "classification", "image_size": 32}
     data = {"train": {**shapes, "length": 8}, "val": {**shapes, "length": 12}, "batch_size": 3}
     data["augment"] = [{"type": "resize"}]
     spec = _spec({"type": "classification"}, ["absent", "present"], data=data)
     classifier = build_model(spec, plugins=PLUGINS)
-    kept = batches(spec, classifier, "val", plugins=PLUGINS, limit=4, batch_size=None)
+    kept = attack_data(spec, classifier, "val", Builder(PLUGINS), limit=4, batch_size=None).batches
     images = torch.cat([batch.images for batch in kept])
-    dataset = build_processed_dataset(spec, classifier, "val", train=False, plugins=PLUGINS)
+    dataset = Builder(PLUGINS).split(spec, classifier, "val", train=False).processed
     assert torch.equal(images, torch.stack([dataset[(i, 0)].image for i in (0, 3, 6, 9)]))

@@ -10,8 +10,6 @@ from conftest import FIXTURE_PLUGINS, REPO, run_cli
 
 from toolkit.build import build_model
 from toolkit.contracts import (
-    OPTIONAL_PROTOCOLS,
-    PROTOCOLS,
     FeatureInfo,
     Freezable,
     HasLevels,
@@ -19,7 +17,7 @@ from toolkit.contracts import (
     protocol_members,
 )
 from toolkit.errors import PluginError, ToolkitError
-from toolkit.kinds import HOOK_FOR_KIND, KIND_TABLE
+from toolkit.kinds import BACKBONE, HOOK_FOR_KIND, KIND_TABLE, LOSS, TASK
 from toolkit.plugins import PluginManager
 
 pytestmark = pytest.mark.usefixtures("fixture_plugins_on_path")
@@ -104,21 +102,20 @@ def test_the_model_knows_its_input_multiple() -> None:
 
 
 def test_the_protocol_check_sees_every_member() -> None:
-    assert protocol_members(PROTOCOLS["backbone"]) == ["out_channels", "stride", "__call__"]
-    assert set(protocol_members(PROTOCOLS["task"])) >= {
+    assert protocol_members(BACKBONE.protocol) == ["out_channels", "stride", "__call__"]
+    assert set(protocol_members(TASK.protocol)) >= {
         "name",
         "results",
         "evaluator",
         "draw",
         "lower_is_better",
     }
-    assert missing_members(object(), PROTOCOLS["loss"]) == ["__call__ (the object is not callable)"]
+    assert missing_members(object(), LOSS.protocol) == ["__call__ (the object is not callable)"]
 
 
 def test_the_kind_table_is_the_one_source() -> None:
     manager = PluginManager(use_entry_points=False)
     assert list(manager.registries) == [kind.name for kind in KIND_TABLE]
-    assert set(PROTOCOLS) == {kind.name for kind in KIND_TABLE}
     for kind in KIND_TABLE:
         assert manager.registry(kind.name).injected == frozenset(kind.injected)
 
@@ -127,7 +124,8 @@ def test_every_hook_and_protocol_member_is_documented() -> None:
     text = (REPO / "docs" / "plugins.md").read_text()
     documented = set(re.findall(r"`([A-Za-z_][A-Za-z_0-9]*)", text))
     missing = [hook for hook in HOOK_FOR_KIND.values() if hook not in documented]
-    for protocol in [*PROTOCOLS.values(), *(p for group in OPTIONAL_PROTOCOLS.values() for p in group)]:
+    protocols = dict.fromkeys(p for kind in KIND_TABLE for p in (kind.protocol, *kind.optional))
+    for protocol in protocols:
         missing += [
             f"{protocol.__name__}.{member}"
             for member in protocol_members(protocol)

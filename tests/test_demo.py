@@ -94,7 +94,7 @@ AP50_FLOOR = 0.2
 
 
 def test_a_rows_spread_is_the_mean_and_sample_std_over_seeds() -> None:
-    from toolkit.engine.finetune_demo import RowResult, Variant
+    from toolkit.commands.finetune_demo import RowResult, Variant
 
     row = RowResult(Variant("unfrozen", ()), balanced_accuracy=[0.9, 0.8, 1.0], f1=[0.5, 0.7, 0.6])
     summary = row.as_dict()

@@ -112,7 +112,7 @@ def _batchnorm_statistics_after_one_step(indices: list[int]) -> dict[str, torch.
     given samples of epoch 0, starting from the trainer's initialization (seed 0)."""
     import random
 
-    from toolkit.build import build_model, build_processed_dataset
+    from toolkit.build import Builder, build_model
     from toolkit.data.loader import collate
     from toolkit.plugins import PluginManager
     from toolkit.spec import load_spec
@@ -122,7 +122,7 @@ def _batchnorm_statistics_after_one_step(indices: list[int]) -> dict[str, torch.
     torch.manual_seed(0)  # as the trainer seeds before building
     random.seed(0)
     model = build_model(spec, plugins=manager).train()
-    dataset = build_processed_dataset(spec, model, "train", plugins=manager)
+    dataset = Builder(manager).split(spec, model, "train").processed
     batch = collate([dataset[(index, 0)] for index in indices])
     with torch.no_grad():
         model(batch.images)

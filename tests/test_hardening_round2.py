@@ -24,6 +24,7 @@ from conftest import run_cli, run_cli_here
 from detector_files import CATEGORY_IDS
 from PIL import Image
 
+from toolkit.build import Builder
 from toolkit.data.images import read_image
 from toolkit.data.writers import write_coco
 from toolkit.engine.report import format_run_summary
@@ -112,11 +113,11 @@ def test_coco_gt_names_what_does_not_match(detector: dict[str, Path], tmp_path: 
 def test_data_export_keeps_the_datasets_category_ids(
     detector: dict[str, Path], manager: PluginManager
 ) -> None:
-    from toolkit.build import build_dataset
+    from toolkit.build import Builder
     from toolkit.spec import load_spec
 
     spec = load_spec(detector["spec"], plugins=manager)
-    dataset = build_dataset(spec, "val", plugins=manager)
+    dataset = Builder(manager).dataset(spec, "val")
     out = write_coco(dataset, detector["spec"].parent / "exported")
     document = json.loads((out / "annotations" / "instances.json").read_text())
     assert [c["id"] for c in document["categories"]] == CATEGORY_IDS
@@ -207,7 +208,7 @@ def test_nan_thresholds_and_nan_images_are_refused(detector: dict[str, Path]) ->
     for bad in (math.nan, -0.1, 1.5, math.inf):
         with pytest.raises(ToolkitError, match="score threshold must be a number in \\[0, 1\\]"):
             model.predict(image, score_threshold=bad)
-    onnx_model = OnnxModel(detector["onnx"], plugins=PluginManager(), provider="cpu")
+    onnx_model = OnnxModel(detector["onnx"], builder=Builder(PluginManager()), provider="cpu")
     with pytest.raises(ToolkitError, match="score threshold"):
         onnx_model.predict(image, score_threshold=math.nan)
     image[0, 3, 3] = math.nan
@@ -265,21 +266,23 @@ def test_onnx_metadata_that_contradicts_the_file_is_refused(
     with pytest.raises(
         ToolkitError, match=r"damaged toolkit metadata|contradicts its graph|distinct"
     ) as info:
-        OnnxModel(path, plugins=PluginManager(), provider="cpu")
+        OnnxModel(path, builder=Builder(PluginManager()), provider="cpu")
     assert words in str(info.value) and len(str(info.value)) < 400
 
 
 def test_attack_onnx_of_another_input_size_is_refused_before_the_attack(
     detector: dict[str, Path], manager: PluginManager, tmp_path: Path
 ) -> None:
-    from toolkit.attacks.command import run_attack_command
+    from toolkit.commands.attack import run_attack_command
     from toolkit.loading import resolve_target
 
-    loaded = resolve_target(detector["checkpoint"], None, ["model.input_size=96"], plugins=manager)
+    loaded = resolve_target(detector["checkpoint"], None, ["model.input_size=96"], builder=Builder(manager))
     model, spec = loaded.model, loaded.spec
     out = tmp_path / "attack"
     with pytest.raises(ToolkitError, match=r"its input is \[64, 64\], the checkpoint's \[96, 96\]"):
-        run_attack_command(spec, model, out, plugins=manager, onnx_path=detector["onnx"], show_progress=False)
+        run_attack_command(
+            spec, model, out, Builder(manager), onnx_path=detector["onnx"], show_progress=False
+        )
     assert not (out / "attack.json").exists()
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from conftest import REPO
 
-from toolkit.build import build_dataset, build_model, build_processed_dataset
+from toolkit.build import Builder, build_model
 from toolkit.data.loader import EpochSampler, make_loader
 from toolkit.plugins import PluginManager
 from toolkit.spec import load_spec
@@ -40,7 +40,7 @@ def model(spec, manager: PluginManager):  # type: ignore[no-untyped-def]
 
 def build_loader(spec, model, split: str, *, plugins: PluginManager):  # type: ignore[no-untyped-def]
     train = split == "train"
-    dataset = build_processed_dataset(spec, model, split, plugins=plugins)
+    dataset = Builder(plugins).split(spec, model, split).processed
     return make_loader(dataset, spec.data, shuffle=train)
 
 
@@ -50,7 +50,7 @@ def batches(loader, epoch: int) -> list:  # type: ignore[no-untyped-def]
 
 
 def test_same_seed_same_batches_with_0_and_2_workers(spec, model, manager: PluginManager) -> None:  # type: ignore[no-untyped-def]
-    dataset = build_processed_dataset(spec, model, "train", plugins=manager)
+    dataset = Builder(manager).split(spec, model, "train").processed
     single = make_loader(dataset, spec.data, shuffle=True, num_workers=0)
     double = make_loader(dataset, spec.data, shuffle=True, num_workers=2)
     for epoch in (0, 1):
@@ -110,7 +110,7 @@ def test_missing_resize_is_reported(spec, model, manager: PluginManager) -> None
     from toolkit.errors import DataError
 
     broken = load_spec(spec.model_dump(mode="json"), ["data.augment=[{type: hflip}]"], plugins=manager)
-    dataset = build_processed_dataset(broken, model, "train", plugins=manager)
+    dataset = Builder(manager).split(broken, model, "train").processed
     with pytest.raises(DataError, match=r"end data.augment with a transform that resizes"):
         dataset[(0, 0)]
 
@@ -122,4 +122,4 @@ def test_class_names_must_match_the_dataset(spec, manager: PluginManager) -> Non
     with pytest.raises(
         ToolkitError, match=r"data.train: the dataset's classes .* differ from model.class_names"
     ):
-        build_dataset(other, "train", plugins=manager)
+        Builder(manager).dataset(other, "train")

@@ -14,6 +14,7 @@ import pytest
 from conftest import write_distribution
 
 import toolkit
+from toolkit.build import Builder
 from toolkit.engine.loggers import LoggerWarning, RunLoggers, scalars
 from toolkit.engine.logs import MetricsLog, read_metrics
 from toolkit.errors import PluginError, ToolkitError
@@ -92,7 +93,7 @@ CSV_AFTER_EPOCH_3 = (
 
 def test_jsonl_and_csv_write_todays_format_and_resume_exactly(manager: PluginManager, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    loggers = RunLoggers.build(["jsonl", "csv"], plugins=manager, run_dir=out, resume_step=None)
+    loggers = RunLoggers.build(["jsonl", "csv"], builder=Builder(manager), run_dir=out, resume_step=None)
     assert loggers.names == ["jsonl", "csv"]
     run(loggers, range(1, 2))
     assert (out / "results.csv").read_text() == CSV_AFTER_EPOCH_1
@@ -109,7 +110,7 @@ def test_jsonl_and_csv_write_todays_format_and_resume_exactly(manager: PluginMan
     assert uninterrupted["metrics.jsonl"] == reference.path.read_text()
     assert len(uninterrupted["metrics.jsonl"].splitlines()) == 8
 
-    resumed = RunLoggers.build(["jsonl", "csv"], plugins=manager, run_dir=out, resume_step=2)
+    resumed = RunLoggers.build(["jsonl", "csv"], builder=Builder(manager), run_dir=out, resume_step=2)
     assert (out / "results.csv").read_text() == CSV_AFTER_EPOCH_1  # the header the run had at step 2
     assert [r["step"] for r in read_metrics(out / "metrics.jsonl")] == [1, 2]
     run(resumed, range(2, 4))
@@ -159,7 +160,7 @@ def test_tensorboard_scalars_images_summary_and_purge_on_resume(
     plot = tmp_path / "curves.png"
     Image.new("RGBA", (6, 4), (255, 0, 0, 255)).save(plot)
     loggers = RunLoggers.build(
-        [{"type": "tensorboard", "log_dir": "tb"}], plugins=manager, run_dir=out, resume_step=None
+        [{"type": "tensorboard", "log_dir": "tb"}], builder=Builder(manager), run_dir=out, resume_step=None
     )
     run(loggers, range(1, 4))
     loggers.log_image("plots/curves", plot, step=6)
@@ -176,7 +177,7 @@ def test_tensorboard_scalars_images_summary_and_purge_on_resume(
     assert '"best_metric": "AP"' in text.tensor_proto.string_val[0].decode()
 
     resumed = RunLoggers.build(
-        [{"type": "tensorboard", "log_dir": "tb"}], plugins=manager, run_dir=out, resume_step=4
+        [{"type": "tensorboard", "log_dir": "tb"}], builder=Builder(manager), run_dir=out, resume_step=4
     )
     run(resumed, range(3, 4), loss=3.0)  # epoch 3 again, other values
     resumed.finish({"steps": 6})
@@ -189,7 +190,9 @@ def test_tensorboard_without_its_package_is_an_error_before_training(
 ) -> None:
     monkeypatch.setitem(sys.modules, "tensorboard", None)  # not importable, as when not installed
     with pytest.raises(ToolkitError) as info:
-        RunLoggers.build(["jsonl", "tensorboard"], plugins=manager, run_dir=tmp_path, resume_step=None)
+        RunLoggers.build(
+            ["jsonl", "tensorboard"], builder=Builder(manager), run_dir=tmp_path, resume_step=None
+        )
     assert str(info.value) == (
         "the tensorboard logger needs the tensorboard package: pip install 'toolkit[tensorboard]'"
     )
@@ -246,7 +249,7 @@ def test_a_failing_logger_is_reported_once_and_the_others_go_on(tmp_path: Path, 
     manager.register_plugin(FailingPlugin(), "failing_plugin")
     specs = [{"type": "failing", "method": method}, "jsonl"]
     with pytest.warns(LoggerWarning) as caught:
-        loggers = RunLoggers.build(specs, plugins=manager, run_dir=tmp_path, resume_step=None)
+        loggers = RunLoggers.build(specs, builder=Builder(manager), run_dir=tmp_path, resume_step=None)
         run(loggers, range(1, 3))
         loggers.log_image("plots/curves", tmp_path / "absent.png", step=4)
         run(loggers, range(3, 4))
@@ -310,7 +313,7 @@ def test_build_errors_are_one_line_and_come_before_any_logger_starts(
     manager = PluginManager()
     manager.register_plugin(NoImagesPlugin(), "no_images_plugin")
     with pytest.raises(error) as info:
-        RunLoggers.build(["jsonl", spec], plugins=manager, run_dir=tmp_path, resume_step=None)
+        RunLoggers.build(["jsonl", spec], builder=Builder(manager), run_dir=tmp_path, resume_step=None)
     assert str(info.value) == message
     assert not (tmp_path / "metrics.jsonl").exists()
 
@@ -324,7 +327,7 @@ def loggers_of(manager: PluginManager, loggers: Any = None) -> list[dict[str, An
 def test_spec_defaults_shorthand_duplicates_and_schema(manager: PluginManager) -> None:
     import jsonschema
 
-    from toolkit.spec.derived import spec_json_schema
+    from toolkit.spec import spec_json_schema
 
     jsonl = {"type": "jsonl", "filename": "metrics.jsonl"}
     csv = {"type": "csv", "filename": "results.csv"}
@@ -426,7 +429,7 @@ def test_a_third_party_logger_through_its_entry_point(tmp_path: Path) -> None:
     }
     out = tmp_path / "run"
     spec = [{"type": "acme"}]
-    loggers = RunLoggers.build(spec, plugins=manager, run_dir=out, resume_step=None)
+    loggers = RunLoggers.build(spec, builder=Builder(manager), run_dir=out, resume_step=None)
     run(loggers, range(1, 2))
     loggers.finish({"steps": 2})
     assert (out / "acme.txt").read_text() == "train 1\ntrain 2\nepoch 2\nfinish 2\n"
@@ -434,7 +437,7 @@ def test_a_third_party_logger_through_its_entry_point(tmp_path: Path) -> None:
     failing = [{"type": "acme", "fail_at_epoch": 2}, "csv"]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        loggers = RunLoggers.build(failing, plugins=manager, run_dir=out, resume_step=None)
+        loggers = RunLoggers.build(failing, builder=Builder(manager), run_dir=out, resume_step=None)
         run(loggers, range(1, 4))
         loggers.finish({"steps": 6})
     assert [str(w.message) for w in caught if w.category is LoggerWarning] == [

@@ -16,7 +16,7 @@ import torch
 import yaml
 from conftest import run_cli
 
-from toolkit.build import build_dataset
+from toolkit.build import Builder
 from toolkit.plugins import PluginManager
 from toolkit.spec import load_spec
 from toolkit_plugins.datasets.patterns import DEFAULT_SHAPES, presence
@@ -36,7 +36,7 @@ def demo_data() -> dict:
 
 def test_the_demo_config_has_the_course_sizes(demo_data: dict) -> None:
     spec = load_spec(CONFIG, plugins=PluginManager())
-    train = build_dataset(spec, "train", plugins=PluginManager())
+    train = Builder(PluginManager()).dataset(spec, "train")
     assert len(train) == 1042 + 1844
     labels = [train.label(i) for i in range(len(train))]
     assert sum(labels) == 1042, "1042 present, 1844 absent: 36 % positive"

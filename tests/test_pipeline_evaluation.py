@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from conftest import REPO
 
-from toolkit.build import build_model, build_processed_dataset
+from toolkit.build import Builder, build_model
 from toolkit.data.loader import make_loader
 from toolkit.plugins import PluginManager
 from toolkit.spec import load_spec
@@ -40,7 +40,7 @@ def test_encoded_ground_truth_decodes_to_ap_close_to_one() -> None:
         plugins=manager,
     )
     model = build_model(spec, plugins=manager)
-    dataset = build_processed_dataset(spec, model, "val", plugins=manager)
+    dataset = Builder(manager).split(spec, model, "val").processed
     detections = []
     evaluator = model.task.evaluator(dataset.dataset, model.class_names)  # the path `toolkit eval` takes
     for batch in make_loader(dataset, spec.data, shuffle=False, batch_size=8):

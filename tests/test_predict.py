@@ -11,7 +11,7 @@ import torch
 from conftest import FIXTURE_PLUGINS, REPO
 
 import toolkit
-from toolkit.build import build_dataset, build_model
+from toolkit.build import Builder, build_model
 from toolkit.errors import ToolkitError
 from toolkit.plugins import PluginManager
 from toolkit.spec import load_spec
@@ -161,7 +161,7 @@ def test_load_model_gives_the_detections_of_the_run_evaluation(trained_run) -> N
     manager = PluginManager()
     model = toolkit.load_model(run / "best.pt", plugins=manager)  # the checkpoint names its plugins
     assert not model.training and model.task.name == "detection"
-    dataset = build_dataset(spec, "val", plugins=manager)
+    dataset = Builder(manager).dataset(spec, "val")
     samples = [dataset[index] for index in range(len(dataset))]
     results = model.predict([image for image, _ in samples])
     evaluator = model.task.evaluator(dataset, model.class_names)

@@ -1,4 +1,4 @@
-"""`toolkit predict MODEL SOURCES...` (`toolkit.predict_files.run_predict`): ONNX files, checkpoints and
+"""`toolkit predict MODEL SOURCES...` (`toolkit.commands.predict.run_predict`): ONNX files, checkpoints and
 spec + checkpoint on files, folders and globs; unreadable images reported and counted; the files
 written; the ONNX file and its checkpoint giving the same detections through the CLI."""
 
@@ -13,11 +13,18 @@ import torch
 from conftest import REPO, run_cli
 from PIL import Image
 
-from toolkit.build import build_model
+from toolkit.build import Builder, build_model
+from toolkit.commands.predict import (
+    coco_detections,
+    describe,
+    find_images,
+    jsonable,
+    run_predict,
+    unique_name,
+)
 from toolkit.errors import ToolkitError
 from toolkit.export.onnx_export import export_onnx
 from toolkit.plugins import PluginManager
-from toolkit.predict_files import coco_detections, describe, find_images, jsonable, run_predict, unique_name
 from toolkit.spec import load_spec
 
 DETECTOR = (
@@ -25,7 +32,6 @@ DETECTOR = (
     ["model.input_size=64", "model.head.neck_channels=[16, 16, 16]", "model.head.head_conv=8"],
 )
 CATEGORY_IDS = [11, 22, 33]
-CLI_WIRED = "run_predict" in (REPO / "toolkit" / "cli.py").read_text()
 
 
 def assert_same_detections(first: dict, second: dict, box_tol: float = 1e-3, score_tol: float = 1e-4) -> None:
@@ -103,7 +109,7 @@ def predict(model: Path, sources: list[str], manager: PluginManager, **kwargs: A
         "as_json": False,
         **kwargs,
     }
-    return run_predict(str(model), sources, plugins=manager, **options)
+    return run_predict(str(model), sources, Builder(manager), **options)
 
 
 # -- inputs -------------------------------------------------------------------------------------
@@ -198,10 +204,8 @@ def test_model_and_checkpoint_mismatches_are_refused(models: dict[str, Path], im
 
 
 # -- the CLI ------------------------------------------------------------------------------------
-cli_wired = pytest.mark.skipif(not CLI_WIRED, reason="toolkit/cli.py does not call run_predict yet")
 
 
-@cli_wired
 def test_cli_onnx_and_checkpoint_give_the_same_detections(models: dict[str, Path], images: Path) -> None:
     common = [str(images), "--threshold", "0", "--json", "--batch", "2"]
     onnx = run_cli("predict", str(models["onnx"]), *common, "--provider", "cpu")
@@ -215,7 +219,6 @@ def test_cli_onnx_and_checkpoint_give_the_same_detections(models: dict[str, Path
         assert_same_detections(one, other)
 
 
-@cli_wired
 def test_cli_exits_2_when_an_input_failed(
     models: dict[str, Path], images_and_a_corrupt_one: Path, tmp_path: Path
 ) -> None:

@@ -13,7 +13,7 @@ from conftest import REPO, run_cli, run_cli_here
 from detector_files import CATEGORY_IDS
 from PIL import Image
 
-from toolkit.build import build_dataset
+from toolkit.build import Builder
 from toolkit.data.images import image_size, read_image
 from toolkit.errors import ToolkitError
 from toolkit.inference import as_image
@@ -46,7 +46,7 @@ def spec_with(
 def test_a_dataset_takes_the_models_class_names_unless_it_names_its_own(
     detector: dict[str, Path], manager: PluginManager
 ) -> None:
-    dataset = build_dataset(spec_with(detector, manager, ["triangle", "circle"]), "train", plugins=manager)
+    dataset = Builder(manager).dataset(spec_with(detector, manager, ["triangle", "circle"]), "train")
     assert dataset.class_names == ["triangle", "circle"] and dataset.category_ids == [
         CATEGORY_IDS[2],
         CATEGORY_IDS[0],
@@ -56,9 +56,9 @@ def test_a_dataset_takes_the_models_class_names_unless_it_names_its_own(
         ToolkitError,
         match=r"\['circle', 'square', 'triangle'\] differ from model.class_names \['triangle', 'circle'\]",
     ):
-        build_dataset(own, "train", plugins=manager)
+        Builder(manager).dataset(own, "train")
     with pytest.raises(ToolkitError, match="dog"):
-        build_dataset(spec_with(detector, manager, ["dog"]), "train", plugins=manager)
+        Builder(manager).dataset(spec_with(detector, manager, ["dog"]), "train")
 
 
 def write_quirky(folder: Path) -> dict[str, Path]:

@@ -13,7 +13,7 @@ import pytest
 import torch
 from conftest import REPO
 
-from toolkit.build import build_model
+from toolkit.build import Builder, build_model
 from toolkit.env_report import environment_lines
 from toolkit.errors import ToolkitError
 from toolkit.export.metadata import write_metadata
@@ -146,7 +146,7 @@ def test_providers_come_in_order_with_tensorrt_options(
 
 def test_a_cpu_session_runs_on_the_cpu(detector: tuple[Any, Path], manager: PluginManager) -> None:
     _, path = detector
-    model = OnnxModel(path, plugins=manager, provider="cpu", threads=2)
+    model = OnnxModel(path, builder=Builder(manager), provider="cpu", threads=2)
     assert model.providers == [CPU]
     assert model.task.name == "detection" and model.class_names == ["circle", "square", "triangle"]
     assert model.input_size == (64, 64) and model.category_ids == CATEGORY_IDS
@@ -154,7 +154,7 @@ def test_a_cpu_session_runs_on_the_cpu(detector: tuple[Any, Path], manager: Plug
 
     if CUDA not in onnxruntime.get_available_providers():
         with pytest.raises(ToolkitError, match=r"'cuda'.*not available.*\.\[gpu\]"):
-            OnnxModel(path, plugins=manager, provider="cuda")
+            OnnxModel(path, builder=Builder(manager), provider="cuda")
 
 
 def test_onnxruntime_values_become_torch_tensors() -> None:
@@ -171,7 +171,7 @@ def test_onnxruntime_values_become_torch_tensors() -> None:
 # -- predict ------------------------------------------------------------------------------------
 def test_onnx_detections_equal_the_torch_model(detector: tuple[Any, Path], manager: PluginManager) -> None:
     torch_model, path = detector
-    model = OnnxModel(path, plugins=manager, provider="cpu")
+    model = OnnxModel(path, builder=Builder(manager), provider="cpu")
     expected = torch_model.predict(sample_images())
     got = model.predict(sample_images(), batch_size=3)  # two chunks
     assert sum(len(r["scores"]) for r in got) > 0
@@ -187,7 +187,7 @@ def test_onnx_detections_equal_the_torch_model(detector: tuple[Any, Path], manag
 
 def test_run_gives_the_outputs_by_name(detector: tuple[Any, Path], manager: PluginManager) -> None:
     torch_model, path = detector
-    model = OnnxModel(path, plugins=manager, provider="cpu")
+    model = OnnxModel(path, builder=Builder(manager), provider="cpu")
     images = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     outputs = model.run(images)
     assert list(outputs) == ["boxes", "scores", "labels"]
@@ -203,7 +203,7 @@ def test_onnx_classification_equals_the_torch_model(
     classifier: tuple[Any, Path], manager: PluginManager
 ) -> None:
     torch_model, path = classifier
-    model = OnnxModel(path, plugins=manager, provider="cpu")
+    model = OnnxModel(path, builder=Builder(manager), provider="cpu")
     assert model.task.name == "classification" and model.category_ids is None
     expected = torch_model.predict(sample_images())
     got = model.predict(sample_images())
@@ -222,7 +222,7 @@ def test_a_file_without_decoding_refuses_to_predict(
     write_metadata(proto, {"toolkit.decoded": "false"})
     raw = tmp_path / "raw.onnx"
     onnx.save(proto, str(raw))
-    model = OnnxModel(raw, plugins=manager, provider="cpu")
+    model = OnnxModel(raw, builder=Builder(manager), provider="cpu")
     with pytest.raises(
         ToolkitError, match="exported with --no-decode: raw head outputs; export with decoding"
     ):
@@ -241,7 +241,7 @@ def test_a_file_without_toolkit_metadata_is_refused(manager: PluginManager, tmp_
     path = tmp_path / "plain.onnx"
     onnx.save(helper.make_model(graph), str(path))
     with pytest.raises(ToolkitError, match="no toolkit metadata"):
-        OnnxModel(path, plugins=manager)
+        OnnxModel(path, builder=Builder(manager))
 
 
 # -- toolkit env --------------------------------------------------------------------------------

@@ -1,8 +1,9 @@
 """Every component contract, stated once as `typing.Protocol`s, and the builder's check against them.
 
-A plugin's factory returns an object that satisfies its kind's protocol; `check_component` is
-called by the builder on every built object and names the missing member, the component and the
-plugin. Optional parts of a contract are separate protocols (`HasLevels`, `Freezable`,
+A plugin's factory returns an object that satisfies its kind's protocol; the builder checks every
+built object against it (`toolkit.kinds.check_component`: the kind table says which protocol, which
+optional parts and which value checks a kind has) and names the missing member, the component and
+the plugin. Optional parts of a contract are separate protocols (`HasLevels`, `Freezable`,
 `HasNormalization`, ...): code asks `isinstance(obj, Freezable)` instead of probing attributes.
 
 Images crossing a model boundary are float RGB in [0, 1], [N, 3, H, W]: a model normalizes inside
@@ -18,7 +19,7 @@ from numbers import Integral
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
 
-from toolkit.errors import ComponentError, PluginError, ToolkitError, describe_exception
+from toolkit.errors import ComponentError, ToolkitError, describe_exception
 
 if TYPE_CHECKING:
     import torch
@@ -334,27 +335,113 @@ class ComparesOutputs(Protocol):
     ) -> dict[str, float]: ...
 
 
-#: kind -> the protocol its built objects must satisfy (kinds without one are not checked).
-PROTOCOLS: dict[str, type] = {
-    "task": Task,
-    "backbone": Backbone,
-    "head": Head,
-    "loss": Loss,
-    "augmentation": Augmentation,
-    "attack": Attack,
-    "dataset": Dataset,
-    "logger": RunLogger,
-}
-#: optional parts, for the documentation test and `toolkit plugins`
-OPTIONAL_PROTOCOLS: dict[str, tuple[type, ...]] = {
-    "backbone": (HasLevels, Freezable, HasNormalization, IgnoresWeightKeys, HasInputMultiple),
-    "head": (HasTargetEncoder, HasDefaultLoss, UsesLevels, HasInputMultiple),
-    "augmentation": (NeedsFloat,),
-    "task": (ComparesOutputs,),
-    "dataset": (CountsBoxQuirks,),
-}
-#: kinds whose objects must also be torch modules
-MODULE_KINDS = frozenset({"backbone", "head"})
+@runtime_checkable
+class HasAttackObjectives(Protocol):
+    """Optional task part: the objectives attacks maximize (`attack_objectives[0]` is the default) and
+    `attack_loss(outputs, targets, objective=, target_class=)`, a per-image loss [N] that grows as
+    the attack succeeds."""
+
+    attack_objectives: tuple[str, ...]
+
+    def attack_loss(
+        self,
+        outputs: Mapping[str, Tensor],
+        targets: Mapping[str, Tensor],
+        *,
+        objective: str,
+        target_class: int | None,
+    ) -> Tensor: ...
+
+
+@runtime_checkable
+class JudgesAttacks(Protocol):
+    """Optional task part (needed by `toolkit attack`): per image, whether an attack succeeded
+    (None: not counted, e.g. nothing to attack), from the clean and adversarial results."""
+
+    def attack_success(
+        self,
+        clean: Sequence[Mapping[str, Any]],
+        adversarial: Sequence[Mapping[str, Any]],
+        targets: Mapping[str, Tensor],
+        *,
+        objective: str,
+        target_class: int | None,
+        score_threshold: float,
+    ) -> list[bool | None]: ...
+
+
+@runtime_checkable
+class AimsAtObjective(Protocol):
+    """Optional attack part: the task objective it climbs and its target class (None: the task's
+    default objective, no target); the report's success rate is judged against them."""
+
+    objective: str | None
+    target_class: str | int | None
+
+
+@runtime_checkable
+class FitsOnData(Protocol):
+    """Optional attack part: learn from batches before attacking (the patch does), in `steps` steps."""
+
+    steps: int
+
+    def fit(self, model: Any, batches: Any, *, progress: Any = None) -> Any: ...
+
+
+@runtime_checkable
+class HasPatch(Protocol):
+    """Optional attack part: a learned patch (`patch` [3,s,s] once fitted, else None; `side` its
+    pixels) that `save(path)` writes as a printable PNG."""
+
+    patch: Tensor | None
+    side: int
+
+    def save(self, path: Path) -> Path: ...
+
+
+@runtime_checkable
+class HasGroundTruth(Protocol):
+    """Optional dataset part (every detection dataset has it): `ground_truth()`, the dataset's
+    annotations as a COCO-format dict, image ids equal to the targets' `image_id`."""
+
+    def ground_truth(self) -> dict[str, Any]: ...
+
+
+@runtime_checkable
+class HasCategoryIds(Protocol):
+    """Optional dataset part: `category_ids`, the original category id of each label (COCO's ids),
+    or None; predict and export write results with them."""
+
+    category_ids: Sequence[int] | None
+
+
+@runtime_checkable
+class HasLabels(Protocol):
+    """Optional classification dataset part: `labels`, every sample's label without decoding images."""
+
+    labels: Sequence[int]
+
+
+@runtime_checkable
+class HasTask(Protocol):
+    """What attacks read off a model: its task and class names (a `ToolkitModel`, or any module
+    that has both)."""
+
+    task: Task
+    class_names: Sequence[str]
+
+
+@runtime_checkable
+class Predictor(Protocol):
+    """What `predict` runs: a torch `ToolkitModel` or an `OnnxModel`."""
+
+    task: Task
+    class_names: list[str]
+    category_ids: list[int] | None
+
+    def predict(
+        self, images: Any, *, score_threshold: float = 0.0, batch_size: int = 16
+    ) -> list[dict[str, Any]]: ...
 
 
 def protocol_members(protocol: type) -> list[str]:
@@ -456,59 +543,47 @@ def _levels_problems(levels: Any) -> list[str]:
     return []
 
 
-def value_problems(kind: str, obj: Any) -> list[str]:
-    """What is wrong with the values a built object declares (types and ranges of its members)."""
-    problems: list[str] = []
-    if kind == "backbone":
-        problems += _positive_int(obj, "out_channels") + _positive_int(obj, "stride")
-        if isinstance(obj, HasLevels):
-            problems += _levels_problems(obj.levels)
-        if isinstance(obj, HasNormalization) and not isinstance(obj.normalization, Normalization):
-            problems.append(f"normalization is {obj.normalization!r}, not a toolkit.contracts.Normalization")
-        if isinstance(obj, IgnoresWeightKeys) and not (
-            isinstance(obj.ignored_weight_prefixes, tuple)
-            and all(isinstance(p, str) for p in obj.ignored_weight_prefixes)
-        ):
-            problems.append(f"ignored_weight_prefixes is {obj.ignored_weight_prefixes!r}, not a tuple of str")
-    if kind in ("backbone", "head") and isinstance(obj, HasInputMultiple):
+def backbone_value_problems(obj: Any) -> list[str]:
+    """What is wrong with a backbone's declared values (types and ranges of its members)."""
+    problems = _positive_int(obj, "out_channels") + _positive_int(obj, "stride")
+    if isinstance(obj, HasLevels):
+        problems += _levels_problems(obj.levels)
+    if isinstance(obj, HasNormalization) and not isinstance(obj.normalization, Normalization):
+        problems.append(f"normalization is {obj.normalization!r}, not a toolkit.contracts.Normalization")
+    if isinstance(obj, IgnoresWeightKeys) and not (
+        isinstance(obj.ignored_weight_prefixes, tuple)
+        and all(isinstance(p, str) for p in obj.ignored_weight_prefixes)
+    ):
+        problems.append(f"ignored_weight_prefixes is {obj.ignored_weight_prefixes!r}, not a tuple of str")
+    if isinstance(obj, HasInputMultiple):
         problems += _positive_int(obj, "input_multiple")
-    if kind == "head" and not (isinstance(obj.task, str) and obj.task):
-        problems.append(f"task is {obj.task!r}, not the name of a task")
-    if kind == "dataset":
-        if not (isinstance(obj.task, str) and obj.task):
-            problems.append(f"task is {obj.task!r}, not the name of a task")
-        names = obj.class_names
-        if isinstance(names, str) or not all(isinstance(n, str) for n in names):
-            problems.append(f"class_names is {names!r}, not a sequence of str")
-    if kind == "task":
-        if not (isinstance(obj.name, str) and obj.name):
-            problems.append(f"name is {obj.name!r}, not a str")
-        if obj.best_metric not in tuple(obj.metric_names):
-            problems.append(f"best_metric {obj.best_metric!r} is not one of its metric_names")
     return problems
 
 
-def check_component(kind: str, name: str, obj: Any, plugin: PluginInfo) -> None:
-    """Raise PluginError naming the member, the component and its plugin if `obj` breaks its contract
-    (a missing member, or a member whose value has the wrong type or range, e.g. a negative
-    `out_channels`); then label `obj` for later messages (`component_label`)."""
-    protocol = PROTOCOLS.get(kind)
-    problems: list[str] = []
-    if kind in MODULE_KINDS:
-        from torch import nn
+def head_value_problems(obj: Any) -> list[str]:
+    """What is wrong with a head's declared values."""
+    problems = _positive_int(obj, "input_multiple") if isinstance(obj, HasInputMultiple) else []
+    if not (isinstance(obj.task, str) and obj.task):
+        problems.append(f"task is {obj.task!r}, not the name of a task")
+    return problems
 
-        if not isinstance(obj, nn.Module):
-            problems.append(f"is a {type(obj).__name__}, not a torch.nn.Module")
-    if protocol is not None:
-        missing = missing_members(obj, protocol)
-        if missing:
-            problems.append(f"lacks {', '.join(missing)}")
-    if not problems:
-        problems = [f"has {problem}" for problem in value_problems(kind, obj)]
-    if problems:
-        raise PluginError(
-            f"{kind} {name!r} from {plugin.describe()} breaks the {kind} contract "
-            f"(toolkit.contracts.{protocol.__name__ if protocol else kind}): the object it built "
-            f"{' and '.join(problems)}; see docs/plugins.md, section 4"
-        )
-    label_component(obj, kind, name, plugin)
+
+def dataset_value_problems(obj: Any) -> list[str]:
+    """What is wrong with a dataset's declared values."""
+    problems = []
+    if not (isinstance(obj.task, str) and obj.task):
+        problems.append(f"task is {obj.task!r}, not the name of a task")
+    names = obj.class_names
+    if isinstance(names, str) or not all(isinstance(n, str) for n in names):
+        problems.append(f"class_names is {names!r}, not a sequence of str")
+    return problems
+
+
+def task_value_problems(obj: Any) -> list[str]:
+    """What is wrong with a task's declared values."""
+    problems = []
+    if not (isinstance(obj.name, str) and obj.name):
+        problems.append(f"name is {obj.name!r}, not a str")
+    if obj.best_metric not in tuple(obj.metric_names):
+        problems.append(f"best_metric {obj.best_metric!r} is not one of its metric_names")
+    return problems

@@ -9,6 +9,8 @@ from typing import Any
 
 #: set to 1 to see the traceback behind a user error (for plugin authors)
 ENV_DEBUG = "TOOLKIT_DEBUG"
+#: the exit code of a command a user error stopped (or, for predict, an input it could not read)
+EXIT_USER_ERROR = 2
 
 
 def debug_enabled() -> bool:
@@ -23,7 +25,7 @@ class ToolkitError(Exception):
     process): it is rebuilt from its message and attributes.
     """
 
-    exit_code = 2
+    exit_code = EXIT_USER_ERROR
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (_rebuild_error, (type(self), str(self), dict(self.__dict__)))

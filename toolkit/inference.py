@@ -1,16 +1,17 @@
-"""Prediction: images of any kind and size -> the model's own preprocessing -> per-image results.
+"""A model's input: images of any kind and size -> the model's own preprocessing (letterbox to the
+input size, float [0, 1]) with the meta that maps results back to original pixels.
 
-`predict` and the evaluation loop share `predict_batch`: forward, decode, then the task's
-`results` (original image pixels). `eval_mode` runs a model in eval mode and puts every submodule's
-`training` flag back afterwards, so a prediction never changes BatchNorm statistics or modes.
+`eval_mode` runs a model in eval mode and puts every submodule's `training` flag back afterwards,
+so a prediction never changes BatchNorm statistics or modes. The torch model (`ToolkitModel.predict`)
+and the onnxruntime model (`OnnxModel.predict`) both preprocess here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
@@ -19,10 +20,6 @@ from torchvision.transforms import v2
 
 from toolkit.data.letterbox import LETTERBOX_KEY, Letterbox
 from toolkit.errors import ToolkitError
-from toolkit.predict_options import check_batch_size, check_score_threshold
-
-if TYPE_CHECKING:
-    from toolkit.model import ToolkitModel
 
 
 def model_preprocessing(input_size: tuple[int, int]) -> list[Any]:
@@ -40,28 +37,6 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
     finally:
         for module, flag in flags:
             module.training = flag
-
-
-def predict_batch(
-    model: ToolkitModel,
-    images: torch.Tensor,
-    meta: Sequence[Mapping[str, Any]],
-    *,
-    score_threshold: float = 0.0,
-) -> list[dict[str, Any]]:
-    """Results of one preprocessed batch ([0, 1] images at the input size, with their meta)."""
-    return batch_results(model, model.decode(model(images)), meta, score_threshold=score_threshold)
-
-
-def batch_results(
-    model: ToolkitModel,
-    decoded: Mapping[str, torch.Tensor],
-    meta: Sequence[Mapping[str, Any]],
-    *,
-    score_threshold: float = 0.0,
-) -> list[dict[str, Any]]:
-    """One result per image (original pixels) from a batch's decoded outputs (`model.decode`)."""
-    return model.task.results(decoded, meta, model.input_size, model.class_names, score_threshold)
 
 
 def as_image(item: Any, position: int) -> torch.Tensor:
@@ -140,25 +115,3 @@ def preprocess(
             }
         )
     return torch.stack(batch), meta
-
-
-def predict(
-    model: ToolkitModel, images: Any, *, score_threshold: float = 0.0, batch_size: int = 16
-) -> list[dict[str, Any]]:
-    """Per-image results (the task's format, original image pixels) for any images.
-
-    Runs under `torch.inference_mode()` in eval mode and leaves the module's modes and BatchNorm
-    statistics as they were; each image is letterboxed alone, so an image gives the same result
-    alone or in a batch of differently sized images.
-    """
-    check_batch_size(batch_size)
-    score_threshold = check_score_threshold(score_threshold)
-    items = image_list(images)
-    device = model.input_mean.device
-    results: list[dict[str, Any]] = []
-    with eval_mode(model), torch.inference_mode():
-        for start in range(0, len(items), batch_size):
-            batch, meta = preprocess(items[start : start + batch_size], model.input_size)
-            chunk = predict_batch(model, batch.to(device), meta, score_threshold=score_threshold)
-            results.extend(chunk)
-    return results

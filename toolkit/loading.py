@@ -12,8 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from toolkit.build import Builder
 from toolkit.errors import ToolkitError
-from toolkit.plugins import PluginManager, get_plugin_manager
+from toolkit.kinds import BACKBONE
+from toolkit.plugins import PluginManager
 
 #: file suffixes a command target is read as a checkpoint by (anything else is a spec)
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".safetensors")
@@ -32,7 +34,7 @@ if TYPE_CHECKING:
     from toolkit.spec import Spec
 
 
-def checkpoint_model_spec(checkpoint: Mapping[str, Any], path: str, plugins: PluginManager) -> dict[str, Any]:
+def checkpoint_model_spec(checkpoint: Mapping[str, Any], path: str, builder: Builder) -> dict[str, Any]:
     """The `{plugins, model}` part of a checkpoint's spec, pretrained weights switched off."""
     from toolkit.spec.derived import PRETRAINED
 
@@ -49,19 +51,19 @@ def checkpoint_model_spec(checkpoint: Mapping[str, Any], path: str, plugins: Plu
             f"checkpoint {path!r}: its spec's 'plugins' entry is {plugin_modules!r}, not a list of module "
             "names; it is damaged or was not written by toolkit"
         )
-    plugins.add_modules(plugin_modules, source="spec")
+    builder.plugins.add_modules(plugin_modules, source="spec")
     backbone = dict(model.get("backbone") or {})
-    if backbone.get("type") in plugins.registry("backbone"):
-        backbone[PRETRAINED] = no_pretrained_weights(backbone["type"], plugins)
+    if backbone.get("type") in builder.registry(BACKBONE):
+        backbone[PRETRAINED] = no_pretrained_weights(backbone["type"], builder)
     model["backbone"] = backbone
     return {"plugins": plugin_modules, "model": model}
 
 
-def no_pretrained_weights(backbone_type: str, plugins: PluginManager) -> Any:
+def no_pretrained_weights(backbone_type: str, builder: Builder) -> Any:
     """The value of a registered backbone's `pretrained` that loads no weights (its default)."""
     from toolkit.spec.derived import NO_WEIGHTS, PRETRAINED
 
-    field = plugins.registry("backbone").get(backbone_type).params.model_fields.get(PRETRAINED)
+    field = builder.registry(BACKBONE).get(backbone_type).params.model_fields.get(PRETRAINED)
     return field.default if field is not None else NO_WEIGHTS
 
 
@@ -83,9 +85,9 @@ def check_class_names(checkpoint: Mapping[str, Any], class_names: Sequence[str],
 def load_model(
     path: str | Path, *, device: str | torch.device = "cpu", plugins: PluginManager | None = None
 ) -> ToolkitModel:
-    """The model of a run's checkpoint (`best.pt` / `last.pt`), in eval mode, on `device`."""
-    manager = plugins or get_plugin_manager()
-    return resolve_target(path, plugins=manager, as_checkpoint=True).model.to(device)
+    """The model of a run's checkpoint (`best.pt` / `last.pt`), in eval mode, on `device` (components
+    from `plugins`, default the process-wide plugin manager)."""
+    return resolve_target(path, builder=Builder(plugins), as_checkpoint=True).model.to(device)
 
 
 @dataclass(frozen=True)
@@ -103,7 +105,7 @@ def resolve_target(
     checkpoint: str | Path | None = None,
     overrides: Sequence[str] = (),
     *,
-    plugins: PluginManager,
+    builder: Builder,
     needs_data: bool = False,
     as_checkpoint: bool | None = None,
 ) -> Loaded:
@@ -119,7 +121,6 @@ def resolve_target(
     Class names are checked once, when the weights are loaded (`load_model_weights`). `as_checkpoint`
     overrides the suffix rule (`is_checkpoint`) for the target.
     """
-    from toolkit.build import build_model
     from toolkit.engine.checkpoint import load_checkpoint
 
     path = Path(target)
@@ -127,10 +128,10 @@ def resolve_target(
         if checkpoint is not None:
             raise ToolkitError("give a checkpoint either as the target or with --checkpoint, not both")
         read = load_checkpoint(path)  # once: it may weigh hundreds of MB
-        spec = _carried_spec(read, path, overrides, plugins, needs_data=needs_data)
+        spec = _carried_spec(read, path, overrides, builder, needs_data=needs_data)
         weights = path
     else:
-        spec = _spec_without_pretrained(path, overrides, plugins, off=checkpoint is not None)
+        spec = _spec_without_pretrained(path, overrides, builder, off=checkpoint is not None)
         if checkpoint is None:
             import warnings
 
@@ -138,21 +139,22 @@ def resolve_target(
                 f"no --checkpoint: using {path}'s freshly built weights (pass --checkpoint runs/.../best.pt)",
                 stacklevel=2,
             )
-            return Loaded(build_model(spec, plugins=plugins).eval(), spec, Path(path.stem))
+            return Loaded(builder.model(spec).eval(), spec, Path(path.stem))
         weights = Path(checkpoint)
         read = load_checkpoint(weights)
-    model = build_model(spec, plugins=plugins)
+    model = builder.model(spec)
     load_model_weights(model, weights, read)
     return Loaded(model.eval(), spec, weights)
 
 
 def _carried_spec(
-    read: Mapping[str, Any], path: Path, overrides: Sequence[str], plugins: PluginManager, *, needs_data: bool
+    read: Mapping[str, Any], path: Path, overrides: Sequence[str], builder: Builder, *, needs_data: bool
 ) -> Spec:
     """The spec a checkpoint carries, pretrained weights off, with `overrides`."""
     from toolkit.spec import SpecError, load_spec
 
-    section = checkpoint_model_spec(read, str(path), plugins)  # pretrained weights off
+    section = checkpoint_model_spec(read, str(path), builder)  # pretrained weights off
+    plugins = builder.plugins
     saved = dict(read.get("spec") or {})
     name = f"checkpoint {path}"
     if needs_data:
@@ -168,22 +170,21 @@ def _carried_spec(
         return load_spec(section, overrides, plugins=plugins, name=name)
 
 
-def _spec_without_pretrained(
-    path: Path, overrides: Sequence[str], plugins: PluginManager, *, off: bool
-) -> Spec:
+def _spec_without_pretrained(path: Path, overrides: Sequence[str], builder: Builder, *, off: bool) -> Spec:
     """The spec file with `overrides`; `off`: its backbone's pretrained weights switched off."""
     import json
 
     from toolkit.spec import load_spec
     from toolkit.spec.derived import PRETRAINED
 
-    spec = load_spec(path, overrides, plugins=plugins)
+    spec = load_spec(path, overrides, plugins=builder.plugins)
     if not off:
         return spec
-    wanted = no_pretrained_weights(spec.model.backbone.type, plugins)
+    wanted = no_pretrained_weights(spec.model.backbone.type, builder)
     if spec.model.backbone.model_dump(mode="json").get(PRETRAINED) == wanted:
         return spec
-    return load_spec(path, [*overrides, f"model.backbone.{PRETRAINED}={json.dumps(wanted)}"], plugins=plugins)
+    overrides = [*overrides, f"model.backbone.{PRETRAINED}={json.dumps(wanted)}"]
+    return load_spec(path, overrides, plugins=builder.plugins)
 
 
 def load_model_weights(
@@ -197,9 +198,8 @@ def load_model_weights(
     from toolkit.model import ToolkitModel
 
     checkpoint = checkpoint if checkpoint is not None else load_checkpoint(checkpoint_path)
-    class_names = getattr(model, "class_names", None)
-    if class_names is not None:
-        check_class_names(checkpoint, class_names, checkpoint_path)
+    if isinstance(model, ToolkitModel):
+        check_class_names(checkpoint, model.class_names, checkpoint_path)
     state = checkpoint.get("model")
     if not isinstance(state, dict):
         raise ToolkitError(

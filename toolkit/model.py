@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
 from toolkit.contracts import Normalization, Task, UsesLevels
+from toolkit.inference import eval_mode, image_list, preprocess
+from toolkit.predict_options import check_batch_size, check_score_threshold
 
 
 class ToolkitModel(nn.Module):
@@ -18,7 +20,7 @@ class ToolkitModel(nn.Module):
     `input_multiple`), normalizes them (`normalization`, inside the model, so training, `predict`,
     export and attacks share one input) and returns the head's raw outputs; `decode` gives the
     head's predictions in model-input pixels; `predict` gives per-image results in original
-    image pixels (see `toolkit.inference.predict`). `task` is the task object the head names.
+    image pixels. `task` is the task object the head names.
     `category_ids` is the training dataset's own id of each label (e.g. COCO's), when a checkpoint
     recorded one, else None (results then use the labels 0..N-1).
     """
@@ -67,14 +69,43 @@ class ToolkitModel(nn.Module):
         """The head's predictions (model-input pixels), traceable for export."""
         return self.head.decode(outputs)
 
+    def results(
+        self,
+        decoded: Mapping[str, torch.Tensor],
+        meta: Sequence[Mapping[str, Any]],
+        score_threshold: float = 0.0,
+    ) -> list[dict[str, Any]]:
+        """One result per image (the task's format, original pixels) from a batch's decoded outputs."""
+        return self.task.results(decoded, meta, self.input_size, self.class_names, score_threshold)
+
+    def predict_batch(
+        self, images: torch.Tensor, meta: Sequence[Mapping[str, Any]], *, score_threshold: float = 0.0
+    ) -> list[dict[str, Any]]:
+        """Results of one preprocessed batch ([0, 1] images at the input size, with their meta):
+        forward, decode, then the task's `results`. Prediction and evaluation both go through it."""
+        return self.results(self.decode(self(images)), meta, score_threshold)
+
     def predict(
         self, images: Any, *, score_threshold: float = 0.0, batch_size: int = 16
     ) -> list[dict[str, Any]]:
         """Per-image results in original image pixels for a tensor batch, a list of tensors (uint8 or
-        float in [0, 1], any sizes), PIL images or image paths; see `toolkit.inference.predict`."""
-        from toolkit.inference import predict
+        float in [0, 1], any sizes), PIL images or image paths.
 
-        return predict(self, images, score_threshold=score_threshold, batch_size=batch_size)
+        Runs under `torch.inference_mode()` in eval mode and leaves the module's modes and BatchNorm
+        statistics as they were; each image is letterboxed alone, so an image gives the same result
+        alone or in a batch of differently sized images.
+        """
+        check_batch_size(batch_size)
+        score_threshold = check_score_threshold(score_threshold)
+        items = image_list(images)
+        results: list[dict[str, Any]] = []
+        with eval_mode(self), torch.inference_mode():
+            for start in range(0, len(items), batch_size):
+                batch, meta = preprocess(items[start : start + batch_size], self.input_size)
+                results += self.predict_batch(
+                    batch.to(self.input_mean.device), meta, score_threshold=score_threshold
+                )
+        return results
 
     def extra_repr(self) -> str:
         return f"task={self.task.name}, classes={len(self.class_names)}, input_size={self.input_size}"

@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, create_model
 
 from toolkit.errors import DuplicateComponentError, PluginError, UnknownComponentError
-from toolkit.kinds import KINDS
+from toolkit.kinds import BACKBONE, KINDS
 
 __all__ = [
     "KINDS",
@@ -39,7 +39,7 @@ class OptionalComponent:
 
 #: (kind, name) -> the extra that provides it; an unknown name found here is told what to install
 OPTIONAL_COMPONENTS: dict[tuple[str, str], OptionalComponent] = {
-    ("backbone", "timm"): OptionalComponent(extra="timm", modules=("timm",)),
+    (BACKBONE.name, "timm"): OptionalComponent(extra="timm", modules=("timm",)),
 }
 
 

@@ -14,29 +14,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from toolkit.contracts import HasAttackObjectives, HasTask
 from toolkit.errors import ToolkitError
 from toolkit.inference import eval_mode
-
-
-@runtime_checkable
-class HasAttackObjectives(Protocol):
-    """Optional task part: the objectives attacks maximize (`attack_objectives[0]` is the default)."""
-
-    attack_objectives: tuple[str, ...]
-
-    def attack_loss(
-        self,
-        outputs: Mapping[str, Tensor],
-        targets: Mapping[str, Tensor],
-        *,
-        objective: str,
-        target_class: int | None,
-    ) -> Tensor: ...
 
 
 @contextmanager
@@ -55,9 +40,9 @@ def attack_mode(model: nn.Module) -> Iterator[nn.Module]:
 
 def task_objectives(model: Any) -> HasAttackObjectives:
     """The model's task, checked to offer attack objectives."""
-    task = getattr(model, "task", None)
+    task = model.task if isinstance(model, HasTask) else None
     if not isinstance(task, HasAttackObjectives):
-        name = getattr(task, "name", type(task).__name__)
+        name = task.name if task is not None else type(model).__name__
         raise ToolkitError(
             f"task {name!r} defines no attack objectives (attack_objectives and attack_loss); "
             "see docs/attacks.md to add them"
@@ -79,12 +64,11 @@ def resolve_objective(
         objective = "targeted" if target_class is not None and "targeted" in names else names[0]
     if objective not in names:
         raise ToolkitError(
-            f"attack objective {objective!r} is not one of the {getattr(task, 'name', 'task')} task's: "
-            f"{', '.join(names)}"
+            f"attack objective {objective!r} is not one of the {model.task.name} task's: {', '.join(names)}"
         )
     if target_class is None:
         return objective, None
-    class_names = list(getattr(model, "class_names", []))
+    class_names = list(model.class_names)
     if isinstance(target_class, int) and not isinstance(target_class, bool):
         if not 0 <= target_class < len(class_names):
             raise ToolkitError(f"attack target_class {target_class} is outside 0..{len(class_names) - 1}")

@@ -13,34 +13,27 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from toolkit.attacks.objectives import resolve_objective
-from toolkit.build import build_component, build_evaluator, build_processed_dataset
-from toolkit.data.loader import make_loader
+from toolkit.build import Builder
+from toolkit.contracts import AimsAtObjective
+from toolkit.data.split import DataSplit
 from toolkit.errors import ToolkitError
-from toolkit.inference import eval_mode, predict_batch
+from toolkit.inference import eval_mode
 from toolkit.model import ToolkitModel
-from toolkit.plugins import PluginManager
 from toolkit.spec import AttackSpec, Spec
 
 
-@runtime_checkable
-class FitsOnData(Protocol):
-    """Optional attack part: learn from batches before attacking (the patch does)."""
+@dataclass(frozen=True)
+class AttackData:
+    """The attacked split, built once, and its batches in memory (the same for every sweep value)."""
 
-    def fit(self, model: Any, batches: Any, *, progress: Any = None) -> Any: ...
-
-
-@runtime_checkable
-class SavesArtifact(Protocol):
-    """Optional attack part: write what it learned (the patch: a printable PNG)."""
-
-    def save(self, path: Path) -> Path: ...
+    split: DataSplit
+    batches: list[Any]
 
 
 @dataclass
@@ -89,7 +82,7 @@ def attack_section(spec: Spec) -> AttackSpec:
     return spec.attack
 
 
-def build_attack(spec: Spec, *, plugins: PluginManager, params: Mapping[str, Any] | None = None) -> Any:
+def build_attack(spec: Spec, builder: Builder, *, params: Mapping[str, Any] | None = None) -> Any:
     """The spec's attack component, with `params` replacing some of its parameters (sweeps)."""
     method = attack_section(spec).method
     if params:
@@ -107,41 +100,43 @@ def build_attack(spec: Spec, *, plugins: PluginManager, params: Mapping[str, Any
             raise ToolkitError(
                 f"attack.method with {dict(params)}: {' '.join(s.strip() for s in first)}"
             ) from None
-    return build_component("attack", method, plugins=plugins, path="attack.method")
+    return builder.attack(method, path="attack.method")
 
 
-def batches(
+def attack_data(
     spec: Spec,
     model: ToolkitModel,
     split: str,
+    builder: Builder,
     *,
-    plugins: PluginManager,
     limit: int | None,
     batch_size: int | None,
-) -> list[Any]:
-    """The split's batches (model preprocessing, encoded targets), in memory: every image, or with
-    `limit` that many evenly spaced over the split (a split sorted by class still gives every class)."""
+) -> AttackData:
+    """The split (model preprocessing, encoded targets) and its batches, in memory: every image, or
+    with `limit` that many evenly spaced over the split (a split sorted by class still gives every
+    class)."""
     if split == "val" and spec.data is not None and spec.data.val is None:
         raise ToolkitError(f"{spec.source}: data.val is missing; add a validation dataset to attack")
-    dataset = build_processed_dataset(spec, model, split, train=False, plugins=plugins)
-    assert spec.data is not None
-    loader = make_loader(
-        dataset,
-        spec.data,
-        shuffle=False,
+    dataset = builder.dataset(spec, split)
+    data = builder.split(
+        spec,
+        model,
+        split,
+        train=False,
+        dataset=dataset,
         batch_size=batch_size,
         num_workers=0,
         indices=spread_indices(len(dataset), limit),
     )
     kept = []
-    for batch in loader:
+    for batch in data.loader:
         if batch.error is not None:
             raise batch.error
         if len(batch):
             kept.append(batch)
     if not kept:
         raise ToolkitError(f"data.{split} gave no images to attack")
-    return kept
+    return AttackData(data, kept)
 
 
 def spread_indices(length: int, limit: int | None) -> list[int] | None:
@@ -154,8 +149,7 @@ def spread_indices(length: int, limit: int | None) -> list[int] | None:
 def run_attack_on(
     model: ToolkitModel,
     attack: Any,
-    data: Sequence[Any],
-    dataset: Any,
+    data: AttackData,
     *,
     objective: str,
     target_class: int | None,
@@ -164,25 +158,25 @@ def run_attack_on(
     keep: int = 0,
     progress: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
-    """Clean and adversarial metrics, success rate, norms and time of `attack` over `data` batches."""
-    clean_eval, adversarial_eval = build_evaluator(model, dataset), build_evaluator(model, dataset)
-    onnx_eval = build_evaluator(model, dataset) if onnx is not None else None
+    """Clean and adversarial metrics, success rate, norms and time of `attack` over `data`'s batches."""
+    clean_eval, adversarial_eval = data.split.evaluator(), data.split.evaluator()
+    onnx_eval = data.split.evaluator() if onnx is not None else None
     totals = AttackTotals()
     examples: list[tuple[Tensor, Tensor, dict[str, Any], dict[str, Any]]] = []
-    for batch in data:
+    for batch in data.batches:
         with eval_mode(model), torch.inference_mode():
-            clean = predict_batch(model, batch.images, batch.meta)
+            clean = model.predict_batch(batch.images, batch.meta)
         started = time.perf_counter()
         adversarial_images = attack(model, batch.images, batch.targets).detach()
         seconds = time.perf_counter() - started
         _check_images(adversarial_images, batch.images)
         with eval_mode(model), torch.inference_mode():
-            adversarial = predict_batch(model, adversarial_images, batch.meta)
+            adversarial = model.predict_batch(adversarial_images, batch.meta)
             if len(examples) < keep:
                 input_meta = [{"orig_size": tuple(model.input_size)} for _ in batch.meta]
-                drawn_clean = predict_batch(model, batch.images, input_meta, score_threshold=score_threshold)
-                drawn_adv = predict_batch(
-                    model, adversarial_images, input_meta, score_threshold=score_threshold
+                drawn_clean = model.predict_batch(batch.images, input_meta, score_threshold=score_threshold)
+                drawn_adv = model.predict_batch(
+                    adversarial_images, input_meta, score_threshold=score_threshold
                 )
                 for i in range(min(keep - len(examples), len(batch))):
                     examples.append((batch.images[i], adversarial_images[i], drawn_clean[i], drawn_adv[i]))
@@ -232,4 +226,6 @@ def _numbers(metrics: Mapping[str, Any]) -> dict[str, float]:
 
 def objective_of(attack: Any, model: ToolkitModel) -> tuple[str, int | None]:
     """The objective and target class the attack climbs (for the success rate)."""
-    return resolve_objective(model, getattr(attack, "objective", None), getattr(attack, "target_class", None))
+    if isinstance(attack, AimsAtObjective):
+        return resolve_objective(model, attack.objective, attack.target_class)
+    return resolve_objective(model, None, None)

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from toolkit.contracts import HasCategoryIds
 from toolkit.errors import ToolkitError
 
 #: the largest annotation file `--coco-gt` reads (bytes): COCO's train2017 file is about 450 MB
@@ -37,7 +38,7 @@ def checked_category_ids(value: Any, class_count: int, source: str) -> list[int]
 
 def dataset_category_ids(dataset: Any) -> list[int] | None:
     """A dataset's `category_ids` (its original id per label) as ints, or None when it has none."""
-    ids = getattr(dataset, "category_ids", None)
+    ids = dataset.category_ids if isinstance(dataset, HasCategoryIds) else None
     if ids is None:
         return None
     return checked_category_ids(

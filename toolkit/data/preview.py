@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from torchvision.utils import make_grid
 
-from toolkit.plugins import PluginManager
+from toolkit.build import Builder
 from toolkit.spec import Spec
 
 
@@ -20,16 +20,15 @@ def to_uint8(image: torch.Tensor) -> torch.Tensor:
 
 
 def preview_grid(
-    spec: Spec, *, split: str = "train", count: int = 16, epoch: int = 0, plugins: PluginManager
+    spec: Spec, builder: Builder, *, split: str = "train", count: int = 16, epoch: int = 0
 ) -> torch.Tensor:
     """uint8 [3,H,W] grid of the first `count` samples of `data.<split>` (training: augmented;
     validation: the model's preprocessing), their targets drawn by the dataset's task."""
-    from toolkit.build import build_dataset, build_task, build_transforms
     from toolkit.data.pipeline import ProcessedDataset
 
-    dataset = build_dataset(spec, split, plugins=plugins)
-    task = build_task(dataset.task, plugins=plugins, named_by=f"data.{split} ({type(dataset).__name__})")
-    transform = build_transforms(spec, task, train=split == "train", plugins=plugins)
+    dataset = builder.dataset(spec, split)
+    task = builder.task(dataset.task, named_by=f"data.{split} ({type(dataset).__name__})")
+    transform = builder.transforms(spec, task, train=split == "train")
     processed = ProcessedDataset(
         dataset, transform, lambda *_: {}, task, input_size=spec.model.input_size, seed=spec.data.seed
     )

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from toolkit.contracts import CountsBoxQuirks, HasLabels
 from toolkit.table import format_table
 
 SIZE_BINS = (0, 16, 32, 64, 96, 128, 256, 512, float("inf"))
@@ -83,7 +84,7 @@ def compute_stats(dataset: Any) -> DatasetStats:
     names = list(dataset.class_names)
     if not targets_have_boxes(dataset):
         per_class = [0] * len(names)
-        labels = getattr(dataset, "labels", None)
+        labels = dataset.labels if isinstance(dataset, HasLabels) else None
         for index in range(len(dataset)):
             label = labels[index] if labels is not None else dataset[index][1]
             per_class[int(label)] += 1
@@ -113,15 +114,15 @@ def compute_stats(dataset: Any) -> DatasetStats:
         ignored,
         len(truth["images"]) - len(with_objects),
         [np.asarray(s) for s in sizes],
-        _count(dataset, "dropped_boxes"),
-        _count(dataset, "clipped_boxes"),
+        *_box_quirks(dataset),
     )
 
 
-def _count(dataset: Any, name: str) -> int | None:
-    """A dataset's count attribute (e.g. `dropped_boxes`) as an int; None when it keeps none."""
-    value = getattr(dataset, name, None)
-    return int(value) if isinstance(value, int) and not isinstance(value, bool) else None
+def _box_quirks(dataset: Any) -> tuple[int | None, int | None]:
+    """The boxes a dataset dropped and clipped; None when it counts none (`CountsBoxQuirks`)."""
+    if not isinstance(dataset, CountsBoxQuirks):
+        return None, None
+    return int(dataset.dropped_boxes), int(dataset.clipped_boxes)
 
 
 def plot_stats(stats: DatasetStats, path: str | Path) -> Path:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
 
+from toolkit.contracts import HasGroundTruth
 from toolkit.errors import ToolkitError
 
 
@@ -160,7 +161,7 @@ Object = tuple[float, float, float, float, int, bool, bool]  # x1, y1, x2, y2, l
 def _detection_samples(dataset: Any, what: str) -> Iterator[tuple[int, Any, int, list[Object]]]:
     """(index, image, image_id, objects) for every sample; objects from ground_truth() when available."""
     per_image: dict[int, list[Object]] | None = None
-    if callable(getattr(dataset, "ground_truth", None)):
+    if isinstance(dataset, HasGroundTruth):
         per_image = defaultdict(list)
         for ann in dataset.ground_truth()["annotations"]:
             x, y, w, h = (float(v) for v in ann["bbox"])
@@ -229,7 +230,7 @@ def _require(dataset: Any, *, boxes: bool) -> None:
         )
         raise ToolkitError(
             f"this format needs a dataset with {wanted}; {type(dataset).__name__} (task "
-            f"{getattr(dataset, 'task', None)!r}) has not; use {instead}"
+            f"{dataset.task!r}) has not; use {instead}"
         )
 
 

@@ -1,6 +1,6 @@
 """Run a model over an evaluation loader and compute its task's metrics.
 
-The batches go through the code `model.predict` uses (`toolkit.inference.batch_results`): decoded
+The batches go through the code `model.predict` uses (`ToolkitModel.results`): decoded
 outputs become per-image results in original image pixels, which the task's evaluator scores.
 """
 
@@ -10,12 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader
 
-from toolkit.build import build_evaluator
+from toolkit.data.split import DataSplit
 from toolkit.engine.logs import Progress
 from toolkit.engine.visualize import EvaluatedSamples, save_evaluation_grid
-from toolkit.inference import batch_results, eval_mode
+from toolkit.inference import eval_mode
 from toolkit.model import ToolkitModel
 
 #: File name of the ground-truth / prediction grid an evaluation with a folder writes.
@@ -30,22 +29,23 @@ PLAIN_LINES = 10
 
 def evaluate(
     model: ToolkitModel,
-    loader: DataLoader,
+    split: DataSplit,
     device: torch.device,
     *,
     out_dir: Path | None = None,
     channels_last: bool = False,
     show_progress: bool = False,
 ) -> dict[str, Any]:
-    """The task's metrics (its evaluator's `compute`, plots in `out_dir`), plus `images` and `skipped`.
+    """The task's metrics on `split` (a fresh evaluator's `compute`, plots in `out_dir`), plus `images`
+    and `skipped`.
 
     Given `out_dir`, also writes `val_predictions.png` there: the first `GRID_IMAGES` evaluated
     images of the raw dataset, ground truth and the evaluated predictions side by side.
     `show_progress`: a bar over the batches on a terminal (stderr), else at most `PLAIN_LINES`
     plain lines.
     """
-    dataset = loader.dataset.dataset
-    evaluator = build_evaluator(model, dataset)
+    loader, dataset = split.loader, split.dataset
+    evaluator = split.evaluator()
     kept = EvaluatedSamples(GRID_IMAGES) if out_dir is not None else None
     skipped = seen = 0
     progress = Progress(len(loader), "eval", enabled=show_progress, plain_lines=PLAIN_LINES)
@@ -58,7 +58,7 @@ def evaluate(
                     if channels_last:
                         images = images.contiguous(memory_format=torch.channels_last)
                     decoded = model.decode(model(images))  # kept for the grid
-                    results = batch_results(model, decoded, batch.meta)
+                    results = model.results(decoded, batch.meta)
                     evaluator.update(results, batch.targets, batch.meta)
                     if kept is not None:
                         kept.add(decoded, batch.meta)

@@ -18,11 +18,11 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from toolkit.contracts import RunLogger, check_component
+from toolkit.build import Builder
+from toolkit.contracts import RunLogger
 from toolkit.errors import ToolkitError, describe_exception
-from toolkit.plugins import PluginManager
+from toolkit.kinds import LOGGER
 
-KIND = "logger"
 #: where the loggers are named in a spec, for error messages
 SPEC_PATH = "train.loggers"
 
@@ -49,14 +49,14 @@ class RunLoggers:
         cls,
         specs: Sequence[Any],
         *,
-        plugins: PluginManager,
+        builder: Builder,
         run_dir: Path,
         resume_step: int | None,
     ) -> RunLoggers:
         """Build every logger of `specs` (`{type: NAME, **params}` models or mappings, or bare names),
         then start each in `run_dir` (created if needed); one whose `start` raises is warned about
         and dropped."""
-        built = [_build_one(spec, index, plugins) for index, spec in enumerate(specs)]
+        built = [_build_one(spec, index, builder) for index, spec in enumerate(specs)]
         loggers = cls(built)
         run_dir = Path(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -104,13 +104,11 @@ class RunLoggers:
                 )
 
 
-def _build_one(spec: Any, index: int, plugins: PluginManager) -> tuple[str, str, RunLogger]:
+def _build_one(spec: Any, index: int, builder: Builder) -> tuple[str, str, RunLogger]:
     """(name, label, logger) of one `train.loggers` entry; one-line ToolkitErrors for user mistakes."""
-    from toolkit.build import construct
-
     path = f"{SPEC_PATH}.{index}"
     name = _name_of(spec, path)
-    entry = plugins.registry(KIND).get(name, path=f"{path}.type")
+    entry = builder.registry(LOGGER).get(name, path=f"{path}.type")
     params = spec if isinstance(spec, entry.params) else _params_of(spec)
     if not isinstance(params, entry.params):
         try:
@@ -125,9 +123,8 @@ def _build_one(spec: Any, index: int, plugins: PluginManager) -> tuple[str, str,
             raise ToolkitError(
                 f"{path}: logger {name!r} has invalid parameters ({problems}); its parameters: {known}"
             ) from None
-    logger = construct(entry, params, path=path)
-    check_component(KIND, name, logger, entry.plugin)
-    return name, f"logger {name!r} from {entry.plugin.describe()}", logger
+    plugin, logger = builder.logger(name, params, path=path)
+    return name, f"logger {name!r} from {plugin}", logger
 
 
 def _name_of(spec: Any, path: str) -> str:

@@ -14,12 +14,15 @@ creates it) or a `last.pt`. Rules (`check_run_dir`), before anything is built or
 
 The marker is also the lock: `fcntl.flock` held by the run that owns the folder until it ends, so
 two trainings never write into one folder. Imported by the CLI before torch: keep it light.
+
+The demos replace their own earlier runs (`fresh_run_dir`) and find their configs (`demo_config`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 from pathlib import Path
 
 from toolkit.errors import ToolkitError
@@ -217,3 +220,28 @@ def _check_creatable(path: Path) -> None:
 def _check_writable(directory: Path) -> None:
     if not os.access(directory, os.W_OK | os.X_OK):
         raise RunDirError(f"--out {directory}: the folder is not writable")
+
+
+def demo_config(path: Path | None, default: Path) -> Path:
+    """`path`, else the demo's `default` config; a user error when the file is not there."""
+    config = path or default
+    if not config.is_file():
+        raise ToolkitError(
+            f"demo config {str(config)!r} not found; run from the repository root or pass --config"
+        )
+    return config
+
+
+def fresh_run_dir(directory: Path) -> Path:
+    """`directory` created empty. An earlier run there (a toolkit run folder, or an empty folder) is
+    replaced; a folder holding anything else is refused: the demo never deletes the user's files."""
+    if directory.exists():
+        replaceable = directory.is_dir() and (holds_run(directory) or not any(directory.iterdir()))
+        if not replaceable:
+            raise ToolkitError(
+                f"{directory} exists and is not a toolkit run the demo wrote; the demo replaces its own "
+                "runs only: move it away or pass another --out"
+            )
+        shutil.rmtree(directory)
+    directory.mkdir(parents=True)
+    return directory

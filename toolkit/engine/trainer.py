@@ -16,10 +16,9 @@ import torch
 import yaml
 from torch import nn
 
-from toolkit.build import build_component, build_loss, build_model, build_processed_dataset, data_section
+from toolkit.build import Builder, data_section
 from toolkit.contracts import CountsBoxQuirks, Freezable, component_in_traceback
 from toolkit.data.categories import dataset_category_ids
-from toolkit.data.loader import make_loader
 from toolkit.engine import distributed
 from toolkit.engine.checkpoint import (
     FORMAT_VERSION,
@@ -41,7 +40,7 @@ from toolkit.engine.run_dir import claim_run_dir, is_main_process
 from toolkit.engine.sync_bn import convert_sync_batchnorm
 from toolkit.engine.time_budget import TimeBudget
 from toolkit.errors import ComponentError, ToolkitError, describe_exception
-from toolkit.plugins import PluginManager, get_plugin_manager
+from toolkit.plugins import PluginManager
 from toolkit.spec import Spec, TrainSpec
 
 #: files a run writes atomically (their temp files are cleaned when a run claims the folder)
@@ -86,9 +85,15 @@ def train(
     plugins: PluginManager | None = None,
     show_progress: bool = True,
 ) -> RunSummary:
-    """Train the spec's model on its data; returns the run's summary (see Trainer)."""
+    """Train the spec's model on its data (components from `plugins`, default the process-wide
+    plugin manager); returns the run's summary (see Trainer)."""
     return Trainer(
-        spec, out_dir=out_dir, resume=resume, exist_ok=exist_ok, plugins=plugins, show_progress=show_progress
+        spec,
+        Builder(plugins),
+        out_dir=out_dir,
+        resume=resume,
+        exist_ok=exist_ok,
+        show_progress=show_progress,
     ).fit()
 
 
@@ -109,17 +114,17 @@ class Trainer:
     def __init__(
         self,
         spec: Spec,
+        builder: Builder,
         *,
         out_dir: str | Path | None = None,
         resume: bool = False,
         exist_ok: bool = False,
-        plugins: PluginManager | None = None,
         show_progress: bool = True,
     ) -> None:
         self.spec = spec
         self.config: TrainSpec = spec.train or TrainSpec()
         self.data = data_section(spec)
-        self.plugins = plugins or get_plugin_manager()
+        self.builder = builder
         self.out_dir = Path(out_dir) if out_dir is not None else default_out_dir(spec)
         self.resume = resume
         self.exist_ok = exist_ok
@@ -134,8 +139,8 @@ class Trainer:
             torch.set_num_threads(config.threads)
         torch.manual_seed(config.seed)
         random.seed(config.seed)
-        device = self.context.device
-        self.model = build_model(self.spec, plugins=self.plugins).to(device)
+        device, builder = self.context.device, self.builder
+        self.model = builder.model(self.spec).to(device)
         if config.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.task = self.model.task
@@ -150,34 +155,31 @@ class Trainer:
                 f"train.unfreeze_at_epoch needs a backbone with set_frozen_stages(); "
                 f"{self.spec.model.backbone.type} has none"
             )
-        self.loss_fn = build_loss(self.spec, self.model, plugins=self.plugins).to(device)
+        self.loss_fn = builder.loss(self.spec, self.model).to(device)
         self.adversarial = None
         if config.adversarial is not None:
-            self.adversarial = build_component(
-                "attack", config.adversarial.attack, plugins=self.plugins, path="train.adversarial.attack"
-            )
-        train_set = build_processed_dataset(self.spec, self.model, "train", train=True, plugins=self.plugins)
-        self.train_loader = make_loader(
-            train_set,
-            self.data,
-            shuffle=True,
+            self.adversarial = builder.attack(config.adversarial.attack, path="train.adversarial.attack")
+        self.train_data = builder.split(
+            self.spec,
+            self.model,
+            "train",
             rank=self.context.rank,
             world_size=self.context.world_size,
             device=device,
         )
+        self.train_loader = self.train_data.loader
         if len(self.train_loader) == 0:
             raise ToolkitError("data.train is empty: nothing to train on")
         #: the dataset's original category id per label (COCO's ids), saved with the weights so that
         #: predict and export write results other tools score as they are
-        self.category_ids = dataset_category_ids(train_set.dataset)
-        quirks = train_set.dataset
+        self.category_ids = dataset_category_ids(self.train_data.dataset)
+        quirks = self.train_data.dataset
         self.box_quirks = (
             (quirks.dropped_boxes, quirks.clipped_boxes) if isinstance(quirks, CountsBoxQuirks) else None
         )
-        self.val_loader = None
+        self.val_data = None
         if self.data.val is not None and self.context.is_main:
-            val_set = build_processed_dataset(self.spec, self.model, "val", train=False, plugins=self.plugins)
-            self.val_loader = make_loader(val_set, self.data, shuffle=False, device=device)
+            self.val_data = builder.split(self.spec, self.model, "val", device=device)
         self.optimizer = build_optimizer(self.model, config)
         steps_per_epoch = math.ceil(len(self.train_loader) / config.accumulate)
         self.steps_per_epoch = steps_per_epoch
@@ -219,7 +221,7 @@ class Trainer:
         if self.context.is_main:  # built before training: a bad logger is a spec error
             self.loggers = RunLoggers.build(
                 config.loggers,
-                plugins=self.plugins,
+                builder=self.builder,
                 run_dir=self.out_dir,
                 resume_step=self.step if resuming else None,
             )
@@ -597,11 +599,11 @@ class Trainer:
         interval = self.config.eval_interval
         last = self.time_up if self.budget is not None else self.epoch == self.config.epochs
         due = last or (interval > 0 and self.epoch % interval == 0)
-        if self.val_loader is None or not due:
-            return self.val_loader is None and self.context.is_main
+        if self.val_data is None or not due:
+            return self.val_data is None and self.context.is_main
         started = time.time()
         metrics = evaluate(
-            self.evaluated_model, self.val_loader, self.context.device,
+            self.evaluated_model, self.val_data, self.context.device,
             out_dir=self.out_dir if self.config.plots else None,
             channels_last=self.config.channels_last, show_progress=self.show_progress,
         )  # fmt: skip

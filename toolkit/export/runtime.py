@@ -1,10 +1,10 @@
 """onnxruntime: an exported file -> `OnnxModel`, with the same pre- and post-processing as torch's predict.
 
 `choose_providers` picks the execution providers (TensorRT, CUDA, CPU: those installed, in that
-order, or one asked for); `OnnxModel(path, plugins=...)` reads the file's toolkit metadata, builds
+order, or one asked for); `OnnxModel(path, builder=...)` reads the file's toolkit metadata, builds
 its task and opens an `onnxruntime.InferenceSession`; `run` executes the graph on [0, 1] images and
 `predict` gives the task's per-image results in original image pixels, exactly as
-`toolkit.inference.predict` does for the torch model (letterbox to the input size, then
+`ToolkitModel.predict` does for the torch model (letterbox to the input size, then
 `task.results`).
 """
 
@@ -19,7 +19,7 @@ import torch
 from toolkit.errors import ToolkitError
 
 if TYPE_CHECKING:
-    from toolkit.plugins import PluginManager
+    from toolkit.build import Builder
 
 TENSORRT = "TensorrtExecutionProvider"
 CUDA = "CUDAExecutionProvider"
@@ -106,7 +106,7 @@ class OnnxModel:
         self,
         path: str | Path,
         *,
-        plugins: PluginManager,
+        builder: Builder | None = None,
         provider: str | None = None,
         threads: int | None = None,
         device_id: int = 0,
@@ -114,12 +114,12 @@ class OnnxModel:
     ) -> None:
         import onnxruntime
 
-        from toolkit.build import build_task
+        from toolkit.build import Builder
         from toolkit.export.metadata import read_file_info
 
         self.path = Path(path)
         self.info = read_file_info(self.path)
-        self.task = build_task(self.info.task, plugins=plugins, named_by=f"ONNX file {self.path}")
+        self.task = (builder or Builder()).task(self.info.task, named_by=f"ONNX file {self.path}")
         self.class_names = list(self.info.class_names)
         self.input_size = self.info.input_size
         self.category_ids = self.info.category_ids

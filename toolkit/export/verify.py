@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -23,6 +23,9 @@ from toolkit.export.graph import ExportGraph
 from toolkit.inference import preprocess
 from toolkit.model import ToolkitModel
 from toolkit.table import format_table
+
+if TYPE_CHECKING:
+    from toolkit.build import Builder
 
 FP32_TOLERANCE = 1e-4
 
@@ -134,18 +137,19 @@ def verify_export(
 
 
 def compare_metrics(
-    reference: Path, candidate: Path, dataset: Any, plugins: Any, *, limit: int = 200
+    reference: Path, candidate: Path, dataset: Any, builder: Builder, *, limit: int = 200
 ) -> tuple[str, float, float]:
     """The task's headline metric of two exported files on the first `limit` images of `dataset`."""
+    from toolkit.data.split import new_evaluator
     from toolkit.export.runtime import OnnxModel
 
     values = []
     headline = ""
     samples = [dataset[i] for i in range(min(limit, len(dataset)))]
     for path in (reference, candidate):
-        runtime = OnnxModel(path, plugins=plugins, provider="cpu")
+        runtime = OnnxModel(path, builder=builder, provider="cpu")
         headline = runtime.task.metric_names[0]
-        evaluator = runtime.task.evaluator(dataset, runtime.class_names)
+        evaluator = new_evaluator(runtime.task, dataset, runtime.class_names)
         values.append(float(score(runtime.predict, samples, evaluator)[headline]))
     return headline, values[0], values[1]
 

@@ -20,9 +20,9 @@ from toolkit.spec.train import TrainSpec
 def spec_json_schema(plugins: PluginManager | None = None) -> dict[str, Any]:
     """JSON Schema (draft 2020-12) of spec files, including every loaded plugin's components."""
     from toolkit.plugins import get_plugin_manager
-    from toolkit.spec.derived import spec_json_schema as derived_schema
+    from toolkit.spec.derived import json_schema_of, spec_model
 
-    return derived_schema(plugins or get_plugin_manager())
+    return json_schema_of(spec_model(plugins or get_plugin_manager()))
 
 
 __all__ = [

@@ -28,6 +28,7 @@ from pydantic import (
 )
 from pydantic.fields import FieldInfo
 
+from toolkit.kinds import ATTACK, AUGMENTATION, BACKBONE, DATASET, HEAD, LOGGER, LOSS
 from toolkit.plugins import PluginManager
 from toolkit.registry import ComponentEntry, Registry
 from toolkit.spec.base import ComponentSpec
@@ -99,7 +100,7 @@ def component_model(entry: ComponentEntry) -> type[BaseModel]:
         "__module__": __name__,
         "model_config": ConfigDict(extra="forbid", allow_inf_nan=False, title=title),
     }
-    if entry.kind == "backbone":
+    if entry.kind == BACKBONE.name:
         annotations[PRETRAINED], namespace[PRETRAINED] = _pretrained_field(
             entry.params.model_fields.get(PRETRAINED)
         )
@@ -187,10 +188,13 @@ def spec_model(plugins: PluginManager) -> type[Spec]:
             "ModelSpec",
             __base__=ModelSpec,
             __module__=__name__,
-            backbone=(component_field(plugins.registry("backbone")), Field(description="feature extractor")),
-            head=(component_field(plugins.registry("head")), Field(description="task head")),
+            backbone=(
+                component_field(plugins.registry(BACKBONE.name)),
+                Field(description="feature extractor"),
+            ),
+            head=(component_field(plugins.registry(HEAD.name)), Field(description="task head")),
         )
-        dataset = component_field(plugins.registry("dataset"))
+        dataset = component_field(plugins.registry(DATASET.name))
         data_section = create_model(
             "DataSpec",
             __base__=DataSpec,
@@ -198,11 +202,11 @@ def spec_model(plugins: PluginManager) -> type[Spec]:
             train=(dataset, Field(description="training dataset")),
             val=(dataset | None, Field(default=None, description="validation dataset")),
             augment=(
-                list[component_field(plugins.registry("augmentation"))],  # type: ignore[misc]
+                list[component_field(plugins.registry(AUGMENTATION.name))],  # type: ignore[misc]
                 Field(default_factory=list, description=DataSpec.model_fields["augment"].description),
             ),
         )
-        attack = component_field(plugins.registry("attack"))
+        attack = component_field(plugins.registry(ATTACK.name))
         adversarial_section = create_model(
             "AdversarialSpec",
             __base__=AdversarialSpec,
@@ -214,14 +218,14 @@ def spec_model(plugins: PluginManager) -> type[Spec]:
             __base__=TrainSpec,
             __module__=__name__,
             loss=(
-                component_field(plugins.registry("loss")) | None,
+                component_field(plugins.registry(LOSS.name)) | None,
                 Field(default=None, description=TrainSpec.model_fields["loss"].description),
             ),
             adversarial=(
                 adversarial_section | None,
                 Field(default=None, description=TrainSpec.model_fields["adversarial"].description),
             ),
-            loggers=loggers_field(plugins.registry("logger")),
+            loggers=loggers_field(plugins.registry(LOGGER.name)),
         )
         attack_section = create_model(
             "AttackSpec",
@@ -247,9 +251,9 @@ def spec_model(plugins: PluginManager) -> type[Spec]:
     return cache[key]
 
 
-def spec_json_schema(plugins: PluginManager) -> dict[str, Any]:
-    """JSON Schema (draft 2020-12) of spec files, including every loaded plugin's components."""
-    schema = spec_model(plugins).model_json_schema()
+def json_schema_of(model: type[Spec]) -> dict[str, Any]:
+    """JSON Schema (draft 2020-12) of spec files that `model` (a `spec_model`) validates."""
+    schema = model.model_json_schema()
     schema["properties"] = {
         "extends": {
             "type": "string",

@@ -12,8 +12,7 @@ from pydantic.fields import FieldInfo
 
 from toolkit.errors import ToolkitError, UnknownComponentError, closest
 from toolkit.kinds import injected_from
-from toolkit.plugins import PluginManager
-from toolkit.registry import missing_extra_hint
+from toolkit.registry import Registry, missing_extra_hint
 
 KIND_KEY = "x-toolkit-kind"
 
@@ -41,13 +40,13 @@ class SpecError(ToolkitError):
 
 
 def describe_errors(
-    model: type[BaseModel], error: ValidationError, plugins: PluginManager
+    model: type[BaseModel], error: ValidationError, registries: Mapping[str, Registry]
 ) -> list[SpecIssue]:
     """Turn pydantic errors into path-named issues with suggestions."""
     issues: list[SpecIssue] = []
     for item in error.errors(include_url=False):
         path, parent, kind = _walk(model, item["loc"])
-        message = _message(item, parent, kind, plugins, path)  # may extend the path
+        message = _message(item, parent, kind, registries, path)  # may extend the path
         issues.append(SpecIssue(".".join(path), message))
     return issues
 
@@ -56,13 +55,13 @@ def _message(
     item: Mapping[str, Any],
     parent: type[BaseModel] | None,
     kind: str | None,
-    plugins: PluginManager,
+    registries: Mapping[str, Registry],
     path: list[str],
 ) -> str:
     kind_of_error = item["type"]
     ctx = item.get("ctx") or {}
     if kind_of_error == "extra_forbidden":
-        return _unknown_field(str(item["loc"][-1]), parent, kind, plugins, path[:-1])
+        return _unknown_field(str(item["loc"][-1]), parent, kind, registries, path[:-1])
     if kind_of_error == "missing":
         return "required field is missing"
     if kind_of_error in {"union_tag_invalid", "union_tag_not_found"} and kind:
@@ -71,7 +70,7 @@ def _message(
         hint = missing_extra_hint(kind, str(ctx.get("tag")))
         if hint is not None:
             return hint
-        registry = plugins.registry(kind)
+        registry = registries[kind]
         return UnknownComponentError(
             kind,
             str(ctx.get("tag")),
@@ -79,7 +78,7 @@ def _message(
             failed_plugins=registry.failed_plugins,
         ).describe()
     if kind_of_error == "union_tag_not_found" and kind:
-        names = ", ".join(plugins.registry(kind).names())
+        names = ", ".join(registries[kind].names())
         article = "an" if kind[:1] in "aeiou" else "a"
         return f"missing 'type': name {article} {kind} ({names})"
     if kind_of_error == "union_tag_not_found" and parent is not None and path:
@@ -108,12 +107,12 @@ def _unknown_field(
     name: str,
     parent: type[BaseModel] | None,
     kind: str | None,
-    plugins: PluginManager,
+    registries: Mapping[str, Registry],
     prefix: Sequence[str] = (),
 ) -> str:
     known = [field for field in (parent.model_fields if parent else {}) if field != "type"]
     injected = (
-        sorted(plugins.registry(kind).injected)
+        sorted(registries[kind].injected)
         if kind and parent is not None and "type" in parent.model_fields
         else []
     )

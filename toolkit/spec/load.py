@@ -15,7 +15,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from toolkit.kinds import BACKBONE, HEAD
 from toolkit.plugins import PluginManager, get_plugin_manager
+from toolkit.registry import Registry
 from toolkit.spec.derived import spec_model
 from toolkit.spec.errors import SpecError, SpecIssue, describe_errors
 from toolkit.spec.extends import EXTENDS, read_with_bases, resolve_extends
@@ -63,11 +65,13 @@ def load_spec(
     removed = [int(issue.path.split(".")[2]) for issue in moved]
     if moved:  # validate the rest too, so that every problem is reported at once
         raw = _without(raw, removed)
-    sizes = _input_size_issues(raw, manager)
+    sizes = _input_size_issues(raw, manager.registries)
     try:
         spec = model.model_validate(raw)
     except ValidationError as exc:
-        issues = [_original_index(issue, removed) for issue in describe_errors(model, exc, manager)]
+        issues = [
+            _original_index(issue, removed) for issue in describe_errors(model, exc, manager.registries)
+        ]
         seen = {issue.path for issue in issues}
         infinite = [issue for issue in infinite if issue.path not in seen]
         raise SpecError(name, [*moved, *issues, *infinite, *sizes]) from None
@@ -126,18 +130,18 @@ def _without(raw: dict[str, Any], indices: list[int]) -> dict[str, Any]:
     return {**raw, "data": data}
 
 
-def declared_input_multiple(spec: Spec, plugins: PluginManager) -> tuple[int, str] | None:
+def declared_input_multiple(spec: Spec, registries: Mapping[str, Registry]) -> tuple[int, str] | None:
     """The input multiple the spec's backbone and head declare at registration, and who sets it.
 
     None when neither declares one (the builder then reads it off the built objects).
     """
-    return _declared({"backbone": spec.model.backbone, "head": spec.model.head}, plugins)
+    return _declared({BACKBONE.name: spec.model.backbone, HEAD.name: spec.model.head}, registries)
 
 
-def _declared(refs: Mapping[str, Any], plugins: PluginManager) -> tuple[int, str] | None:
+def _declared(refs: Mapping[str, Any], registries: Mapping[str, Registry]) -> tuple[int, str] | None:
     found: list[tuple[int, str]] = []
     for kind, ref in refs.items():
-        entry = plugins.registry(kind).get(ref.type)
+        entry = registries[kind].get(ref.type)
         value = entry.static_input_multiple(ref)
         if value is not None:
             found.append((value, f"{kind} {ref.type!r}"))
@@ -159,7 +163,7 @@ def input_size_problem(input_size: Sequence[int], multiple: int, who: str) -> st
     )
 
 
-def _input_size_issues(raw: Mapping[str, Any], plugins: PluginManager) -> list[SpecIssue]:
+def _input_size_issues(raw: Mapping[str, Any], registries: Mapping[str, Registry]) -> list[SpecIssue]:
     """The input size against the declared input multiple, from the raw spec: reported together
     with the other problems even when some other part of the spec does not validate."""
     from pydantic import TypeAdapter
@@ -175,9 +179,9 @@ def _input_size_issues(raw: Mapping[str, Any], plugins: PluginManager) -> list[S
         size = TypeAdapter(InputSize).validate_python(section.get("input_size"))
     except ValidationError:
         return []  # reported by the full validation
-    for kind in ("backbone", "head"):
+    for kind in (BACKBONE.name, HEAD.name):
         item = section.get(kind)
-        registry = plugins.registry(kind)
+        registry = registries[kind]
         if (
             not isinstance(item, Mapping)
             or not all(isinstance(key, str) for key in item)
@@ -191,7 +195,7 @@ def _input_size_issues(raw: Mapping[str, Any], plugins: PluginManager) -> list[S
         except ValidationError:  # other fields are wrong: the declared multiple may still be known
             refs[kind] = model.model_construct(**item)
     try:
-        declared = _declared(refs, plugins)
+        declared = _declared(refs, registries)
     except Exception:  # a declaration that needs the invalid fields: the full validation reports them
         return []
     problem = input_size_problem(size, *declared) if declared else None

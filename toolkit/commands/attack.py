@@ -1,32 +1,28 @@
-"""The `toolkit attack` command: load, fit, attack, sweep, draw and report (JSON + table)."""
+"""`toolkit attack`: load, fit, attack, sweep, draw and report (JSON + table). The attack itself
+runs in `toolkit.attacks.run`; torch is imported after the user's mistakes are reported."""
 
 from __future__ import annotations
 
+import argparse
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
-
-import torch
-from torchvision.utils import make_grid
+from typing import TYPE_CHECKING, Any
 
 from toolkit import strict_json
-from toolkit.attacks.run import (
-    FitsOnData,
-    SavesArtifact,
-    attack_section,
-    batches,
-    build_attack,
-    objective_of,
-    run_attack_on,
-)
 from toolkit.attacks.sweep import parse_sweep
-from toolkit.data.preview import to_uint8, write_preview
+from toolkit.build import Builder
+from toolkit.contracts import FitsOnData, HasAttackObjectives, HasPatch, JudgesAttacks, missing_members
 from toolkit.errors import ToolkitError
-from toolkit.model import ToolkitModel
-from toolkit.plugins import PluginManager
+from toolkit.outputs import check_no_overwrite, check_output_dir, record_written
 from toolkit.spec import Spec
 from toolkit.table import format_table
+
+if TYPE_CHECKING:
+    from toolkit.model import ToolkitModel
+
+#: what `toolkit attack` writes into its --out folder
+ATTACK_FILES = ("attack.json", "examples.png", "sweep.png", "patch.png")
 
 
 def _progress(total: int, description: str, enabled: bool) -> Any:
@@ -38,14 +34,18 @@ def _progress(total: int, description: str, enabled: bool) -> Any:
 
 
 def fit_if_needed(
-    attack: Any, model: ToolkitModel, spec: Spec, *, plugins: PluginManager, show_progress: bool
+    attack: Any, model: ToolkitModel, spec: Spec, builder: Builder, *, show_progress: bool
 ) -> None:
     """Fit an attack that learns (the patch) on `attack.fit_split`'s batches, with a progress bar."""
+    from toolkit.attacks.run import attack_data, attack_section
+
     if not isinstance(attack, FitsOnData):
         return
     section = attack_section(spec)
-    data = batches(spec, model, section.fit_split, plugins=plugins, limit=None, batch_size=section.batch_size)
-    steps = int(getattr(attack, "steps", 0)) or len(data)
+    data = attack_data(
+        spec, model, section.fit_split, builder, limit=None, batch_size=section.batch_size
+    ).batches
+    steps = int(attack.steps) or len(data)
     with _progress(steps, f"fitting {type(attack).__name__}", show_progress) as bar:
 
         def progress(step: int, value: float) -> None:
@@ -57,6 +57,11 @@ def fit_if_needed(
 
 def examples_image(model: ToolkitModel, examples: Sequence[Any], path: Path) -> Path:
     """Rows of original | perturbation (amplified to the full range) | adversarial, predictions drawn."""
+    import torch
+    from torchvision.utils import make_grid
+
+    from toolkit.data.preview import to_uint8, write_preview
+
     tiles = []
     names = list(model.class_names)
     for clean, adversarial, clean_result, adversarial_result in examples:
@@ -154,40 +159,41 @@ def run_attack_command(
     spec: Spec,
     model: ToolkitModel,
     out: Path,
+    builder: Builder,
     *,
-    plugins: PluginManager,
     sweep: str | None = None,
     onnx_path: Path | None = None,
     show_progress: bool = True,
 ) -> dict[str, Any]:
     """Attack the spec's split with its attack; write attack.json, examples.png (and sweep.png, patch.png)."""
+    from toolkit.attacks.run import attack_data, attack_section, build_attack, objective_of, run_attack_on
+
     check_attackable(model)
     section = attack_section(spec)
     sweep_values = parse_sweep(sweep) if sweep else None
     if sweep_values is not None:  # a bad name or value fails now, not after the main run
         for value in sweep_values[1]:
-            build_attack(spec, plugins=plugins, params={sweep_values[0]: value})
-    attack = build_attack(spec, plugins=plugins)
+            build_attack(spec, builder, params={sweep_values[0]: value})
+    attack = build_attack(spec, builder)
     objective, target_class = objective_of(attack, model)
     onnx = None
     if onnx_path is not None:
         from toolkit.export.runtime import OnnxModel
 
-        onnx = OnnxModel(onnx_path, plugins=plugins, provider="cpu")
+        onnx = OnnxModel(onnx_path, builder=builder, provider="cpu")
         check_transfer_model(onnx, model, onnx_path)
-    data = batches(
-        spec, model, section.split, plugins=plugins, limit=section.max_images, batch_size=section.batch_size
+    data = attack_data(
+        spec, model, section.split, builder, limit=section.max_images, batch_size=section.batch_size
     )
-    dataset = data_dataset(spec, model, section.split, plugins=plugins)
     out.mkdir(parents=True, exist_ok=True)  # every check passed: the report folder
-    fit_if_needed(attack, model, spec, plugins=plugins, show_progress=show_progress)
+    fit_if_needed(attack, model, spec, builder, show_progress=show_progress)
     files: dict[str, str] = {}
-    if isinstance(attack, SavesArtifact) and getattr(attack, "patch", None) is not None:
+    if isinstance(attack, HasPatch) and attack.patch is not None:
         files["patch"] = str(attack.save(out / "patch.png"))
-    total = sum(len(b) for b in data)
+    total = sum(len(b) for b in data.batches)
     with _progress(total, f"attacking ({type(attack).__name__})", show_progress) as bar:
         report = run_attack_on(
-            model, attack, data, dataset, objective=objective, target_class=target_class,
+            model, attack, data, objective=objective, target_class=target_class,
             score_threshold=section.score_threshold, onnx=onnx, keep=section.examples, progress=bar.update,
         )  # fmt: skip
     examples = report.pop("_examples")
@@ -197,7 +203,7 @@ def run_attack_command(
         objective=objective, target_class=None if target_class is None else model.class_names[target_class]
     )
     report["attack"] = section.method.model_dump(mode="json")  # its type and parameters, as the spec says
-    if hasattr(attack, "side") and getattr(attack, "patch", None) is not None:
+    if isinstance(attack, HasPatch) and attack.patch is not None:
         height, width = model.input_size
         report["patch_pixels"] = [attack.side, attack.side]
         report["patch_fraction"] = attack.side**2 / (height * width)
@@ -205,11 +211,11 @@ def run_attack_command(
         name, values = sweep_values
         rows = []
         for value in values:
-            swept = build_attack(spec, plugins=plugins, params={name: value})
-            fit_if_needed(swept, model, spec, plugins=plugins, show_progress=show_progress)
+            swept = build_attack(spec, builder, params={name: value})
+            fit_if_needed(swept, model, spec, builder, show_progress=show_progress)
             with _progress(total, f"{name}={value:.4g}", show_progress) as bar:
                 row = run_attack_on(
-                    model, swept, data, dataset, objective=objective, target_class=target_class,
+                    model, swept, data, objective=objective, target_class=target_class,
                     score_threshold=section.score_threshold, progress=bar.update,
                 )  # fmt: skip
             row.pop("_examples")
@@ -221,12 +227,6 @@ def run_attack_command(
     (out / "attack.json").write_text(strict_json.dumps(report) + "\n")
     files["report"] = str(out / "attack.json")
     return report
-
-
-def data_dataset(spec: Spec, model: ToolkitModel, split: str, *, plugins: PluginManager) -> Any:
-    from toolkit.build import build_dataset
-
-    return build_dataset(spec, split, plugins=plugins)
 
 
 def print_report(report: dict[str, Any], model: ToolkitModel) -> None:
@@ -274,8 +274,42 @@ def check_transfer_model(onnx: Any, model: ToolkitModel, path: Path) -> None:
 
 
 def check_attackable(model: ToolkitModel) -> None:
-    for member in ("attack_objectives", "attack_loss", "attack_success"):
-        if not hasattr(model.task, member):
+    for part in (HasAttackObjectives, JudgesAttacks):
+        if not isinstance(model.task, part):
+            members = " and ".join(missing_members(model.task, part))
             raise ToolkitError(
-                f"task {model.task.name!r} has no {member}: it cannot be attacked; see docs/attacks.md"
+                f"task {model.task.name!r} has no {members}: it cannot be attacked; see docs/attacks.md"
             )
+
+
+def run(args: argparse.Namespace) -> int:
+    """`toolkit attack SPEC --checkpoint CKPT | CKPT`: the report folder, the table."""
+    from toolkit.loading import is_checkpoint
+
+    target = Path(args.checkpoint or args.target)
+    name = f"{target.parent.name}_{target.stem}" if is_checkpoint(target) else target.stem
+    out = Path(args.out) if args.out else Path("runs") / "attack" / name
+    check_output_dir(out, "--out")
+    check_no_overwrite(out, list(ATTACK_FILES), "--out")
+    if args.onnx and not Path(args.onnx).is_file():
+        raise ToolkitError(f"--onnx {args.onnx!r} not found; export one with 'toolkit export'")
+    if args.sweep:
+        parse_sweep(args.sweep)  # a typo fails before torch is imported
+
+    from toolkit.loading import resolve_target
+
+    builder = Builder(args.manager)
+    loaded = resolve_target(args.target, args.checkpoint, args.overrides, builder=builder)
+    model = loaded.model
+    report = run_attack_command(
+        loaded.spec,
+        model,
+        out,
+        builder,
+        sweep=args.sweep,
+        onnx_path=Path(args.onnx) if args.onnx else None,
+        show_progress=not args.no_progress,
+    )
+    record_written(out, list(ATTACK_FILES))
+    print_report(report, model)
+    return 0

@@ -1,22 +1,25 @@
 """`toolkit predict MODEL SOURCES...`: a checkpoint, a spec + checkpoint or an exported ONNX file on image
 files, folders or glob patterns -> per-image results, JSON files and drawings.
 
-Every model kind goes through the same `predict` (the torch model's `toolkit.inference.predict`, or
+Every model kind goes through the same `predict` (the torch model's `ToolkitModel.predict`, or
 `OnnxModel.predict`, which shares its pre- and post-processing). An image that cannot be read is
 reported on one line, counted, and the others go on.
 """
 
 from __future__ import annotations
 
+import argparse
 import glob
 import json
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from toolkit.errors import BadSampleError, ToolkitError
-from toolkit.plugins import PluginManager
+from toolkit.build import Builder
+from toolkit.contracts import Predictor
+from toolkit.errors import EXIT_USER_ERROR, BadSampleError, ToolkitError
+from toolkit.outputs import check_no_overwrite, check_output_dir, record_written
 
 #: what a folder is searched for (any case)
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
@@ -25,18 +28,6 @@ RESULT_FILES = ("predictions.json", "results_coco.json")
 SPEC_SUFFIXES = frozenset({".yaml", ".yml", ".json"})
 #: the decoded outputs that make results COCO detections (boxes xyxy, scores, labels)
 DETECTION_OUTPUTS = frozenset({"boxes", "scores", "labels"})
-
-
-class Predictor(Protocol):
-    """What `run_predict` needs of a model: a torch `ToolkitModel` or an `OnnxModel`."""
-
-    task: Any
-    class_names: list[str]
-    category_ids: list[int] | None
-
-    def predict(
-        self, images: Any, *, score_threshold: float = 0.0, batch_size: int = 16
-    ) -> list[dict[str, Any]]: ...
 
 
 def jsonable(value: Any) -> Any:
@@ -104,9 +95,9 @@ def find_images(sources: Sequence[str]) -> list[Path]:
 # -- models -------------------------------------------------------------------------------------
 def load_predictor(
     model: str,
+    builder: Builder,
     *,
     checkpoint: str | None,
-    plugins: PluginManager,
     device: str = "cpu",
     provider: str | None = None,
 ) -> Predictor:
@@ -123,7 +114,7 @@ def load_predictor(
             )
         from toolkit.export.runtime import OnnxModel
 
-        return OnnxModel(path, plugins=plugins, provider=provider, device_id=_cuda_index(device))
+        return OnnxModel(path, builder=builder, provider=provider, device_id=_cuda_index(device))
     is_spec = suffix in SPEC_SUFFIXES
     if is_spec and checkpoint is None:
         raise ToolkitError(
@@ -143,7 +134,7 @@ def load_predictor(
     from toolkit.loading import resolve_target
 
     torch_device = resolve_device(device)
-    loaded = resolve_target(path, checkpoint, plugins=plugins, as_checkpoint=not is_spec)
+    loaded = resolve_target(path, checkpoint, builder=builder, as_checkpoint=not is_spec)
     return loaded.model.to(torch_device)
 
 
@@ -212,9 +203,9 @@ def _progress(total: int) -> Any:
 def run_predict(
     model: str,
     sources: list[str],
+    builder: Builder,
     *,
     checkpoint: str | None,
-    plugins: PluginManager,
     out_dir: str | None,
     score_threshold: float,
     batch_size: int,
@@ -238,7 +229,6 @@ def run_predict(
     from toolkit.data.categories import CocoIds
     from toolkit.data.images import read_image
     from toolkit.data.preview import write_preview
-    from toolkit.outputs import check_no_overwrite, record_written
     from toolkit.predict_options import check_batch_size, check_score_threshold
 
     check_batch_size(batch_size, option="--batch")
@@ -253,9 +243,7 @@ def run_predict(
     if out is not None:
         planned = [*RESULT_FILES, *drawn.values()]
         check_no_overwrite(out, planned, "--out", inputs={p.resolve() for p in paths if p.exists()})
-    predictor = load_predictor(
-        model, checkpoint=checkpoint, plugins=plugins, device=device, provider=provider
-    )
+    predictor = load_predictor(model, builder, checkpoint=checkpoint, device=device, provider=provider)
     category_ids = gt.category_ids(predictor.class_names) if gt is not None else predictor.category_ids
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
@@ -311,3 +299,29 @@ def run_predict(
         summary += f"; wrote {', '.join(written)} and {len(records)} drawn image(s) to {out}"
     lines.append(summary)
     return lines, failed
+
+
+def run(args: argparse.Namespace) -> int:
+    """`toolkit predict MODEL SOURCE...`: one line per image (or JSON); exit 2 when one failed."""
+    from toolkit.predict_options import check_batch_size, check_score_threshold
+
+    check_batch_size(args.batch, option="--batch")
+    check_score_threshold(args.threshold, option="--threshold")
+    if args.out:
+        check_output_dir(args.out, "--out")
+    lines, failed = run_predict(
+        args.model,
+        args.sources,
+        Builder(args.manager),
+        checkpoint=args.checkpoint,
+        out_dir=args.out,
+        score_threshold=args.threshold,
+        batch_size=args.batch,
+        device=args.device,
+        provider=args.provider,
+        as_json=args.json,
+        coco_gt=args.coco_gt,
+    )
+    for line in lines:
+        print(line)
+    return EXIT_USER_ERROR if failed else 0

@@ -8,8 +8,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from toolkit.build import Builder
 from toolkit.errors import ToolkitError
-from toolkit.plugins import PluginManager
 from toolkit.table import format_table
 
 LATENCY_IMAGES = 10
@@ -31,19 +31,21 @@ def export_and_compare(
     spec: Any,
     run_dir: Path,
     dataset: Any,
+    builder: Builder,
     *,
-    plugins: PluginManager,
     torch_metrics: dict[str, Any] | None = None,
 ) -> list[str]:
     """Export to `run_dir/model.onnx`, verify, score the validation data with onnxruntime (and with
     torch unless the run's own evaluation, `torch_metrics`, is given: the same code); report lines."""
+    from toolkit.data.categories import dataset_category_ids
+    from toolkit.data.split import new_evaluator
     from toolkit.export.onnx_export import export_onnx
     from toolkit.export.runtime import OnnxModel
     from toolkit.export.verify import score, verify_export
 
     samples = [dataset[i] for i in range(len(dataset))]
     images = [image for image, _ in samples]
-    category_ids = list(map(int, dataset.category_ids)) if getattr(dataset, "category_ids", None) else None
+    category_ids = dataset_category_ids(dataset)
     exported = export_onnx(
         model, run_dir / "model.onnx", spec=spec.model_dump(mode="json"), category_ids=category_ids
     )
@@ -52,12 +54,12 @@ def export_and_compare(
     )
     if not check.passed:
         raise ToolkitError(f"{exported.path} does not match the torch model:\n{check.table()}")
-    runtime = OnnxModel(exported.path, plugins=plugins)
+    runtime = OnnxModel(exported.path, builder=builder)
     metric = model.task.metric_names[0]
     scores = {"torch": float(torch_metrics[metric])} if torch_metrics and metric in torch_metrics else {}
     runs = (("torch", model.predict), ("onnxruntime", runtime.predict))
     for name, predict in [(name, predict) for name, predict in runs if name not in scores]:
-        evaluator = model.task.evaluator(dataset, model.class_names)
+        evaluator = new_evaluator(model.task, dataset, model.class_names)
         scores[name] = float(score(predict, samples, evaluator)[metric])
     latency = {
         name: _latency_ms(p, images[:LATENCY_IMAGES])

@@ -3,6 +3,7 @@ export, verify, convert to fp16 or int8, report. Also what the spec's `export:` 
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
 import tempfile
@@ -10,8 +11,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from toolkit.build import Builder
 from toolkit.errors import ToolkitError
-from toolkit.plugins import PluginManager
+from toolkit.outputs import check_output_file
 from toolkit.spec import ExportSpec, Spec
 
 #: what a CLI flag may set in the export section (None: not given)
@@ -30,22 +32,20 @@ def export_options(spec: Spec | None, **given: Any) -> ExportSpec:
 
 
 def _load(
-    target: str, checkpoint: str | None, overrides: Sequence[str], plugins: PluginManager
+    target: str, checkpoint: str | None, overrides: Sequence[str], builder: Builder
 ) -> tuple[Any, Spec, Path]:
     """(model with weights, the spec, the default output path)."""
     from toolkit.loading import resolve_target
 
-    loaded = resolve_target(target, checkpoint, overrides, plugins=plugins)
+    loaded = resolve_target(target, checkpoint, overrides, builder=builder)
     return loaded.model, loaded.spec, loaded.path.with_suffix(".onnx")
 
 
-def _dataset(spec: Spec, plugins: PluginManager) -> Any | None:
+def _dataset(spec: Spec, builder: Builder) -> Any | None:
     """The spec's validation data (else its training data), or None without a data section."""
-    from toolkit.build import build_dataset
-
     if spec.data is None:
         return None
-    return build_dataset(spec, "val" if spec.data.val is not None else "train", plugins=plugins)
+    return builder.dataset(spec, "val" if spec.data.val is not None else "train")
 
 
 def _check_output(output: Path) -> None:
@@ -77,8 +77,8 @@ def _is_toolkit_export(path: Path) -> bool:
 
 def run_export(
     target: str,
+    builder: Builder,
     *,
-    plugins: PluginManager,
     checkpoint: str | None = None,
     overrides: Sequence[str] = (),
     **given: Any,
@@ -89,7 +89,7 @@ def run_export(
     only when it passed: a failed export leaves an existing output as it was. An existing output is
     replaced only when it is a toolkit export itself."""
     export_options(None, **given)  # the command line's own contradictions, before torch is imported
-    model, spec, default_output = _load(target, checkpoint, overrides, plugins)
+    model, spec, default_output = _load(target, checkpoint, overrides, builder)
     options = export_options(spec, **given)
     output = Path(options.output) if options.output else default_output
     _check_output(output)
@@ -97,7 +97,7 @@ def run_export(
     output.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent or "."))
     try:
-        lines = _export_into(model, spec, plugins, options, staging / output.name)
+        lines = _export_into(model, spec, builder, options, staging / output.name)
         for produced in sorted(staging.iterdir(), key=lambda p: p.suffix == ".onnx"):  # data first
             os.replace(produced, output.parent / produced.name)
     finally:
@@ -109,15 +109,13 @@ def run_export(
     return lines
 
 
-def _export_into(
-    model: Any, spec: Spec, plugins: PluginManager, options: ExportSpec, output: Path
-) -> list[str]:
+def _export_into(model: Any, spec: Spec, builder: Builder, options: ExportSpec, output: Path) -> list[str]:
     """Export, verify and convert into `output` (a staging path); returns the report lines."""
     from toolkit.data.categories import dataset_category_ids
     from toolkit.export.onnx_export import export_onnx
     from toolkit.export.verify import verify_export
 
-    dataset = _dataset(spec, plugins)
+    dataset = _dataset(spec, builder)
     if options.int8 and dataset is None:
         raise ToolkitError("--int8 calibrates on the spec's data, and this spec has no data section")
     samples = [dataset[i][0] for i in range(min(3, len(dataset)))] if dataset is not None else []
@@ -155,7 +153,7 @@ def _export_into(
         if options.fp16:
             lines += _to_fp16(model, fp32, output, exported.outputs, options, dynamic_hw, samples)
         if options.int8:
-            lines += _to_int8(fp32, output, dataset, spec, plugins, options)
+            lines += _to_int8(fp32, output, dataset, spec, builder, options)
     finally:
         if fp32 != output:
             fp32.unlink(missing_ok=True)
@@ -191,7 +189,7 @@ def _to_fp16(
 
 
 def _to_int8(
-    fp32: Path, output: Path, dataset: Any, spec: Spec, plugins: PluginManager, options: ExportSpec
+    fp32: Path, output: Path, dataset: Any, spec: Spec, builder: Builder, options: ExportSpec
 ) -> list[str]:
     from toolkit.export.precision import quantize_int8
     from toolkit.export.verify import compare_metrics
@@ -204,7 +202,7 @@ def _to_int8(
     if not options.verify:
         return [f"quantized to int8 (calibrated on {count} images)"]
     headline, fp32_value, int8_value = compare_metrics(
-        fp32, output, dataset, plugins, limit=options.metric_images
+        fp32, output, dataset, builder, limit=options.metric_images
     )
     scored = min(options.metric_images, len(dataset))
     return [
@@ -212,3 +210,24 @@ def _to_int8(
         f"{headline} on {scored} images of the data: fp32 {fp32_value:.4f}, int8 {int8_value:.4f} "
         f"(change {int8_value - fp32_value:+.4f})",
     ]
+
+
+def run(args: argparse.Namespace) -> int:
+    """`toolkit export SPEC --checkpoint CKPT | CKPT`: the file and the verification report."""
+    if args.output:
+        check_output_file(args.output, "-o", example="model.onnx")
+    for line in run_export(
+        args.target,
+        Builder(args.manager),
+        checkpoint=args.checkpoint,
+        overrides=args.overrides,
+        output=args.output,
+        opset=args.opset,
+        dynamic=args.dynamic,
+        decode=args.decode,
+        fp16=args.fp16,
+        int8=args.int8,
+        verify=args.verify,
+    ):
+        print(line)
+    return 0

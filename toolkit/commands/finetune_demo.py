@@ -25,12 +25,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from toolkit.build import build_dataset
-from toolkit.engine.demo import demo_config, fresh_run_dir
+from toolkit.build import Builder
+from toolkit.engine.run_dir import demo_config, fresh_run_dir
 from toolkit.engine.trainer import RunSummary, train
 from toolkit.errors import ToolkitError
 from toolkit.loading import load_model
-from toolkit.plugins import PluginManager
 from toolkit.spec import load_spec
 from toolkit.table import format_table
 
@@ -93,7 +92,7 @@ class RowResult:
         }
 
 
-def pretrained_weights(out: Path, weights: Path | None, *, plugins: PluginManager) -> Path:
+def pretrained_weights(out: Path, weights: Path | None, builder: Builder) -> Path:
     """`weights` when given (it must exist), else OUT/pretrain/best.pt, pretrained now if missing."""
     if weights is not None:
         if not weights.is_file():
@@ -104,23 +103,25 @@ def pretrained_weights(out: Path, weights: Path | None, *, plugins: PluginManage
         print(f"pretrained backbone: {kept} (delete it to pretrain again)")
         return kept
     print(f"pretraining the backbone once ({PRETRAIN_CONFIG}); later runs reuse {kept}")
-    spec = load_spec(demo_config(None, PRETRAIN_CONFIG), [], plugins=plugins)
-    summary = train(spec, out_dir=fresh_run_dir(out / "pretrain"), plugins=plugins, show_progress=True)
+    spec = load_spec(demo_config(None, PRETRAIN_CONFIG), [], plugins=builder.plugins)
+    summary = train(
+        spec, out_dir=fresh_run_dir(out / "pretrain"), plugins=builder.plugins, show_progress=True
+    )
     headline = summary.best_metric
     value = summary.final_metrics.get(headline, float("nan"))
     print(f"pretraining: {headline} {value:.3f} in {summary.train_seconds:.0f} s")
     return kept
 
 
-def render_once(config: Path, overrides: Sequence[str], *, plugins: PluginManager) -> None:
+def render_once(config: Path, overrides: Sequence[str], builder: Builder) -> None:
     """Read every image of both splits once, so the datasets keep them for all the runs.
 
     The presence dataset keeps what it rendered in its process; DataLoader workers forked
     later inherit those images instead of drawing them again in every run.
     """
-    spec = load_spec(config, list(overrides), plugins=plugins)
+    spec = load_spec(config, list(overrides), plugins=builder.plugins)
     for split in ("train", "val"):
-        dataset = build_dataset(spec, split, plugins=plugins)
+        dataset = builder.dataset(spec, split)
         for index in range(len(dataset)):
             dataset[index]
 
@@ -139,7 +140,7 @@ def run_variant(
     weights: Path,
     seeds: Sequence[int],
     out: Path,
-    plugins: PluginManager,
+    builder: Builder,
     extra: Sequence[str] = (),
     name: str | None = None,
     report: Callable[[str], None] = print,
@@ -152,11 +153,11 @@ def run_variant(
         spec = load_spec(
             config,
             [*overrides, *start, *row.variant.overrides, f"train.seed={seed}", "train.plots=false"],
-            plugins=plugins,
+            plugins=builder.plugins,
         )
         torch.manual_seed(seed)
         run_dir = fresh_run_dir(folder / f"seed{seed}")
-        summary = train(spec, out_dir=run_dir, plugins=plugins, show_progress=False)
+        summary = train(spec, out_dir=run_dir, plugins=builder.plugins, show_progress=False)
         balanced, f1 = _metrics(summary)
         row.balanced_accuracy.append(balanced)
         row.f1.append(f1)
@@ -188,11 +189,11 @@ def precision_recall(scores: np.ndarray, labels: np.ndarray) -> dict[str, np.nda
     return {"precision": precision, "recall": recall, "f1": f1, "threshold": scores[distinct]}
 
 
-def presence_scores(run_dir: Path, *, plugins: PluginManager) -> tuple[np.ndarray, np.ndarray]:
+def presence_scores(run_dir: Path, builder: Builder) -> tuple[np.ndarray, np.ndarray]:
     """The run's best model's presence probability on every held-out image, and the true labels."""
-    model = load_model(run_dir / "best.pt", plugins=plugins)
-    spec = load_spec(run_dir / "spec.yaml", [], plugins=plugins)
-    dataset = build_dataset(spec, "val", plugins=plugins)
+    model = load_model(run_dir / "best.pt", plugins=builder.plugins)
+    spec = load_spec(run_dir / "spec.yaml", [], plugins=builder.plugins)
+    dataset = builder.dataset(spec, "val")
     positive = list(model.class_names).index(POSITIVE)
     scores, labels = [], []
     for start in range(0, len(dataset), 64):
@@ -251,8 +252,8 @@ def _table(rows: Sequence[RowResult]) -> str:
 
 def run_finetune_demo(
     out: Path,
+    builder: Builder,
     *,
-    plugins: PluginManager,
     weights: Path | None = None,
     config: Path | None = None,
     overrides: Sequence[str] = (),
@@ -262,7 +263,7 @@ def run_finetune_demo(
     if seeds < 1:
         raise ToolkitError(f"--seeds must be at least 1, got {seeds}")
     started = time.perf_counter()
-    weights = pretrained_weights(out, weights, plugins=plugins)
+    weights = pretrained_weights(out, weights, builder)
     config = demo_config(config, FINETUNE_CONFIG)
     folder = out / "finetune"
     folder.mkdir(parents=True, exist_ok=True)
@@ -271,9 +272,9 @@ def run_finetune_demo(
         "overrides": list(overrides),
         "weights": weights,
         "out": folder,
-        "plugins": plugins,
+        "builder": builder,
     }
-    render_once(config, overrides, plugins=plugins)
+    render_once(config, overrides, builder)
     seed_list = list(range(seeds))
     rows = []
     for variant in VARIANTS:
@@ -288,7 +289,7 @@ def run_finetune_demo(
             **common,
         )
     )
-    scores, labels = presence_scores(best.runs[0], plugins=plugins)
+    scores, labels = presence_scores(best.runs[0], builder)
     curve = precision_recall(scores, labels)
     index = int(np.argmax(curve["f1"]))
     pr_path = save_pr_curve(
