@@ -36,9 +36,9 @@ import torch
 from toolkit.attacks.objectives import attack_mode, input_gradient
 from toolkit.attacks.run import attack_data, build_attack, objective_of, run_attack_on
 from toolkit.build import Builder, build_model
+from toolkit.checkpoints import resolve_target
 from toolkit.contracts import FitsOnData
 from toolkit.engine.trainer import train
-from toolkit.loading import resolve_target
 from toolkit.plugins import PluginManager
 from toolkit.spec import Spec, load_spec
 

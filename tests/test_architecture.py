@@ -78,7 +78,7 @@ def test_the_cycle_finder_finds_a_cycle() -> None:
 
 def test_toolkit_has_no_import_cycles() -> None:
     graph = import_graph()
-    assert "toolkit.spec.files" in graph and "toolkit.loading" in graph["toolkit.commands.evaluate"]
+    assert "toolkit.spec.files" in graph and "toolkit.checkpoints" in graph["toolkit.commands.evaluate"]
     assert cycles(graph) == []
 
 
@@ -98,5 +98,5 @@ def test_each_command_goes_straight_down_the_core(tmp_path: Path) -> None:
     report = trace_commands(tmp_path)
     assert set(report) == {"eval CKPT", "predict CKPT", "export CKPT", "attack CKPT"}
     for command, found in report.items():
-        assert "toolkit.build" in found["modules"] and "toolkit.loading" in found["modules"], command
+        assert "toolkit.build" in found["modules"] and "toolkit.checkpoints" in found["modules"], command
         assert found["calls_back"] == [], (command, found["calls_back"])

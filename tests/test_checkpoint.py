@@ -13,12 +13,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from toolkit.engine.checkpoint import load_checkpoint, save_atomic
+from toolkit.checkpoints import load_checkpoint
+from toolkit.engine.saving import save_atomic
 from toolkit.errors import ToolkitError
 
 SAVER = """
 import sys, torch
-from toolkit.engine.checkpoint import save_atomic
+from toolkit.engine.saving import save_atomic
 path = sys.argv[1]
 state = {"model": {"w": torch.randn(4_000_000)}, "step": 0}
 print("ready", flush=True)

@@ -24,14 +24,13 @@ from conftest import run_cli, run_cli_here
 from detector_files import CATEGORY_IDS
 from PIL import Image
 
-from toolkit.build import Builder
+from toolkit.build import Builder, load_model
 from toolkit.data.images import read_image
 from toolkit.data.writers import write_coco
 from toolkit.engine.report import format_run_summary
 from toolkit.engine.trainer import RunSummary
 from toolkit.errors import ToolkitError
 from toolkit.export.runtime import OnnxModel
-from toolkit.loading import load_model
 from toolkit.plugins import PluginManager
 
 
@@ -273,8 +272,8 @@ def test_onnx_metadata_that_contradicts_the_file_is_refused(
 def test_attack_onnx_of_another_input_size_is_refused_before_the_attack(
     detector: dict[str, Path], manager: PluginManager, tmp_path: Path
 ) -> None:
+    from toolkit.checkpoints import resolve_target
     from toolkit.commands.attack import run_attack_command
-    from toolkit.loading import resolve_target
 
     loaded = resolve_target(detector["checkpoint"], None, ["model.input_size=96"], builder=Builder(manager))
     model, spec = loaded.model, loaded.spec

@@ -22,8 +22,8 @@ from hostile_assertions import changes, snapshot
 from hostile_runner import Case, Result, assert_refused, run_cases
 from PIL import Image
 
+from toolkit.build import load_model
 from toolkit.export.onnx_export import export_onnx
-from toolkit.loading import load_model
 from toolkit.plugins import PluginManager
 
 

@@ -24,7 +24,8 @@ import yaml
 from conftest import FIXTURE_PLUGINS, run_cli
 from hostile_assertions import changes, error_line, snapshot
 
-from toolkit.engine.checkpoint import load_checkpoint, save_atomic
+from toolkit.checkpoints import load_checkpoint
+from toolkit.engine.saving import save_atomic
 
 SPEC = {
     "plugins": ["fixture_tiny"],

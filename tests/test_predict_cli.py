@@ -15,7 +15,6 @@ from PIL import Image
 
 from toolkit.build import Builder, build_model
 from toolkit.commands.predict import (
-    coco_detections,
     describe,
     find_images,
     jsonable,
@@ -128,10 +127,21 @@ def test_small_helpers() -> None:
     taken: set[str] = set()
     assert [unique_name(stem, taken) for stem in ("a", "b", "a", "a")] == ["a", "b", "a_1", "a_2"]
     record = {"image": "x.png", "boxes": [[1.0, 2.0, 4.0, 8.0]], "scores": [0.5], "labels": [2]}
-    assert coco_detections([record], [7, 8, 9]) == [
-        {"image_id": 0, "file_name": "x.png", "category_id": 9, "bbox": [1.0, 2.0, 3.0, 6.0], "score": 0.5}
-    ]
-    assert coco_detections([record], None)[0]["category_id"] == 2
+    from toolkit_plugins.tasks.detection_task import DetectionTask
+
+    files = DetectionTask().result_files([record], [7, 8, 9], [0])
+    assert files == {
+        "results_coco.json": [
+            {
+                "image_id": 0,
+                "category_id": 9,
+                "bbox": [1.0, 2.0, 3.0, 6.0],
+                "score": 0.5,
+                "file_name": "x.png",
+            }
+        ]
+    }
+    assert DetectionTask().result_files([record], None, [5])["results_coco.json"][0]["category_id"] == 2
     result = {"boxes": torch.zeros(2, 4), "scores": torch.tensor([0.5, 0.25]), "class_names": ["a", "b"]}
     assert jsonable(result)["scores"] == [0.5, 0.25]
     assert describe(result) == "boxes: 2, scores: 2, class_names: ['a', 'b']"

@@ -1,4 +1,4 @@
-"""ResNetBackbone: shapes, freezing, norm_eval, ImageNet weights and local files via toolkit.weights."""
+"""ResNetBackbone: shapes, freezing, norm_eval, ImageNet weights and local files via toolkit.checkpoints."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import torchvision
 from pydantic import ValidationError
 from torch import nn
 
+from toolkit.checkpoints import load_pretrained
 from toolkit.contracts import IMAGENET_NORMALIZATION, FeatureInfo, FeatureLevel
 from toolkit.errors import ToolkitError
-from toolkit.weights import load_pretrained
 from toolkit_plugins.backbones.centre_tap import CentreTapConv2d, use_plain_conv
 from toolkit_plugins.backbones.resnet import ResNetParams, _input_multiple
 from toolkit_plugins.backbones.resnet_modules import ResNetBackbone
@@ -357,7 +357,7 @@ def test_forward_levels_match_the_declared_levels_and_forward(depth: int, last_s
 
 
 def test_path_in_the_constructor_points_to_the_core(tv18_file: Path) -> None:
-    with pytest.raises(ToolkitError, match=r"'none' or 'imagenet'.*toolkit\.weights\.load_pretrained"):
+    with pytest.raises(ToolkitError, match=r"'none' or 'imagenet'.*toolkit\.checkpoints\.load_pretrained"):
         ResNetBackbone(18, pretrained=str(tv18_file))  # type: ignore[arg-type]
 
 

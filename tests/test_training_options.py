@@ -14,7 +14,7 @@ from conftest import FIXTURE_PLUGINS
 from torch import nn
 
 import toolkit
-from toolkit.engine.checkpoint import load_checkpoint
+from toolkit.checkpoints import load_checkpoint
 from toolkit.engine.ema import WeightsAverage, ema_decay
 from toolkit.errors import ToolkitError
 from toolkit.plugins import PluginManager

@@ -1,4 +1,4 @@
-"""toolkit.weights: reading state-dict files and loading them into any module (a tiny Sequential here)."""
+"""toolkit.checkpoints: reading state-dict files and loading them into any module (a tiny Sequential here)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 import torch
 from torch import nn
 
+from toolkit.checkpoints import load_pretrained, load_weights, read_state_dict
 from toolkit.errors import ToolkitError
-from toolkit.weights import load_pretrained, load_weights, read_state_dict
 
 
 def _tiny(seed: int = 0) -> nn.Sequential:

@@ -12,10 +12,9 @@ from toolkit.hookspecs import hookimpl
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from toolkit.build import build_model
+    from toolkit.build import build_model, load_model
     from toolkit.engine.trainer import train
     from toolkit.errors import ToolkitError, UnknownComponentError
-    from toolkit.loading import load_model
     from toolkit.plugins import PluginManager, get_plugin_manager
     from toolkit.registry import Registry
     from toolkit.spec import Spec, SpecError, load_spec, spec_json_schema
@@ -23,7 +22,7 @@ if TYPE_CHECKING:
 _LAZY = {
     "build_model": "toolkit.build",
     "train": "toolkit.engine.trainer",
-    "load_model": "toolkit.loading",
+    "load_model": "toolkit.build",
     "load_spec": "toolkit.spec",
     "Spec": "toolkit.spec",
     "SpecError": "toolkit.spec",

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from toolkit.checkpoints import load_pretrained, resolve_target
 from toolkit.contracts import (
     IMAGENET_NORMALIZATION,
     FeatureInfo,
@@ -65,6 +66,14 @@ def build_model(
     return Builder(plugins).model(spec)
 
 
+def load_model(
+    path: str | Path, *, device: str | torch.device = "cpu", plugins: PluginManager | None = None
+) -> ToolkitModel:
+    """The model of a run's checkpoint (`best.pt` / `last.pt`), in eval mode, on `device` (components
+    from `plugins`, default the process-wide plugin manager)."""
+    return resolve_target(path, builder=Builder(plugins), as_checkpoint=True).model.to(device)
+
+
 class Builder:
     """Builds spec sections into checked components from one plugin manager's registries (the
     process-wide one when none is given)."""
@@ -98,7 +107,7 @@ class Builder:
         return task
 
     def backbone(self, ref: ComponentSpec) -> nn.Module:
-        """The backbone, with `pretrained: PATH` loaded by the core for any backbone (toolkit.weights)."""
+        """The backbone, with `pretrained: PATH` loaded by the core for any backbone (toolkit.checkpoints)."""
         entry = self.registry(BACKBONE).get(ref.type, path="model.backbone.type")
         data = _params_of(ref)
         value = data.get(PRETRAINED, NO_WEIGHTS)
@@ -113,8 +122,6 @@ class Builder:
         backbone = construct(entry, entry.params.model_validate(data), path="model.backbone")
         check_component(BACKBONE, ref.type, backbone, entry.plugin)
         if weights_file is not None:
-            from toolkit.weights import load_pretrained
-
             ignored = backbone.ignored_weight_prefixes if isinstance(backbone, IgnoresWeightKeys) else ()
             load_pretrained(backbone, weights_file, component=ref.type, ignore_prefixes=tuple(ignored))
         return backbone

@@ -336,6 +336,26 @@ class ComparesOutputs(Protocol):
 
 
 @runtime_checkable
+class WritesResultFiles(Protocol):
+    """Optional task part: the files `toolkit predict --out` writes beside predictions.json.
+
+    `result_file_names` lists them (checked against files the toolkit did not write before any is
+    written); `result_files(records, category_ids, image_ids)` gives each file's JSON document from
+    predict's records (`{"image": path, **result}`, JSON values), the dataset's category id of each
+    label (or None) and each record's image id (detection: COCO's results_coco.json).
+    """
+
+    result_file_names: tuple[str, ...]
+
+    def result_files(
+        self,
+        records: Sequence[Mapping[str, Any]],
+        category_ids: Sequence[int] | None,
+        image_ids: Sequence[int],
+    ) -> dict[str, Any]: ...
+
+
+@runtime_checkable
 class HasAttackObjectives(Protocol):
     """Optional task part: the objectives attacks maximize (`attack_objectives[0]` is the default) and
     `attack_loss(outputs, targets, objective=, target_class=)`, a per-image loss [N] that grows as

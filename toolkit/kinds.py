@@ -44,7 +44,7 @@ TASK = Kind(
     "task",
     "toolkit_register_tasks",
     c.Task,
-    optional=(c.ComparesOutputs, c.HasAttackObjectives, c.JudgesAttacks),
+    optional=(c.ComparesOutputs, c.WritesResultFiles, c.HasAttackObjectives, c.JudgesAttacks),
     values=c.task_value_problems,
 )
 BACKBONE = Kind(

@@ -1,7 +1,7 @@
 """ResNet-18/50 trunks built from torchvision, with ImageNet weights and stage freezing.
 
 Imported only when a model is built (see `resnet.py`), so torch stays out of plugin listing.
-Local state-dict files are loaded by the core (`toolkit.weights`), as for every backbone.
+Local state-dict files are loaded by the core (`toolkit.checkpoints`), as for every backbone.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import torchvision
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from toolkit.checkpoints import download_state_dict, load_weights
 from toolkit.contracts import IMAGENET_NORMALIZATION, FeatureInfo, Normalization
 from toolkit.errors import ToolkitError
-from toolkit.weights import download_state_dict, load_weights
 from toolkit_plugins.backbones.centre_tap import use_centre_tap
 
 _DEPTHS: dict[int, tuple[Any, Any, int]] = {
@@ -32,7 +32,7 @@ class ResNetBackbone(nn.Module):
     `forward_levels(images)` returns the outputs of the four stages, finest first, with the
     (channels, stride) of each in `levels`; the last is `forward`'s map (for skip connections).
     Children keep torchvision's names (conv1, bn1, relu, maxpool, layer1..layer4), so a
-    torchvision state dict loads as is: `toolkit.weights.load_pretrained(backbone, path,
+    torchvision state dict loads as is: `toolkit.checkpoints.load_pretrained(backbone, path,
     component="resnet50", ignore_prefixes=ResNetBackbone.ignored_weight_prefixes)` (what the
     builder does for a spec's `pretrained: PATH`). Inputs are expected normalized with
     `normalization` (ImageNet's), with sides multiples of `input_multiple` (= `stride`).
@@ -74,7 +74,7 @@ class ResNetBackbone(nn.Module):
             raise ToolkitError(
                 f"ResNetBackbone: pretrained must be 'none' or 'imagenet', got {pretrained!r}; load a "
                 "local state-dict file through the builder (spec `pretrained: PATH`) or "
-                f"toolkit.weights.load_pretrained(backbone, path, component='resnet{depth}', "
+                f"toolkit.checkpoints.load_pretrained(backbone, path, component='resnet{depth}', "
                 "ignore_prefixes=ResNetBackbone.ignored_weight_prefixes)"
             )
         if last_stride not in (1, 2):

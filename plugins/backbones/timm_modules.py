@@ -4,7 +4,7 @@ Imported only when a model is built or its input multiple is read (see `timm.py`
 torch stay out of plugin listing. The feature levels are timm's `feature_info` (channels and
 reduction per level); the normalization is the model's pretrained config; the state-dict keys are
 the names of timm's own (classification) model, so a timm state dict loads through the core
-(`toolkit.weights`) whatever the wrapper timm picks for `features_only`.
+(`toolkit.checkpoints`) whatever the wrapper timm picks for `features_only`.
 """
 
 from __future__ import annotations
@@ -187,7 +187,7 @@ class TimmBackbone(nn.Module):
     config (mean, std); `input_multiple` the lcm of the levels' strides.
 
     State-dict keys are those of `timm.create_model(model_name)` (its classification model), so a
-    timm state dict loads through `toolkit.weights`; `ignored_weight_prefixes` lists the keys of
+    timm state dict loads through `toolkit.checkpoints`; `ignored_weight_prefixes` lists the keys of
     timm's model that the feature extractor drops (classifier, layers after the last level).
 
     pretrained: "none" or "imagenet" (timm's default pretrained weights for `model_name`, loaded by
@@ -210,7 +210,7 @@ class TimmBackbone(nn.Module):
         if pretrained not in ("none", "imagenet"):
             raise ToolkitError(
                 f"TimmBackbone: pretrained must be 'none' or 'imagenet', got {pretrained!r}; load a local "
-                "file through the builder (spec `pretrained: PATH`) or toolkit.weights.load_pretrained"
+                "file through the builder (spec `pretrained: PATH`) or toolkit.checkpoints.load_pretrained"
             )
         self.model_name = model_name
         self.body = create_features(model_name, out_indices, pretrained=pretrained == "imagenet")

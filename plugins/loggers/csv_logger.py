@@ -77,7 +77,7 @@ class CsvLogger:
         self.flush()
 
     def _rewrite(self) -> None:
-        from toolkit.engine.checkpoint import write_atomic
+        from toolkit.engine.saving import write_atomic
 
         text = io.StringIO(newline="")
         writer = self._writer(text)

@@ -100,9 +100,9 @@ def coco_results(results: Sequence[Mapping[str, Any]], image_ids: Sequence[Any])
         raise ValueError(f"{len(results)} image results but {len(image_ids)} image ids")
     detections: list[dict[str, Any]] = []
     for result, image_id in zip(results, image_ids, strict=True):
-        boxes = _cpu(result["boxes"]).to(torch.float64).reshape(-1, 4)
+        boxes = _cpu(result["boxes"], torch.float64).reshape(-1, 4)
         xywh = torch.cat([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], dim=1)
-        scores = _cpu(result["scores"]).to(torch.float64).reshape(-1)
+        scores = _cpu(result["scores"], torch.float64).reshape(-1)
         labels = _cpu(result["labels"]).to(torch.int64).reshape(-1)
         image = int(_cpu(image_id))
         detections += [
@@ -128,6 +128,8 @@ def detections_to_coco(
     return coco_results(results, [item["image_id"] for item in meta])
 
 
-def _cpu(value: Any) -> torch.Tensor:
-    """A detached CPU tensor from a tensor on any device, a number or a list."""
-    return value.detach().cpu() if torch.is_tensor(value) else torch.as_tensor(value)
+def _cpu(value: Any, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """A detached CPU tensor (of `dtype` when given) from a tensor on any device, a number or a list
+    (Python floats become float64 without a round trip through float32)."""
+    tensor = value.detach().cpu() if torch.is_tensor(value) else torch.as_tensor(value, dtype=dtype)
+    return tensor if dtype is None else tensor.to(dtype)

@@ -14,7 +14,7 @@ from toolkit_plugins.tasks.attack_objectives import (
     detection_attack_loss,
     detection_attack_success,
 )
-from toolkit_plugins.tasks.detection_results import image_results
+from toolkit_plugins.tasks.detection_results import coco_results, image_results
 
 if TYPE_CHECKING:
     from toolkit_plugins.tasks.detection_evaluator import DetectionEvaluator
@@ -35,6 +35,7 @@ class DetectionTask:
     metric_names: tuple[str, ...] = ("AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large", "VOC_mAP50")
     best_metric: str = "AP"
     lower_is_better: tuple[str, ...] = ()  # every metric: higher is better
+    result_file_names: tuple[str, ...] = ("results_coco.json",)
     output_names: Mapping[str, str] = {  # a plain dict: JSON-serializable; read-only by convention
         "boxes": "[N, K, 4] float32, xyxy in input pixels",
         "scores": "[N, K] float32, descending",
@@ -105,6 +106,24 @@ class DetectionTask:
         for result in results:
             result["class_names"] = [_class_name(class_names, label) for label in result["labels"].tolist()]
         return results
+
+    def result_files(
+        self,
+        records: Sequence[Mapping[str, Any]],
+        category_ids: Sequence[int] | None,
+        image_ids: Sequence[int],
+    ) -> dict[str, Any]:
+        """results_coco.json: `{image_id, file_name, category_id, bbox [x, y, w, h], score}` per
+        detection of predict's records, category_id the dataset's own id (`category_ids[label]`)
+        when known, else the label."""
+        detections = []
+        for record, image_id in zip(records, image_ids, strict=True):
+            for detection in coco_results([record], [image_id]):
+                label = detection["category_id"]
+                known = category_ids is not None and 0 <= label < len(category_ids)
+                detection["category_id"] = int(category_ids[label]) if known else label  # type: ignore[index]
+                detections.append({**detection, "file_name": record["image"]})
+        return {"results_coco.json": detections}
 
     def evaluator(self, dataset: Any, class_names: Sequence[str]) -> DetectionEvaluator:
         """COCO AP and VOC mAP@0.5 against `dataset.ground_truth()`."""

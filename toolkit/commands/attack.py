@@ -110,8 +110,8 @@ def sweep_plot(
 
 
 def headline(model: ToolkitModel) -> list[str]:
-    names = list(model.task.metric_names)
-    return names[:2] if "AP50" not in names else ["AP", "AP50"]
+    """The task's first two metrics (its headline first): the report's table."""
+    return list(model.task.metric_names)[:2]
 
 
 def report_table(report: dict[str, Any], metrics: Sequence[str]) -> str:
@@ -284,7 +284,7 @@ def check_attackable(model: ToolkitModel) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """`toolkit attack SPEC --checkpoint CKPT | CKPT`: the report folder, the table."""
-    from toolkit.loading import is_checkpoint
+    from toolkit.checkpoints import is_checkpoint
 
     target = Path(args.checkpoint or args.target)
     name = f"{target.parent.name}_{target.stem}" if is_checkpoint(target) else target.stem
@@ -296,7 +296,7 @@ def run(args: argparse.Namespace) -> int:
     if args.sweep:
         parse_sweep(args.sweep)  # a typo fails before torch is imported
 
-    from toolkit.loading import resolve_target
+    from toolkit.checkpoints import resolve_target
 
     builder = Builder(args.manager)
     loaded = resolve_target(args.target, args.checkpoint, args.overrides, builder=builder)

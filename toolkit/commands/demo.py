@@ -7,14 +7,13 @@ import argparse
 import time
 from pathlib import Path
 
-from toolkit.build import Builder
+from toolkit.build import Builder, load_model
 from toolkit.commands.finetune_demo import run_finetune_demo
 from toolkit.engine.report import format_run_summary
 from toolkit.engine.run_dir import demo_config, fresh_run_dir
 from toolkit.engine.trainer import RunSummary, train
 from toolkit.engine.visualize import save_predictions
 from toolkit.errors import ToolkitError
-from toolkit.loading import load_model
 from toolkit.spec import load_spec
 
 DETECTION_CONFIG = Path("configs/demo_centernet_shapes.yaml")

@@ -43,8 +43,8 @@ def evaluate_model(
 
 def run(args: argparse.Namespace) -> int:
     """`toolkit eval SPEC --checkpoint CKPT | CKPT`: print (and with --out write) the metrics."""
+    from toolkit.checkpoints import is_checkpoint
     from toolkit.errors import ToolkitError
-    from toolkit.loading import is_checkpoint
     from toolkit.spec import load_spec
 
     out = check_output_dir(args.out, "--out") if args.out else None
@@ -58,8 +58,8 @@ def run(args: argparse.Namespace) -> int:
                 "checkpoint alone (toolkit eval runs/.../best.pt) to use the spec it carries"
             )
         load_spec(args.spec, args.overrides, plugins=args.manager)
+    from toolkit.checkpoints import resolve_target
     from toolkit.engine.report import format_metrics  # torch: after the user's mistakes
-    from toolkit.loading import resolve_target
 
     builder = Builder(args.manager)
     loaded = resolve_target(args.spec, args.checkpoint, args.overrides, builder=builder, needs_data=True)

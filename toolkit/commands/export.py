@@ -35,7 +35,7 @@ def _load(
     target: str, checkpoint: str | None, overrides: Sequence[str], builder: Builder
 ) -> tuple[Any, Spec, Path]:
     """(model with weights, the spec, the default output path)."""
-    from toolkit.loading import resolve_target
+    from toolkit.checkpoints import resolve_target
 
     loaded = resolve_target(target, checkpoint, overrides, builder=builder)
     return loaded.model, loaded.spec, loaded.path.with_suffix(".onnx")

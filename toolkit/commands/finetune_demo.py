@@ -25,11 +25,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from toolkit.build import Builder
+from toolkit.build import Builder, load_model
 from toolkit.engine.run_dir import demo_config, fresh_run_dir
 from toolkit.engine.trainer import RunSummary, train
 from toolkit.errors import ToolkitError
-from toolkit.loading import load_model
 from toolkit.spec import load_spec
 from toolkit.table import format_table
 

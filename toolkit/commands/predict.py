@@ -17,17 +17,16 @@ from pathlib import Path
 from typing import Any
 
 from toolkit.build import Builder
-from toolkit.contracts import Predictor
+from toolkit.contracts import Predictor, WritesResultFiles
 from toolkit.errors import EXIT_USER_ERROR, BadSampleError, ToolkitError
 from toolkit.outputs import check_no_overwrite, check_output_dir, record_written
 
 #: what a folder is searched for (any case)
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
-#: the JSON files `--out` receives (beside one drawn PNG per image)
-RESULT_FILES = ("predictions.json", "results_coco.json")
+#: the JSON file `--out` receives for every model (beside one drawn PNG per image, and the task's
+#: own files: `WritesResultFiles`)
+RESULT_FILES = ("predictions.json",)
 SPEC_SUFFIXES = frozenset({".yaml", ".yml", ".json"})
-#: the decoded outputs that make results COCO detections (boxes xyxy, scores, labels)
-DETECTION_OUTPUTS = frozenset({"boxes", "scores", "labels"})
 
 
 def jsonable(value: Any) -> Any:
@@ -130,8 +129,8 @@ def load_predictor(
         raise ToolkitError(
             f"--provider {provider} applies to ONNX files; {model!r} runs in torch (use --device)"
         )
+    from toolkit.checkpoints import resolve_target
     from toolkit.engine.distributed import resolve_device
-    from toolkit.loading import resolve_target
 
     torch_device = resolve_device(device)
     loaded = resolve_target(path, checkpoint, builder=builder, as_checkpoint=not is_spec)
@@ -145,34 +144,6 @@ def _cuda_index(device: str) -> int:
 
 
 # -- outputs ------------------------------------------------------------------------------------
-def coco_detections(
-    records: Sequence[Mapping[str, Any]],
-    category_ids: Sequence[int] | None,
-    image_ids: Sequence[int] | None = None,
-) -> list[dict[str, Any]]:
-    """COCO results `{image_id, file_name, category_id, bbox [x, y, w, h], score}` of JSON records
-    (`image`, `boxes` xyxy, `scores`, `labels`); image_id is `image_ids[i]` (a COCO file's ids) or the
-    record's position, category_id the dataset's original id (`category_ids[label]`) when known, else
-    the label."""
-    detections = []
-    for position, record in enumerate(records):
-        image_id = image_ids[position] if image_ids is not None else position
-        for (x1, y1, x2, y2), score, label in zip(
-            record["boxes"], record["scores"], record["labels"], strict=True
-        ):
-            known = category_ids is not None and 0 <= label < len(category_ids)
-            detections.append(
-                {
-                    "image_id": image_id,
-                    "file_name": record["image"],
-                    "category_id": int(category_ids[label]) if known else int(label),  # type: ignore[index]
-                    "bbox": [x1, y1, x2 - x1, y2 - y1],
-                    "score": score,
-                }
-            )
-    return detections
-
-
 def drawn_names(paths: Sequence[Path]) -> dict[Path, str]:
     """The PNG each input is drawn into: its stem, made unique in input order (`a.png`, `a_1.png`)."""
     taken: set[str] = set(Path(name).stem for name in RESULT_FILES)
@@ -219,10 +190,11 @@ def run_predict(
     Lines: one per input (`PATH: result` or `PATH: cannot read: reason`) and a summary, or with
     `as_json` the records as one JSON text (then the failures go to stderr, so stdout stays JSON).
     With `out_dir`: predictions.json (one record `{"image": path, **result}` per predicted image),
-    results_coco.json for detection models and one drawn PNG per image, named after its stem. Nothing
-    is written over an input or over a file there that the toolkit did not write (checked before the
-    model is loaded). With `coco_gt` (a COCO annotation file), results_coco.json carries that file's
-    image and category ids, so it scores against it as it is.
+    the task's own result files (`WritesResultFiles`; detection: results_coco.json) and one drawn PNG
+    per image, named after its stem. Nothing is written over an input or over a file there that the
+    toolkit did not write (checked before the model is loaded; the task's files once it is). With
+    `coco_gt` (a COCO annotation file), the records carry that file's image and category ids, so
+    results_coco.json scores against it as it is.
     """
     import torch
 
@@ -245,7 +217,10 @@ def run_predict(
         check_no_overwrite(out, planned, "--out", inputs={p.resolve() for p in paths if p.exists()})
     predictor = load_predictor(model, builder, checkpoint=checkpoint, device=device, provider=provider)
     category_ids = gt.category_ids(predictor.class_names) if gt is not None else predictor.category_ids
+    task_files = predictor.task.result_file_names if isinstance(predictor.task, WritesResultFiles) else ()
     if out is not None:
+        check_no_overwrite(out, list(task_files), "--out", inputs={p.resolve() for p in paths if p.exists()})
+        planned += task_files
         out.mkdir(parents=True, exist_ok=True)
         record_written(out, planned)  # before writing: a run killed halfway may be run again
     records: list[dict[str, Any]] = []
@@ -288,10 +263,11 @@ def run_predict(
     if out is not None:
         (out / "predictions.json").write_text(json.dumps(records, indent=2), encoding="utf-8")
         written.append("predictions.json")
-        if set(predictor.task.output_names) >= DETECTION_OUTPUTS:
-            coco = coco_detections(records, category_ids, ids_of_records)
-            (out / "results_coco.json").write_text(json.dumps(coco), encoding="utf-8")
-            written.append("results_coco.json")
+        if isinstance(predictor.task, WritesResultFiles):
+            files = predictor.task.result_files(records, category_ids, ids_of_records)
+            for name in task_files:
+                (out / name).write_text(json.dumps(files[name]), encoding="utf-8")
+                written.append(name)
     if as_json:
         return [json.dumps(records, indent=2)], failed
     summary = f"{len(records)} images predicted, {failed} failed"

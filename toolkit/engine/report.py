@@ -7,17 +7,14 @@ from typing import Any
 
 from toolkit.table import format_table
 
-COUNTERS = ("images", "detections", "skipped")
-
 
 def format_metrics(metrics: dict[str, Any], names: Sequence[str] = ()) -> str:
-    """The task's metrics (`names`, headline first; default: every scalar) and the counters, as a
-    table; then, when `metrics["per_class"]` is `{class: {column: number}}`, a per-class table."""
-    names = list(names) or [
-        key for key, value in metrics.items() if isinstance(value, float) and key not in COUNTERS
-    ]
+    """The task's metrics (`names`, headline first; default: every float) and its counters (the int
+    entries, e.g. images, skipped and the task's own such as detections), as a table; then, when
+    `metrics["per_class"]` is `{class: {column: number}}`, a per-class table."""
+    names = list(names) or [key for key, value in metrics.items() if isinstance(value, float)]
     rows = [[key, f"{float(metrics[key]):.4f}"] for key in names if key in metrics]
-    rows += [[key, metrics[key]] for key in COUNTERS if key in metrics]
+    rows += [[key, value] for key, value in metrics.items() if _is_count(value) and key not in names]
     text = format_table(["metric", "value"], rows)
     per_class = format_per_class(metrics.get("per_class"))
     return f"{text}\n\n{per_class}" if per_class else text
@@ -41,6 +38,10 @@ def format_per_class(per_class: Any) -> str:
     columns = counts + [c for c in columns if c not in counts]
     rows = [[str(name), *(_cell(values[column]) for column in columns)] for name, values in per_class.items()]
     return format_table(["class", *(column.replace("_", " ") for column in columns)], rows)
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _is_number(value: Any) -> bool:

@@ -17,26 +17,25 @@ import yaml
 from torch import nn
 
 from toolkit.build import Builder, data_section
+from toolkit.checkpoints import load_training_checkpoint, require_safetensors
 from toolkit.contracts import CountsBoxQuirks, Freezable, component_in_traceback
 from toolkit.data.categories import dataset_category_ids
 from toolkit.engine import distributed
-from toolkit.engine.checkpoint import (
-    FORMAT_VERSION,
-    load_training_checkpoint,
-    remove_stale_temp_files,
-    require_safetensors,
-    rng_state,
-    save_atomic,
-    save_safetensors,
-    set_rng_state,
-    write_atomic,
-)
 from toolkit.engine.ema import WeightsAverage
 from toolkit.engine.evaluate import evaluate
 from toolkit.engine.loggers import RunLoggers
 from toolkit.engine.logs import Progress, plot_curves
 from toolkit.engine.optim import build_optimizer, build_scheduler
 from toolkit.engine.run_dir import claim_run_dir, is_main_process
+from toolkit.engine.saving import (
+    FORMAT_VERSION,
+    remove_stale_temp_files,
+    rng_state,
+    save_atomic,
+    save_safetensors,
+    set_rng_state,
+    write_atomic,
+)
 from toolkit.engine.sync_bn import convert_sync_batchnorm
 from toolkit.engine.time_budget import TimeBudget
 from toolkit.errors import ComponentError, ToolkitError, describe_exception

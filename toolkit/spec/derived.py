@@ -4,7 +4,7 @@ Schema both come from the registry.
 
 Backbones get one core-owned parameter, `pretrained`: besides what the plugin's own `pretrained`
 accepts (e.g. 'imagenet'), the path of a local weights file, loaded by the core
-(`toolkit.weights`) for every backbone.
+(`toolkit.checkpoints`) for every backbone.
 """
 
 from __future__ import annotations
