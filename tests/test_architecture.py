@@ -71,6 +71,81 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
+#: what a torch-free command must not import
+HEAVY = frozenset({"torch", "torchvision", "numpy"})
+
+
+def _typing_only(tree: ast.Module) -> set[int]:
+    return {
+        id(inner)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+        for statement in node.body
+        for inner in ast.walk(statement)
+    }
+
+
+def _imported(node: ast.Import | ast.ImportFrom, modules: set[str]) -> list[str]:
+    """The modules an import statement loads (a `from package import module` names the module)."""
+    if isinstance(node, ast.Import):
+        return [alias.name for alias in node.names]
+    base = node.module or ""
+    return [f"{base}.{a.name}" for a in node.names if f"{base}.{a.name}" in modules] or [base]
+
+
+def lazy_imports() -> tuple[dict[str, set[str]], list[tuple[str, str, str]]]:
+    """(module -> what it imports at module level, [(module, function, toolkit module imported there)])."""
+    paths = {module_name(path): path for path in TOOLKIT.rglob("*.py")}
+    top: dict[str, set[str]] = {}
+    lazy: list[tuple[str, str, str]] = []
+    for name, path in paths.items():
+        tree = ast.parse(path.read_text())
+        typing_only = _typing_only(tree)
+        top[name] = {
+            imported
+            for node in tree.body
+            if isinstance(node, (ast.Import, ast.ImportFrom)) and id(node) not in typing_only
+            for imported in _imported(node, set(paths))
+        }
+        for function in ast.walk(tree):
+            if isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                for node in ast.walk(function):
+                    if isinstance(node, ast.ImportFrom) and id(node) not in typing_only:
+                        lazy += [
+                            (name, function.name, imported)
+                            for imported in _imported(node, set(paths))
+                            if imported.split(".")[0] == "toolkit"
+                        ]
+    return top, lazy
+
+
+def imports_heavy(module: str, top: dict[str, set[str]]) -> bool:
+    """Whether importing `module` imports torch, torchvision or numpy (at module level, transitively)."""
+    seen: set[str] = set()
+    stack = [module]
+    while stack:
+        name = stack.pop()
+        if name.split(".")[0] in HEAVY:
+            return True
+        if name not in seen and name in top:
+            seen.add(name)
+            stack.extend(top[name])
+    return False
+
+
+def test_function_level_imports_only_keep_torch_out() -> None:
+    """A toolkit module imports another inside a function only when it is torch-free itself and the
+    other imports torch: to keep torch out of the torch-free commands (and their error paths)."""
+    top, lazy = lazy_imports()
+    needless = [
+        f"{module}.{function} imports {imported}"
+        for module, function, imported in lazy
+        if imports_heavy(module, top) or not imports_heavy(imported, top)
+    ]
+    assert not needless, needless
+    assert imports_heavy("toolkit.model", top) and not imports_heavy("toolkit.spec", top)
+
+
 def test_the_cycle_finder_finds_a_cycle() -> None:
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     assert cycles({"a": {"b"}, "b": set()}) == []

@@ -29,6 +29,7 @@ from toolkit.contracts import (
     UsesLevels,
     call_component,
 )
+from toolkit.data.split import DataSplit
 from toolkit.errors import ComponentError, ToolkitError, describe_exception
 from toolkit.kinds import (
     ATTACK,
@@ -253,7 +254,6 @@ class Builder:
         encoding, the loader (shuffled when training) and the task's evaluator for it."""
         from toolkit.data.loader import make_loader
         from toolkit.data.pipeline import ProcessedDataset
-        from toolkit.data.split import DataSplit
 
         training = split == "train" if train is None else train
         raw = dataset if dataset is not None else self.dataset(spec, split)

@@ -28,8 +28,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from toolkit.data.categories import checked_category_ids
 from toolkit.errors import ToolkitError
 from toolkit.kinds import BACKBONE
+from toolkit.spec import SpecError, load_spec
+from toolkit.spec.derived import NO_WEIGHTS, PRETRAINED
 
 if TYPE_CHECKING:
     import torch
@@ -325,7 +328,6 @@ def load_pretrained(
 # -- models with their weights ------------------------------------------------------------------
 def checkpoint_model_spec(checkpoint: Mapping[str, Any], path: str, builder: Builder) -> dict[str, Any]:
     """The `{plugins, model}` part of a checkpoint's spec, pretrained weights switched off."""
-    from toolkit.spec.derived import PRETRAINED
 
     spec = checkpoint.get("spec")
     if not isinstance(spec, Mapping) or not isinstance(spec.get("model"), Mapping):
@@ -350,7 +352,6 @@ def checkpoint_model_spec(checkpoint: Mapping[str, Any], path: str, builder: Bui
 
 def no_pretrained_weights(backbone_type: str, builder: Builder) -> Any:
     """The value of a registered backbone's `pretrained` that loads no weights (its default)."""
-    from toolkit.spec.derived import NO_WEIGHTS, PRETRAINED
 
     field = builder.registry(BACKBONE).get(backbone_type).params.model_fields.get(PRETRAINED)
     return field.default if field is not None else NO_WEIGHTS
@@ -430,7 +431,6 @@ def _carried_spec(
     read: Mapping[str, Any], path: Path, overrides: Sequence[str], builder: Builder, *, needs_data: bool
 ) -> Spec:
     """The spec a checkpoint carries, pretrained weights off, with `overrides`."""
-    from toolkit.spec import SpecError, load_spec
 
     section = checkpoint_model_spec(read, str(path), builder)  # pretrained weights off
     plugins = builder.plugins
@@ -453,9 +453,6 @@ def _spec_without_pretrained(path: Path, overrides: Sequence[str], builder: Buil
     """The spec file with `overrides`; `off`: its backbone's pretrained weights switched off."""
     import json
 
-    from toolkit.spec import load_spec
-    from toolkit.spec.derived import PRETRAINED
-
     spec = load_spec(path, overrides, plugins=builder.plugins)
     if not off:
         return spec
@@ -472,7 +469,6 @@ def load_model_weights(
     """Load a run's checkpoint (read from `checkpoint_path` unless given) into `model`, with the
     dataset category ids it recorded; a mismatch names the checkpoint, counts the keys and shows the
     first few. A checkpoint trained with other class names than the model's is refused."""
-    from toolkit.data.categories import checked_category_ids
     from toolkit.model import ToolkitModel
 
     checkpoint = checkpoint if checkpoint is not None else load_checkpoint(checkpoint_path)

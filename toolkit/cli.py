@@ -13,7 +13,8 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
-from toolkit.errors import EXIT_USER_ERROR
+from toolkit import __version__, plugins
+from toolkit.errors import EXIT_USER_ERROR, ToolkitError, debug_enabled
 
 
 def _add_plugin_option(parser: argparse.ArgumentParser, *, top_level: bool) -> None:
@@ -29,7 +30,6 @@ def _add_plugin_option(parser: argparse.ArgumentParser, *, top_level: bool) -> N
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from toolkit import __version__
 
     parser = argparse.ArgumentParser(
         prog="toolkit",
@@ -234,13 +234,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(stray or extra)}")
     if extra:
         args.overrides = [*args.overrides, *extra]
-    from toolkit.errors import ToolkitError, debug_enabled
 
     with warnings.catch_warnings():
         warnings.showwarning = _show_warning
         try:
-            from toolkit import plugins
-
             # the one default plugin manager of this process; handlers pass it on explicitly
             args.manager = plugins.configure(modules=[*args.plugins, *args.command_plugins])
             return int(_handler(args.handler)(args))

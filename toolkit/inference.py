@@ -18,6 +18,7 @@ from torch import nn
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
+from toolkit.data.images import pil_to_tensor, read_image
 from toolkit.data.letterbox import LETTERBOX_KEY, Letterbox
 from toolkit.errors import ToolkitError
 
@@ -42,15 +43,11 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
 def as_image(item: Any, position: int) -> torch.Tensor:
     """One input as a [3,H,W] tensor: uint8 as given, floats checked to lie in [0, 1]."""
     if isinstance(item, (str, Path)):
-        from toolkit.data.images import read_image
-
         return read_image(item)
     if not isinstance(item, torch.Tensor):
         from PIL import Image
 
         if isinstance(item, Image.Image):
-            from toolkit.data.images import pil_to_tensor
-
             try:
                 return pil_to_tensor(item)
             except (OSError, ValueError) as exc:

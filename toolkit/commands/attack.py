@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from toolkit import strict_json
 from toolkit.attacks.sweep import parse_sweep
 from toolkit.build import Builder
+from toolkit.checkpoints import is_checkpoint, resolve_target
 from toolkit.contracts import FitsOnData, HasAttackObjectives, HasPatch, JudgesAttacks, missing_members
 from toolkit.errors import ToolkitError
 from toolkit.outputs import check_no_overwrite, check_output_dir, record_written
@@ -284,7 +285,6 @@ def check_attackable(model: ToolkitModel) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """`toolkit attack SPEC --checkpoint CKPT | CKPT`: the report folder, the table."""
-    from toolkit.checkpoints import is_checkpoint
 
     target = Path(args.checkpoint or args.target)
     name = f"{target.parent.name}_{target.stem}" if is_checkpoint(target) else target.stem
@@ -295,8 +295,6 @@ def run(args: argparse.Namespace) -> int:
         raise ToolkitError(f"--onnx {args.onnx!r} not found; export one with 'toolkit export'")
     if args.sweep:
         parse_sweep(args.sweep)  # a typo fails before torch is imported
-
-    from toolkit.checkpoints import resolve_target
 
     builder = Builder(args.manager)
     loaded = resolve_target(args.target, args.checkpoint, args.overrides, builder=builder)

@@ -6,13 +6,14 @@ import argparse
 import json
 import sys
 
+from toolkit.build import Builder
+from toolkit.data import writers
+from toolkit.errors import ToolkitError
 from toolkit.outputs import check_output_dir, check_output_file
+from toolkit.spec import load_spec
 
 
 def export(args: argparse.Namespace) -> int:
-    from toolkit.build import Builder
-    from toolkit.data import writers
-    from toolkit.spec import load_spec
 
     check_output_dir(args.out, "output folder")
     spec = load_spec(args.spec, args.overrides, plugins=args.manager)
@@ -30,15 +31,11 @@ def export(args: argparse.Namespace) -> int:
 
 
 def preview(args: argparse.Namespace) -> int:
-    from toolkit.spec import load_spec
 
     if args.count < 1:
-        from toolkit.errors import ToolkitError
-
         raise ToolkitError(f"-n must be at least 1, got {args.count}")
     check_output_file(args.output, "-o", example="preview.png")
     spec = load_spec(args.spec, args.overrides, plugins=args.manager)
-    from toolkit.build import Builder
     from toolkit.data.preview import preview_grid, write_preview
 
     grid = preview_grid(spec, Builder(args.manager), split=args.split, count=args.count)
@@ -48,9 +45,7 @@ def preview(args: argparse.Namespace) -> int:
 
 
 def stats(args: argparse.Namespace) -> int:
-    from toolkit.build import Builder
     from toolkit.data.stats import compute_stats, plot_stats
-    from toolkit.spec import load_spec
 
     if args.output:
         check_output_file(args.output, "-o", example="stats.png")

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from toolkit.build import Builder, load_model
+from toolkit.commands.demo_export import export_and_compare
 from toolkit.commands.finetune_demo import run_finetune_demo
 from toolkit.engine.report import format_run_summary
 from toolkit.engine.run_dir import demo_config, fresh_run_dir
@@ -32,7 +33,6 @@ def run_detection_demo(
     val = builder.dataset(spec, "val")
     summary.files["predictions"] = str(save_predictions(model, val, run_dir / "predictions.png"))
     print(format_run_summary(summary))
-    from toolkit.commands.demo_export import export_and_compare
 
     print("\nONNX:")
     for line in export_and_compare(model, spec, run_dir, val, builder, torch_metrics=summary.final_metrics):

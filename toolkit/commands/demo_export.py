@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from toolkit.build import Builder
+from toolkit.data.categories import dataset_category_ids
+from toolkit.data.split import new_evaluator
 from toolkit.errors import ToolkitError
 from toolkit.table import format_table
 
@@ -37,8 +39,6 @@ def export_and_compare(
 ) -> list[str]:
     """Export to `run_dir/model.onnx`, verify, score the validation data with onnxruntime (and with
     torch unless the run's own evaluation, `torch_metrics`, is given: the same code); report lines."""
-    from toolkit.data.categories import dataset_category_ids
-    from toolkit.data.split import new_evaluator
     from toolkit.export.onnx_export import export_onnx
     from toolkit.export.runtime import OnnxModel
     from toolkit.export.verify import score, verify_export

@@ -9,8 +9,11 @@ from typing import Any
 
 from toolkit import strict_json
 from toolkit.build import Builder
+from toolkit.checkpoints import is_checkpoint, resolve_target
+from toolkit.engine.report import format_metrics
+from toolkit.errors import ToolkitError
 from toolkit.outputs import check_no_overwrite, check_output_dir, record_written
-from toolkit.spec import Spec, TrainSpec
+from toolkit.spec import Spec, TrainSpec, load_spec
 
 
 def evaluate_model(
@@ -43,9 +46,6 @@ def evaluate_model(
 
 def run(args: argparse.Namespace) -> int:
     """`toolkit eval SPEC --checkpoint CKPT | CKPT`: print (and with --out write) the metrics."""
-    from toolkit.checkpoints import is_checkpoint
-    from toolkit.errors import ToolkitError
-    from toolkit.spec import load_spec
 
     out = check_output_dir(args.out, "--out") if args.out else None
     if out is not None:  # the task's plots are PNGs whose names it chooses: no PNG of the user's there
@@ -58,8 +58,6 @@ def run(args: argparse.Namespace) -> int:
                 "checkpoint alone (toolkit eval runs/.../best.pt) to use the spec it carries"
             )
         load_spec(args.spec, args.overrides, plugins=args.manager)
-    from toolkit.checkpoints import resolve_target
-    from toolkit.engine.report import format_metrics  # torch: after the user's mistakes
 
     builder = Builder(args.manager)
     loaded = resolve_target(args.spec, args.checkpoint, args.overrides, builder=builder, needs_data=True)

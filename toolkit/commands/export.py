@@ -12,7 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from toolkit.build import Builder
+from toolkit.checkpoints import resolve_target
+from toolkit.data.categories import dataset_category_ids
 from toolkit.errors import ToolkitError
+from toolkit.export.metadata import read_file_info
 from toolkit.outputs import check_output_file
 from toolkit.spec import ExportSpec, Spec
 
@@ -35,7 +38,6 @@ def _load(
     target: str, checkpoint: str | None, overrides: Sequence[str], builder: Builder
 ) -> tuple[Any, Spec, Path]:
     """(model with weights, the spec, the default output path)."""
-    from toolkit.checkpoints import resolve_target
 
     loaded = resolve_target(target, checkpoint, overrides, builder=builder)
     return loaded.model, loaded.spec, loaded.path.with_suffix(".onnx")
@@ -66,7 +68,6 @@ def _check_output(output: Path) -> None:
 
 
 def _is_toolkit_export(path: Path) -> bool:
-    from toolkit.export.metadata import read_file_info
 
     try:
         read_file_info(path)
@@ -111,7 +112,6 @@ def run_export(
 
 def _export_into(model: Any, spec: Spec, builder: Builder, options: ExportSpec, output: Path) -> list[str]:
     """Export, verify and convert into `output` (a staging path); returns the report lines."""
-    from toolkit.data.categories import dataset_category_ids
     from toolkit.export.onnx_export import export_onnx
     from toolkit.export.verify import verify_export
 

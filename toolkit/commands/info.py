@@ -7,7 +7,14 @@ import argparse
 import json
 from typing import Any
 
+from toolkit.build import build_model
+from toolkit.env_report import environment_lines
+from toolkit.kinds import BACKBONE
 from toolkit.outputs import check_output_file
+from toolkit.spec import load_spec, merged_spec_text, spec_json_schema
+from toolkit.spec.derived import component_model
+from toolkit.spec.load import declared_input_multiple
+from toolkit.table import format_table
 
 #: `toolkit plugins` names the plugins whose module takes at least this long to import
 SLOW_IMPORT_SECONDS = 1.0
@@ -20,7 +27,6 @@ def _count(n: int, singular: str, plural: str) -> str:
 def _params_schema(entry: Any) -> dict[str, Any]:
     """The JSON Schema of a component's parameters as a spec validates them: the plugin's own and
     the core's (a backbone's `pretrained` also takes a weights file), without `type`."""
-    from toolkit.spec.derived import component_model
 
     schema = component_model(entry).model_json_schema()
     schema.get("properties", {}).pop("type", None)
@@ -31,7 +37,6 @@ def _params_schema(entry: Any) -> dict[str, Any]:
 
 
 def plugins(args: argparse.Namespace) -> int:
-    from toolkit.table import format_table
 
     manager = args.manager
     plugins = [
@@ -111,7 +116,6 @@ def plugins(args: argparse.Namespace) -> int:
 
 
 def schema(args: argparse.Namespace) -> int:
-    from toolkit.spec import spec_json_schema
 
     if args.output:
         check_output_file(args.output, "-o", example="spec.schema.json")
@@ -127,20 +131,13 @@ def schema(args: argparse.Namespace) -> int:
 
 
 def validate(args: argparse.Namespace) -> int:
-    from toolkit.kinds import BACKBONE
-    from toolkit.spec import load_spec
-    from toolkit.spec.load import declared_input_multiple
 
     if args.print_spec:  # what validation sees; the summary follows as a YAML comment
-        from toolkit.spec import merged_spec_text
-
         print(merged_spec_text(args.spec, args.overrides), end="")
     spec = load_spec(args.spec, args.overrides, plugins=args.manager)
     model = spec.model
     backbone = args.manager.registry(BACKBONE.name).get(model.backbone.type)
     if backbone.static_input_multiple(model.backbone) is None:  # not declared: build to read it
-        from toolkit.build import build_model
-
         multiple = build_model(spec, plugins=args.manager).input_multiple
     else:
         multiple = declared_input_multiple(spec, args.manager.registries)[0]  # type: ignore[index]
@@ -153,8 +150,6 @@ def validate(args: argparse.Namespace) -> int:
 
 
 def build(args: argparse.Namespace) -> int:
-    from toolkit.build import build_model
-    from toolkit.spec import load_spec
     from toolkit.summary import format_model_summary, summarize
 
     spec = load_spec(args.spec, args.overrides, plugins=args.manager)
@@ -166,7 +161,6 @@ def build(args: argparse.Namespace) -> int:
 
 
 def env(args: argparse.Namespace) -> int:
-    from toolkit.env_report import environment_lines
 
     for line in environment_lines():
         print(line)

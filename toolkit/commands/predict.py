@@ -17,9 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from toolkit.build import Builder
+from toolkit.checkpoints import resolve_target
 from toolkit.contracts import Predictor, WritesResultFiles
+from toolkit.data.categories import CocoIds
+from toolkit.data.images import read_image
 from toolkit.errors import EXIT_USER_ERROR, BadSampleError, ToolkitError
 from toolkit.outputs import check_no_overwrite, check_output_dir, record_written
+from toolkit.predict_options import check_batch_size, check_score_threshold
 
 #: what a folder is searched for (any case)
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
@@ -129,7 +133,6 @@ def load_predictor(
         raise ToolkitError(
             f"--provider {provider} applies to ONNX files; {model!r} runs in torch (use --device)"
         )
-    from toolkit.checkpoints import resolve_target
     from toolkit.engine.distributed import resolve_device
 
     torch_device = resolve_device(device)
@@ -198,10 +201,7 @@ def run_predict(
     """
     import torch
 
-    from toolkit.data.categories import CocoIds
-    from toolkit.data.images import read_image
     from toolkit.data.preview import write_preview
-    from toolkit.predict_options import check_batch_size, check_score_threshold
 
     check_batch_size(batch_size, option="--batch")
     score_threshold = check_score_threshold(score_threshold, option="--threshold")
@@ -279,7 +279,6 @@ def run_predict(
 
 def run(args: argparse.Namespace) -> int:
     """`toolkit predict MODEL SOURCE...`: one line per image (or JSON); exit 2 when one failed."""
-    from toolkit.predict_options import check_batch_size, check_score_threshold
 
     check_batch_size(args.batch, option="--batch")
     check_score_threshold(args.threshold, option="--threshold")

@@ -9,6 +9,7 @@ import torch
 from torchvision.utils import make_grid
 
 from toolkit.build import Builder
+from toolkit.data.pipeline import ProcessedDataset
 from toolkit.spec import Spec
 
 
@@ -24,7 +25,6 @@ def preview_grid(
 ) -> torch.Tensor:
     """uint8 [3,H,W] grid of the first `count` samples of `data.<split>` (training: augmented;
     validation: the model's preprocessing), their targets drawn by the dataset's task."""
-    from toolkit.data.pipeline import ProcessedDataset
 
     dataset = builder.dataset(spec, split)
     task = builder.task(dataset.task, named_by=f"data.{split} ({type(dataset).__name__})")

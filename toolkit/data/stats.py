@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from toolkit.contracts import CountsBoxQuirks, HasLabels
+from toolkit.data.targets import targets_have_boxes
 from toolkit.table import format_table
 
 SIZE_BINS = (0, 16, 32, 64, 96, 128, 256, 512, float("inf"))
@@ -79,7 +80,6 @@ class DatasetStats:
 
 def compute_stats(dataset: Any) -> DatasetStats:
     """Statistics from the dataset's annotations (detection: its ground_truth(); no image decoding)."""
-    from toolkit.data.targets import targets_have_boxes
 
     names = list(dataset.class_names)
     if not targets_have_boxes(dataset):

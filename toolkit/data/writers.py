@@ -16,7 +16,10 @@ from typing import Any
 from xml.sax.saxutils import escape
 
 from toolkit.contracts import HasGroundTruth
+from toolkit.data.categories import dataset_category_ids
+from toolkit.data.targets import targets_have_boxes
 from toolkit.errors import ToolkitError
+from toolkit.spec.files import load_yaml
 
 
 def write_coco(dataset: Any, out_dir: str | Path) -> Path:
@@ -27,7 +30,6 @@ def write_coco(dataset: Any, out_dir: str | Path) -> Path:
     this file as they are. Names come from `class_names`; image ids are kept; crowd objects keep
     iscrowd=1 and ignored (e.g. VOC difficult) ones get `"ignore": 1`.
     """
-    from toolkit.data.categories import dataset_category_ids
 
     _require(dataset, boxes=True)
     category_of = dataset_category_ids(dataset) or list(range(len(dataset.class_names)))
@@ -124,7 +126,6 @@ def _existing_yolo_yaml(path: Path, names: list[str]) -> dict[str, Any]:
     """The data.yaml an earlier export wrote there (same names), to extend; {} when there is none."""
     if not path.exists():
         return {}
-    from toolkit.spec.files import load_yaml
 
     try:
         document = load_yaml(path.read_text(encoding="utf-8"))
@@ -220,7 +221,6 @@ def _save_png(image: Any, path: Path) -> tuple[int, int]:
 
 def _require(dataset: Any, *, boxes: bool) -> None:
     """A box format (COCO, VOC) needs box targets; the folder format one label per image."""
-    from toolkit.data.targets import targets_have_boxes
 
     if targets_have_boxes(dataset) != boxes:
         wanted, instead = (

@@ -26,6 +26,7 @@ import shutil
 from pathlib import Path
 
 from toolkit.errors import ToolkitError
+from toolkit.outputs import check_output_dir
 
 MARKER = ".toolkit-run.lock"
 LAST = "last.pt"
@@ -209,7 +210,6 @@ def _owner_text(marker: Path) -> str:
 
 
 def _check_creatable(path: Path) -> None:
-    from toolkit.outputs import check_output_dir
 
     try:
         check_output_dir(path, "--out")  # probes: creates the folder and removes it again

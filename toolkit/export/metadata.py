@@ -19,7 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from toolkit import __version__
+from toolkit.data.categories import checked_category_ids
 from toolkit.errors import ToolkitError
+from toolkit.spec.models import MAX_SIDE, MIN_SIDE
 
 PREFIX = "toolkit."
 
@@ -60,7 +63,6 @@ def build_metadata(
     precision: str = "fp32",
 ) -> dict[str, str]:
     """The `metadata_props` of an export, as strings."""
-    from toolkit import __version__
 
     spec_json = json.dumps(spec, sort_keys=True, separators=(",", ":"))
     entries: dict[str, Any] = {
@@ -129,7 +131,6 @@ def read_info(metadata: Mapping[str, str], source: str) -> ModelInfo:
     problem = _bounds_problem(info)
     if problem:
         raise ToolkitError(f"{source}: damaged toolkit metadata ({problem}); export it again")
-    from toolkit.data.categories import checked_category_ids
 
     checked_category_ids(info.category_ids, len(info.class_names), f"{source} (toolkit.category_ids)")
     return info
@@ -142,7 +143,6 @@ def _int(value: Any) -> int:
 
 
 def _bounds_problem(info: ModelInfo) -> str:
-    from toolkit.spec.models import MAX_SIDE, MIN_SIDE
 
     names = info.class_names
     if not isinstance(names, list) or not 1 <= len(names) <= MAX_CLASSES:

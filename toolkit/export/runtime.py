@@ -16,7 +16,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from toolkit.build import Builder
 from toolkit.errors import ToolkitError
+from toolkit.export.metadata import read_file_info
+from toolkit.inference import image_list, preprocess
+from toolkit.predict_options import check_batch_size, check_score_threshold
 
 if TYPE_CHECKING:
     from toolkit.build import Builder
@@ -113,9 +117,6 @@ class OnnxModel:
         trt_cache: str | Path | None = None,
     ) -> None:
         import onnxruntime
-
-        from toolkit.build import Builder
-        from toolkit.export.metadata import read_file_info
 
         self.path = Path(path)
         self.info = read_file_info(self.path)
@@ -225,8 +226,6 @@ class OnnxModel:
         """Per-image results (the task's format, original image pixels) for any images `predict` of
         the torch model takes: the same `image_list`, `preprocess` (letterbox to the input size) and
         `task.results`, with the graph in place of the module."""
-        from toolkit.inference import image_list, preprocess
-        from toolkit.predict_options import check_batch_size, check_score_threshold
 
         if not self.info.decoded:
             raise ToolkitError(

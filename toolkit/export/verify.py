@@ -18,8 +18,10 @@ import numpy as np
 import torch
 
 from toolkit.contracts import ComparesOutputs
+from toolkit.data.split import new_evaluator
 from toolkit.errors import ToolkitError
 from toolkit.export.graph import ExportGraph
+from toolkit.export.runtime import OnnxModel
 from toolkit.inference import preprocess
 from toolkit.model import ToolkitModel
 from toolkit.table import format_table
@@ -140,8 +142,6 @@ def compare_metrics(
     reference: Path, candidate: Path, dataset: Any, builder: Builder, *, limit: int = 200
 ) -> tuple[str, float, float]:
     """The task's headline metric of two exported files on the first `limit` images of `dataset`."""
-    from toolkit.data.split import new_evaluator
-    from toolkit.export.runtime import OnnxModel
 
     values = []
     headline = ""

@@ -7,9 +7,9 @@ validation sees; `spec_json_schema` is the JSON Schema editors use.
 
 from typing import Any
 
-from toolkit.plugins import PluginManager
+from toolkit.plugins import PluginManager, get_plugin_manager
 from toolkit.spec.base import ComponentSpec, StrictModel
-from toolkit.spec.derived import spec_model
+from toolkit.spec.derived import json_schema_of, spec_model
 from toolkit.spec.errors import SpecError, SpecIssue
 from toolkit.spec.extends import merged_spec, merged_spec_text
 from toolkit.spec.load import load_spec
@@ -19,8 +19,6 @@ from toolkit.spec.train import TrainSpec
 
 def spec_json_schema(plugins: PluginManager | None = None) -> dict[str, Any]:
     """JSON Schema (draft 2020-12) of spec files, including every loaded plugin's components."""
-    from toolkit.plugins import get_plugin_manager
-    from toolkit.spec.derived import json_schema_of, spec_model
 
     return json_schema_of(spec_model(plugins or get_plugin_manager()))
 

@@ -18,11 +18,11 @@ from pydantic import ValidationError
 from toolkit.kinds import BACKBONE, HEAD
 from toolkit.plugins import PluginManager, get_plugin_manager
 from toolkit.registry import Registry
-from toolkit.spec.derived import spec_model
+from toolkit.spec.derived import component_model, spec_model
 from toolkit.spec.errors import SpecError, SpecIssue, describe_errors
 from toolkit.spec.extends import EXTENDS, read_with_bases, resolve_extends
 from toolkit.spec.files import apply_overrides
-from toolkit.spec.models import Spec
+from toolkit.spec.models import InputSize, Spec
 
 #: augmentation types that left data.augment, and where they went
 MOVED_AUGMENTATIONS = {
@@ -167,9 +167,6 @@ def _input_size_issues(raw: Mapping[str, Any], registries: Mapping[str, Registry
     """The input size against the declared input multiple, from the raw spec: reported together
     with the other problems even when some other part of the spec does not validate."""
     from pydantic import TypeAdapter
-
-    from toolkit.spec.derived import component_model
-    from toolkit.spec.models import InputSize
 
     section = raw.get("model")
     if not isinstance(section, Mapping):
