@@ -44,8 +44,8 @@ def test_export_voc_and_folder(tmp_path: Path) -> None:
     assert voc.returncode == 0, voc.stderr
     assert len(list((tmp_path / "voc").rglob("Annotations/*.xml"))) == 6
     wrong = run_cli("data", "export", SHAPES, str(tmp_path / "x"), "--format", "folder", *SMALL)
-    assert wrong.returncode == 2 and "needs a dataset with one label per image" in wrong.stderr
-    assert "--format coco or voc" in wrong.stderr and not (tmp_path / "x").exists()
+    assert wrong.returncode == 2 and "data.train is a detection dataset" in wrong.stderr
+    assert "use --format coco or voc or yolo" in wrong.stderr and not (tmp_path / "x").exists()
     classifier = str(REPO / "configs/classifier_resnet18_shapes.yaml")
     folder = run_cli(
         "data", "export", classifier, str(tmp_path / "folder"), "--format", "folder", "data.train.length=8"

@@ -336,6 +336,14 @@ class ComparesOutputs(Protocol):
 
 
 @runtime_checkable
+class ExportsDatasets(Protocol):
+    """Optional task part: `dataset_formats`, the `toolkit data export --format` values that write
+    datasets of this task (detection: coco, voc, yolo; classification: folder)."""
+
+    dataset_formats: tuple[str, ...]
+
+
+@runtime_checkable
 class WritesResultFiles(Protocol):
     """Optional task part: the files `toolkit predict --out` writes beside predictions.json.
 
@@ -580,19 +588,20 @@ def backbone_value_problems(obj: Any) -> list[str]:
     return problems
 
 
+def _task_name_problems(obj: Any) -> list[str]:
+    """A head's or a dataset's `task`: the name of a task."""
+    return [] if isinstance(obj.task, str) and obj.task else [f"task is {obj.task!r}, not the name of a task"]
+
+
 def head_value_problems(obj: Any) -> list[str]:
     """What is wrong with a head's declared values."""
     problems = _positive_int(obj, "input_multiple") if isinstance(obj, HasInputMultiple) else []
-    if not (isinstance(obj.task, str) and obj.task):
-        problems.append(f"task is {obj.task!r}, not the name of a task")
-    return problems
+    return problems + _task_name_problems(obj)
 
 
 def dataset_value_problems(obj: Any) -> list[str]:
     """What is wrong with a dataset's declared values."""
-    problems = []
-    if not (isinstance(obj.task, str) and obj.task):
-        problems.append(f"task is {obj.task!r}, not the name of a task")
+    problems = _task_name_problems(obj)
     names = obj.class_names
     if isinstance(names, str) or not all(isinstance(n, str) for n in names):
         problems.append(f"class_names is {names!r}, not a sequence of str")

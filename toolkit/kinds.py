@@ -44,7 +44,13 @@ TASK = Kind(
     "task",
     "toolkit_register_tasks",
     c.Task,
-    optional=(c.ComparesOutputs, c.WritesResultFiles, c.HasAttackObjectives, c.JudgesAttacks),
+    optional=(
+        c.ComparesOutputs,
+        c.WritesResultFiles,
+        c.ExportsDatasets,
+        c.HasAttackObjectives,
+        c.JudgesAttacks,
+    ),
     values=c.task_value_problems,
 )
 BACKBONE = Kind(

@@ -38,6 +38,7 @@ class ClassificationTask:
     )
     best_metric: str = "accuracy"
     lower_is_better: tuple[str, ...] = ()  # every metric: higher is better
+    dataset_formats: tuple[str, ...] = ("folder",)
     output_names: Mapping[str, str] = {  # a plain dict: JSON-serializable; read-only by convention
         "logits": "[N, C] float32",
         "probs": "[N, C] float32 class probabilities (softmax)",

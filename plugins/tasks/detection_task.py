@@ -36,6 +36,7 @@ class DetectionTask:
     best_metric: str = "AP"
     lower_is_better: tuple[str, ...] = ()  # every metric: higher is better
     result_file_names: tuple[str, ...] = ("results_coco.json",)
+    dataset_formats: tuple[str, ...] = ("coco", "voc", "yolo")
     output_names: Mapping[str, str] = {  # a plain dict: JSON-serializable; read-only by convention
         "boxes": "[N, K, 4] float32, xyxy in input pixels",
         "scores": "[N, K] float32, descending",

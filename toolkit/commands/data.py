@@ -7,6 +7,7 @@ import json
 import sys
 
 from toolkit.build import Builder
+from toolkit.contracts import ExportsDatasets
 from toolkit.data import writers
 from toolkit.errors import ToolkitError
 from toolkit.outputs import check_output_dir, check_output_file
@@ -14,10 +15,19 @@ from toolkit.spec import load_spec
 
 
 def export(args: argparse.Namespace) -> int:
-
+    """`toolkit data export SPEC OUT --format F`: in a format the dataset's task writes."""
     check_output_dir(args.out, "output folder")
     spec = load_spec(args.spec, args.overrides, plugins=args.manager)
-    dataset = Builder(args.manager).dataset(spec, args.split)
+    builder = Builder(args.manager)
+    dataset = builder.dataset(spec, args.split)
+    task = builder.task(dataset.task, named_by=f"data.{args.split} ({type(dataset).__name__})")
+    formats = task.dataset_formats if isinstance(task, ExportsDatasets) else ()
+    if args.format not in formats:
+        instead = f"use --format {' or '.join(formats)}" if formats else "its task writes no dataset format"
+        raise ToolkitError(
+            f"--format {args.format}: data.{args.split} is a {task.name} dataset ({type(dataset).__name__}), "
+            f"which this format cannot hold; {instead}"
+        )
     write = {
         "coco": writers.write_coco,
         "voc": writers.write_voc,
@@ -31,7 +41,7 @@ def export(args: argparse.Namespace) -> int:
 
 
 def preview(args: argparse.Namespace) -> int:
-
+    """`toolkit data preview SPEC`: a PNG grid of samples as the model sees them, targets drawn."""
     if args.count < 1:
         raise ToolkitError(f"-n must be at least 1, got {args.count}")
     check_output_file(args.output, "-o", example="preview.png")
@@ -45,6 +55,7 @@ def preview(args: argparse.Namespace) -> int:
 
 
 def stats(args: argparse.Namespace) -> int:
+    """`toolkit data stats SPEC`: images and objects per class, box sizes (table or JSON, and a PNG)."""
     from toolkit.data.stats import compute_stats, plot_stats
 
     if args.output:
