@@ -30,7 +30,7 @@ from toolkit.contracts import (
     call_component,
 )
 from toolkit.data.split import DataSplit
-from toolkit.errors import ComponentError, ToolkitError, describe_exception
+from toolkit.errors import ComponentError, ToolkitError, describe_exception, validation_problems
 from toolkit.kinds import (
     ATTACK,
     AUGMENTATION,
@@ -90,9 +90,7 @@ class Builder:
         """The registered component `ref.type` of `kind` with its validated parameters, checked."""
         entry = self.registry(kind).get(ref.type, path=f"{path}.type")
         params = ref if isinstance(ref, entry.params) else entry.params.model_validate(_params_of(ref))
-        component = construct(entry, params, path=path, **injected)
-        check_component(kind, ref.type, component, entry.plugin)
-        return component
+        return built(kind, entry, params, path=path, **injected)
 
     def task(self, name: str, *, named_by: str) -> Task:
         """The registered task `name` (as a head, a dataset or an ONNX file names it)."""
@@ -103,9 +101,7 @@ class Builder:
                 f"{', '.join(registry.names()) or 'none'} (list them with 'toolkit plugins')"
             )
         entry = registry.get(name)
-        task = construct(entry, {})
-        check_component(TASK, name, task, entry.plugin)
-        return task
+        return built(TASK, entry, {})
 
     def backbone(self, ref: ComponentSpec) -> nn.Module:
         """The backbone, with `pretrained: PATH` loaded by the core for any backbone (toolkit.checkpoints)."""
@@ -120,8 +116,7 @@ class Builder:
         else:
             data.pop(PRETRAINED, None)
             weights_file = None if value == NO_WEIGHTS else str(value)
-        backbone = construct(entry, entry.params.model_validate(data), path="model.backbone")
-        check_component(BACKBONE, ref.type, backbone, entry.plugin)
+        backbone = built(BACKBONE, entry, entry.params.model_validate(data), path="model.backbone")
         if weights_file is not None:
             ignored = backbone.ignored_weight_prefixes if isinstance(backbone, IgnoresWeightKeys) else ()
             load_pretrained(backbone, weights_file, component=ref.type, ignore_prefixes=tuple(ignored))
@@ -182,9 +177,7 @@ class Builder:
             )
         entry = self.registry(LOSS).get(name, path="train.loss.type")
         named_by = f"head {spec.model.head.type!r} default_loss"
-        loss = construct(entry, default, path=named_by, num_classes=num_classes)
-        check_component(LOSS, name, loss, entry.plugin)
-        return loss
+        return built(LOSS, entry, default, path=named_by, num_classes=num_classes)
 
     # -- data -----------------------------------------------------------------------------------
     def dataset(self, spec: Spec, split: str) -> Any:
@@ -201,13 +194,8 @@ class Builder:
         params = _params_of(ref)
         if _takes_model_class_names(entry, ref):
             params[CLASS_NAMES] = list(spec.model.class_names)
-        dataset = construct(
-            entry,
-            entry.params.model_validate(params),
-            path=f"data.{split}",
-            on_bad_sample=data.on_bad_sample,
-        )
-        check_component(DATASET, ref.type, dataset, entry.plugin)
+        params = entry.params.model_validate(params)
+        dataset = built(DATASET, entry, params, path=f"data.{split}", on_bad_sample=data.on_bad_sample)
         names = list(dataset.class_names)
         if names != list(spec.model.class_names):
             raise ToolkitError(
@@ -303,13 +291,19 @@ class Builder:
         """(plugin description, logger) of one `train.loggers` entry: logger `name` with its
         validated `params` (`toolkit.engine.loggers` reads the entry)."""
         entry = self.registry(LOGGER).get(name, path=f"{path}.type")
-        logger = construct(entry, params, path=path)
-        check_component(LOGGER, name, logger, entry.plugin)
-        return entry.plugin.describe(), logger
+        return entry.plugin.describe(), built(LOGGER, entry, params, path=path)
 
 
 # -- helpers -----------------------------------------------------------------------------------
-def construct(entry: ComponentEntry, params: Any, *, path: str | None = None, **injected: Any) -> Any:
+def built(kind: Kind, entry: ComponentEntry, params: Any, *, path: str | None = None, **injected: Any) -> Any:
+    """`_construct`, then the object checked against its kind's contract and labelled
+    (`kinds.check_component`): the one way every component is made."""
+    component = _construct(entry, params, path=path, **injected)
+    check_component(kind, entry.name, component, entry.plugin)
+    return component
+
+
+def _construct(entry: ComponentEntry, params: Any, *, path: str | None = None, **injected: Any) -> Any:
     """`entry.build(params, **injected)`; an exception from the plugin's factory becomes a
     ComponentError naming the kind, the component, its plugin and the spec path (a ToolkitError the
     factory raises passes through)."""
@@ -329,11 +323,7 @@ def _exception_text(exc: Exception) -> str:
     from pydantic import ValidationError
 
     if isinstance(exc, ValidationError):  # e.g. a head's default_loss with a wrong parameter
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in error['loc']) or 'params'}: {error['msg']}"
-            for error in exc.errors()
-        )
-        return f"invalid parameters ({problems})"
+        return f"invalid parameters ({validation_problems(exc)})"
     return describe_exception(exc)
 
 

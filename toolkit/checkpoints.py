@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from toolkit.data.categories import checked_category_ids
-from toolkit.errors import ToolkitError
+from toolkit.errors import ToolkitError, first_line
 from toolkit.kinds import BACKBONE
 from toolkit.spec import SpecError, load_spec
 from toolkit.spec.derived import NO_WEIGHTS, PRETRAINED
@@ -224,7 +224,7 @@ def download_state_dict(weights: Any, *, component: str) -> dict[str, torch.Tens
     except Exception as exc:
         raise ToolkitError(
             f"{component}: cannot get torchvision's {weights} weights ({type(exc).__name__}: "
-            f"{str(exc).strip().splitlines()[0] if str(exc).strip() else 'no detail'}); without a network, "
+            f"{first_line(exc) or 'no detail'}); without a network, "
             f"download {url or 'the weights'} on another machine and set pretrained: /path/to/{file_name}"
         ) from exc
 

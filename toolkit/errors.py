@@ -49,8 +49,27 @@ class ComponentError(PluginError):
 
 def describe_exception(exc: BaseException) -> str:
     """`Type: message` on one line (the first line of the message)."""
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+    text = first_line(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (empty when it has none)."""
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else ""
+
+
+def validation_problems(exc: Exception) -> str:
+    """A pydantic `ValidationError` as `field: message; ...` on one line (`params` for the model
+    itself, pydantic's "Value error, " prefix dropped); any other exception as `describe_exception`."""
+    errors = getattr(exc, "errors", None)
+    if not callable(errors):
+        return describe_exception(exc)
+    return "; ".join(
+        f"{'.'.join(str(part) for part in error['loc']) or 'params'}: "
+        f"{str(error['msg']).removeprefix('Value error, ')}"
+        for error in errors(include_url=False)
+    )
 
 
 class DuplicateComponentError(ToolkitError):

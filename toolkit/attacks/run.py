@@ -22,7 +22,7 @@ from toolkit.attacks.objectives import resolve_objective
 from toolkit.build import Builder
 from toolkit.contracts import AimsAtObjective
 from toolkit.data.split import DataSplit
-from toolkit.errors import ToolkitError
+from toolkit.errors import ToolkitError, validation_problems
 from toolkit.inference import eval_mode
 from toolkit.model import ToolkitModel
 from toolkit.spec import AttackSpec, Spec
@@ -96,10 +96,7 @@ def build_attack(spec: Spec, builder: Builder, *, params: Mapping[str, Any] | No
         try:
             method = type(method).model_validate({**method.model_dump(), **params})
         except ValueError as exc:
-            first = str(exc).splitlines()[1:3]
-            raise ToolkitError(
-                f"attack.method with {dict(params)}: {' '.join(s.strip() for s in first)}"
-            ) from None
+            raise ToolkitError(f"attack.method with {dict(params)}: {validation_problems(exc)}") from None
     return builder.attack(method, path="attack.method")
 
 

@@ -14,7 +14,7 @@ from typing import Any
 from toolkit.build import Builder
 from toolkit.checkpoints import resolve_target
 from toolkit.data.categories import dataset_category_ids
-from toolkit.errors import ToolkitError
+from toolkit.errors import ToolkitError, validation_problems
 from toolkit.export.metadata import read_file_info
 from toolkit.outputs import check_output_file
 from toolkit.spec import ExportSpec, Spec
@@ -29,9 +29,8 @@ def export_options(spec: Spec | None, **given: Any) -> ExportSpec:
     base.update({key: value for key, value in given.items() if value is not None})
     try:
         return ExportSpec.model_validate(base)
-    except Exception as exc:  # pydantic's ValidationError, shown as one line per problem
-        problems = "; ".join(e["msg"].removeprefix("Value error, ") for e in getattr(exc, "errors", list)())
-        raise ToolkitError(f"export options: {problems or exc}") from None
+    except ValueError as exc:  # pydantic's ValidationError
+        raise ToolkitError(f"export options: {validation_problems(exc)}") from None
 
 
 def _load(

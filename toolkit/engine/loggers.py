@@ -20,7 +20,7 @@ from pydantic import BaseModel, ValidationError
 
 from toolkit.build import Builder
 from toolkit.contracts import RunLogger
-from toolkit.errors import ToolkitError, describe_exception
+from toolkit.errors import ToolkitError, describe_exception, validation_problems
 from toolkit.kinds import LOGGER
 
 #: where the loggers are named in a spec, for error messages
@@ -114,11 +114,7 @@ def _build_one(spec: Any, index: int, builder: Builder) -> tuple[str, str, RunLo
         try:
             params = entry.params.model_validate(params)
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(part) for part in error['loc']) or 'params'}: "
-                f"{error['msg'].removeprefix('Value error, ')}"
-                for error in exc.errors(include_url=False)
-            )
+            problems = validation_problems(exc)
             known = ", ".join(entry.params.model_fields) or "none"
             raise ToolkitError(
                 f"{path}: logger {name!r} has invalid parameters ({problems}); its parameters: {known}"

@@ -38,7 +38,7 @@ from toolkit.engine.saving import (
 )
 from toolkit.engine.sync_bn import convert_sync_batchnorm
 from toolkit.engine.time_budget import TimeBudget
-from toolkit.errors import ComponentError, ToolkitError, describe_exception
+from toolkit.errors import ComponentError, ToolkitError, describe_exception, first_line
 from toolkit.plugins import PluginManager
 from toolkit.spec import Spec, TrainSpec
 
@@ -287,7 +287,7 @@ class Trainer:
             try:
                 target.load_state_dict(checkpoint[key])
             except (RuntimeError, ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
-                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                first = first_line(exc) or type(exc).__name__
                 raise ToolkitError(
                     f"--resume: the {key} state in {path} does not fit this run ({first}); "
                     "resume with the spec the run was started with (spec.yaml in the run folder)"

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from toolkit.build import Builder
-from toolkit.errors import ToolkitError
+from toolkit.errors import ToolkitError, first_line
 from toolkit.export.metadata import read_file_info
 from toolkit.inference import image_list, preprocess
 from toolkit.predict_options import check_batch_size, check_score_threshold
@@ -137,7 +137,7 @@ class OnnxModel:
             )
         except Exception as exc:  # onnxruntime raises its own exception types per failure
             names = ", ".join(map(provider_name, providers))
-            reason = (str(exc).strip().splitlines() or [""])[0]
+            reason = first_line(exc)
             raise ToolkitError(
                 f"onnxruntime cannot open {str(self.path)!r} with {names}: {type(exc).__name__}: {reason}"
             ) from None
