@@ -128,7 +128,7 @@ def trace_commands(root: Path) -> dict[str, dict[str, Any]]:
         "predict CKPT": ["predict", checkpoint, images, "--out", str(root / "predicted")],
         "export CKPT": ["export", checkpoint, "-o", str(root / "model.onnx")],
         "attack CKPT": [
-            "attack", checkpoint, "attack.method.type=fgsm", "attack.max_images=4",
+            "attack", checkpoint, "attack.method.type=fgsm", "attack.max_images=2",
             "--out", str(root / "attack"), "--no-progress",
         ],
     }  # fmt: skip
