@@ -27,10 +27,10 @@ from toolkit.contracts import (
     Normalization,
     Task,
     UsesLevels,
-    call_component,
 )
 from toolkit.data.split import DataSplit
 from toolkit.errors import ComponentError, ToolkitError, describe_exception, validation_problems
+from toolkit.guard import call_component, guard
 from toolkit.kinds import (
     ATTACK,
     AUGMENTATION,
@@ -213,7 +213,7 @@ class Builder:
         from toolkit.data.pipeline import compose
         from toolkit.inference import model_preprocessing
 
-        after = call_component(task, "listing its transforms", task.transforms_after)
+        after = task.transforms_after()
         if not train:  # already ends in float [0, 1]
             return v2.Compose([*model_preprocessing(spec.model.input_size), *after])
         transforms = [
@@ -297,10 +297,11 @@ class Builder:
 # -- helpers -----------------------------------------------------------------------------------
 def built(kind: Kind, entry: ComponentEntry, params: Any, *, path: str | None = None, **injected: Any) -> Any:
     """`_construct`, then the object checked against its kind's contract and labelled
-    (`kinds.check_component`): the one way every component is made."""
+    (`kinds.check_component`), and guarded when its kind says so (`toolkit.guard`): the one way every
+    component is made."""
     component = _construct(entry, params, path=path, **injected)
     check_component(kind, entry.name, component, entry.plugin)
-    return component
+    return guard(component) if kind.guarded else component
 
 
 def _construct(entry: ComponentEntry, params: Any, *, path: str | None = None, **injected: Any) -> Any:

@@ -12,20 +12,15 @@ Images crossing a model boundary are float RGB in [0, 1], [N, 3, H, W]: a model 
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from numbers import Integral
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
 
-from toolkit.errors import ComponentError, ToolkitError, describe_exception
-
 if TYPE_CHECKING:
     import torch
     from torch import Tensor
-
-    from toolkit.registry import PluginInfo
 
 
 # -- small typed values -------------------------------------------------------------------------
@@ -500,56 +495,6 @@ def missing_members(obj: Any, protocol: type) -> list[str]:
         elif not hasattr(obj, name):
             missing.append(name)
     return missing
-
-
-#: attribute under which the builder records what a built object is (kind, name, plugin)
-_LABEL = "_toolkit_component"
-
-
-def label_component(obj: Any, kind: str, name: str, plugin: PluginInfo) -> None:
-    """Record `kind 'name' from plugin ...` on a built object, for messages about its failures."""
-    # objects with __slots__ or frozen attributes: messages fall back to the type name
-    with contextlib.suppress(Exception):
-        setattr(obj, _LABEL, f"{kind} {name!r} from {plugin.describe()}")
-
-
-def component_label(obj: Any) -> str:
-    """What `label_component` recorded, else the object's type name."""
-    label = getattr(obj, _LABEL, None)
-    return label if isinstance(label, str) else f"{type(obj).__name__} object"
-
-
-def component_in_traceback(exc: BaseException) -> str | None:
-    """The label of the innermost labelled component whose method was running when `exc` was raised
-    (e.g. the backbone inside a model's forward), or None."""
-    found: str | None = None
-    tb = exc.__traceback__
-    while tb is not None:
-        owner = tb.tb_frame.f_locals.get("self")
-        label = getattr(owner, _LABEL, None) if owner is not None else None
-        if isinstance(label, str):
-            found = label
-        tb = tb.tb_next
-    return found
-
-
-def component_failure(component: Any, doing: str, exc: BaseException) -> ComponentError:
-    """The one-line error for an exception raised by a component's code while `doing` something."""
-    return ComponentError(
-        f"{component_label(component)} failed while {doing}: {describe_exception(exc)}; check its "
-        "parameters in the spec (TOOLKIT_DEBUG=1 shows the traceback)"
-    )
-
-
-def call_component(component: Any, doing: str, function: Callable[..., Any], *args: Any) -> Any:
-    """`function(*args)` (a method of `component`); its exceptions become `component_failure`
-    (user errors, ToolkitError, pass through)."""
-    try:
-        return function(*args)
-    except ToolkitError:
-        raise
-    except Exception as exc:
-        raise component_failure(component, doing, exc) from exc
 
 
 def _is_positive_int(value: Any) -> bool:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from toolkit import contracts as c
 from toolkit.errors import PluginError
+from toolkit.guard import label_component
 
 if TYPE_CHECKING:
     from toolkit.registry import PluginInfo
@@ -28,7 +29,9 @@ class Kind:
       (never a spec parameter) and where its value comes from, for error messages;
     - `protocol`: what its built objects must satisfy; `optional`: the optional parts code asks for
       with `isinstance`; `module`: its objects must be `torch.nn.Module`s;
-    - `values`: what is wrong with the values a built object declares (types and ranges).
+    - `values`: what is wrong with the values a built object declares (types and ranges);
+    - `guarded`: its objects are plain objects whose methods the core calls: the builder guards them
+      (`toolkit.guard.guard`), so their exceptions name the component wherever they are called.
     """
 
     name: str
@@ -38,6 +41,7 @@ class Kind:
     optional: tuple[type, ...] = ()
     module: bool = False
     values: Callable[[Any], list[str]] = lambda obj: []
+    guarded: bool = False
 
 
 TASK = Kind(
@@ -52,6 +56,7 @@ TASK = Kind(
         c.JudgesAttacks,
     ),
     values=c.task_value_problems,
+    guarded=True,
 )
 BACKBONE = Kind(
     "backbone",
@@ -119,7 +124,7 @@ def check_component(kind: Kind, name: str, obj: Any, plugin: PluginInfo) -> None
     """Raise PluginError naming the member, the component and its plugin if `obj` breaks its kind's
     contract (not a module where one is needed, a missing member, or a member whose value has the
     wrong type or range, e.g. a negative `out_channels`); then label `obj` for later messages
-    (`contracts.component_label`)."""
+    (`guard.component_label`)."""
     problems: list[str] = []
     if kind.module:
         from torch import nn
@@ -137,4 +142,4 @@ def check_component(kind: Kind, name: str, obj: Any, plugin: PluginInfo) -> None
             f"(toolkit.contracts.{kind.protocol.__name__}): the object it built "
             f"{' and '.join(problems)}; see docs/plugins.md, section 4"
         )
-    c.label_component(obj, kind.name, name, plugin)
+    label_component(obj, kind.name, name, plugin)

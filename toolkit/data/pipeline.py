@@ -24,8 +24,9 @@ from torch.utils.data import Dataset
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-from toolkit.contracts import NeedsFloat, Task, call_component, component_failure
+from toolkit.contracts import NeedsFloat, Task
 from toolkit.errors import BadSampleError, DataError, ToolkitError
+from toolkit.guard import component_failure
 
 
 @dataclass
@@ -127,9 +128,7 @@ class ProcessedDataset(Dataset):
     ) -> tuple[torch.Tensor, Any]:
         """Apply the transform under the sample's own seed; return (image, target dict)."""
         height, width = image.shape[-2:]
-        target = call_component(
-            self.task, f"preparing the target of sample {index}", self.task.prepare_target, target
-        )
+        target = self.task.prepare_target(target)
         target["orig_size"] = torch.tensor([height, width])
         with torch.random.fork_rng(devices=[]):
             torch.default_generator.manual_seed(sample_seed(self.seed, epoch, index))  # CPU only: cheap
@@ -151,9 +150,7 @@ class ProcessedDataset(Dataset):
         }
         if "letterbox" in target:
             meta["letterbox"] = target["letterbox"]
-        encoded = call_component(
-            self.task, f"encoding the target of sample {index}", self.task.encode_target, target, self.encoder
-        )
+        encoded = self.task.encode_target(target, self.encoder)
         return Sample(image, encoded, meta)
 
 

@@ -7,8 +7,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from toolkit.contracts import Evaluator, Task, call_component, missing_members
+from toolkit.contracts import Evaluator, Task, missing_members
 from toolkit.errors import ToolkitError
+from toolkit.guard import component_label, guard, label_as
 
 if TYPE_CHECKING:
     from torch.utils.data import DataLoader
@@ -34,13 +35,15 @@ class DataSplit:
 
 
 def new_evaluator(task: Task, dataset: Any, class_names: Sequence[str]) -> Evaluator:
-    """A fresh evaluator of `task` for `dataset`, checked against `Evaluator` (every evaluation,
-    torch or onnxruntime, builds its evaluator here)."""
-    evaluator = call_component(task, "building its evaluator", task.evaluator, dataset, list(class_names))
+    """A fresh evaluator of `task` for `dataset`, checked against `Evaluator` and guarded
+    (`toolkit.guard`: its exceptions name it); every evaluation, torch or onnxruntime, builds its
+    evaluator here."""
+    evaluator = task.evaluator(dataset, list(class_names))  # a guarded task names itself
     missing = missing_members(evaluator, Evaluator)
     if missing:
         raise ToolkitError(
             f"task {task.name!r} built an evaluator ({type(evaluator).__name__}) that lacks "
             f"{', '.join(missing)} (toolkit.contracts.Evaluator); see docs/plugins.md, section 4"
         )
-    return evaluator
+    label_as(evaluator, f"the evaluator of {component_label(task)}")
+    return guard(evaluator)

@@ -18,7 +18,7 @@ from torch import nn
 
 from toolkit.build import Builder, data_section
 from toolkit.checkpoints import load_training_checkpoint, require_safetensors
-from toolkit.contracts import CountsBoxQuirks, Freezable, component_in_traceback
+from toolkit.contracts import CountsBoxQuirks, Freezable
 from toolkit.data.categories import dataset_category_ids
 from toolkit.engine import distributed
 from toolkit.engine.ema import WeightsAverage
@@ -39,6 +39,7 @@ from toolkit.engine.saving import (
 from toolkit.engine.sync_bn import convert_sync_batchnorm
 from toolkit.engine.time_budget import TimeBudget
 from toolkit.errors import ComponentError, ToolkitError, describe_exception, first_line
+from toolkit.guard import component_in_traceback
 from toolkit.plugins import PluginManager
 from toolkit.spec import Spec, TrainSpec
 

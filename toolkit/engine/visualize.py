@@ -15,7 +15,6 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.utils import make_grid
 
-from toolkit.contracts import call_component
 from toolkit.data.letterbox import LETTERBOX_KEY, Letterbox
 from toolkit.data.preview import write_preview
 from toolkit.model import ToolkitModel
@@ -76,24 +75,13 @@ def truth_and_prediction_grid(
             letterbox = torch.as_tensor(record[LETTERBOX_KEY], dtype=torch.float64).cpu()
             record[LETTERBOX_KEY] = letterbox / torch.tensor([factor, 1.0, 1.0], dtype=torch.float64)
         framed.append(record)
-    results = call_component(
-        task,
-        "computing results for the prediction grid",
-        task.results,
-        decoded,
-        framed,
-        model.input_size,
-        names,
-        score_threshold,
-    )
+    results = model.results(decoded, framed, score_threshold)
     tiles = []
     for (index, image, target), (_, size), result in zip(samples, frames, results, strict=True):
-        prepared = call_component(
-            task, f"preparing the target of sample {index}", task.prepare_target, target
-        )
+        prepared = task.prepare_target(target)
         resized, prepared = v2.Resize(list(size), antialias=True)(tv_tensors.Image(image), prepared)
         resized = resized.as_subclass(torch.Tensor)
-        truth = call_component(task, "drawing a target", task.draw_target, resized, prepared, names)
+        truth = task.draw_target(resized, prepared, names)
         tiles.append(_captioned(_tile(truth), f"{index} truth"))
         tiles.append(_captioned(_tile(_draw(model, resized, result)), f"{index} predicted"))
     columns = 2 * math.ceil(math.sqrt(len(samples)))
@@ -133,7 +121,7 @@ def _frame(image: torch.Tensor) -> tuple[float, tuple[int, int]]:
 
 
 def _draw(model: ToolkitModel, image: torch.Tensor, result: Any) -> torch.Tensor:
-    return call_component(model.task, "drawing a result", model.task.draw, image, result, model.class_names)
+    return model.task.draw(image, result, model.class_names)
 
 
 def _tile(drawn: torch.Tensor) -> torch.Tensor:
