@@ -37,7 +37,7 @@ def _params_schema(entry: Any) -> dict[str, Any]:
 
 
 def plugins(args: argparse.Namespace) -> int:
-
+    """`toolkit plugins [--json]`: the plugins (source, status, import time) and their components."""
     manager = args.manager
     plugins = [
         {
@@ -116,7 +116,7 @@ def plugins(args: argparse.Namespace) -> int:
 
 
 def schema(args: argparse.Namespace) -> int:
-
+    """`toolkit schema [-o FILE]`: the JSON Schema of spec files, installed plugins included."""
     if args.output:
         check_output_file(args.output, "-o", example="spec.schema.json")
     text = json.dumps(spec_json_schema(args.manager), indent=2)
@@ -131,7 +131,7 @@ def schema(args: argparse.Namespace) -> int:
 
 
 def validate(args: argparse.Namespace) -> int:
-
+    """`toolkit validate SPEC [--print]`: the spec checked against the installed plugins, summarized."""
     if args.print_spec:  # what validation sees; the summary follows as a YAML comment
         print(merged_spec_text(args.spec, args.overrides), end="")
     spec = load_spec(args.spec, args.overrides, plugins=args.manager)
@@ -150,6 +150,7 @@ def validate(args: argparse.Namespace) -> int:
 
 
 def build(args: argparse.Namespace) -> int:
+    """`toolkit build SPEC`: the spec's model built, with its parameters and output shapes."""
     from toolkit.summary import format_model_summary, summarize
 
     spec = load_spec(args.spec, args.overrides, plugins=args.manager)
@@ -161,7 +162,7 @@ def build(args: argparse.Namespace) -> int:
 
 
 def env(args: argparse.Namespace) -> int:
-
+    """`toolkit env`: versions of torch, CUDA, onnxruntime and its providers, the GPUs."""
     for line in environment_lines():
         print(line)
     return 0
