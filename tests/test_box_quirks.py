@@ -12,7 +12,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from toolkit.data.stats import compute_stats
+from toolkit.data.stats import box_stats
 from toolkit.errors import BadSampleError
 from toolkit_plugins.datasets.coco_dataset import CocoDataset
 from toolkit_plugins.datasets.common import OUTSIDE, ZERO_AREA, BoxQuirks, DataWarning, seeded_split
@@ -93,7 +93,7 @@ def test_the_same_quirks_give_the_same_boxes_in_every_format(tmp_path: Path, mak
     assert len(boxes) == len(KEPT)
     for box, kept in zip(boxes, KEPT, strict=True):
         assert box == pytest.approx(kept, abs=1e-4)
-    stats = compute_stats(dataset)
+    stats = box_stats(dataset)
     assert stats.to_dict()["dropped_boxes"] == 3 and stats.to_dict()["clipped_boxes"] == 2
     assert (
         "boxes dropped (zero-area, inverted or outside the image): 3, clipped to the image: 2"

@@ -339,6 +339,15 @@ class ExportsDatasets(Protocol):
 
 
 @runtime_checkable
+class CountsDatasets(Protocol):
+    """Optional task part: `dataset_stats(dataset)`, the `toolkit.data.stats.DatasetStats` of a dataset
+    of this task (`toolkit data stats`): detection counts boxes (`box_stats`), classification labels
+    (`label_stats`)."""
+
+    def dataset_stats(self, dataset: Any) -> Any: ...
+
+
+@runtime_checkable
 class WritesResultFiles(Protocol):
     """Optional task part: the files `toolkit predict --out` writes beside predictions.json.
 

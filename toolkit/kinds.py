@@ -52,6 +52,7 @@ TASK = Kind(
         c.ComparesOutputs,
         c.WritesResultFiles,
         c.ExportsDatasets,
+        c.CountsDatasets,
         c.HasAttackObjectives,
         c.JudgesAttacks,
     ),

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from toolkit.data.drawing import caption
+from toolkit.data.stats import DatasetStats, label_stats
 from toolkit_plugins.tasks.attack_objectives import (
     CLASSIFICATION_OBJECTIVES,
     classification_attack_loss,
@@ -120,6 +121,10 @@ class ClassificationTask:
             }
             for row, label in zip(probs, labels.tolist(), strict=True)
         ]
+
+    def dataset_stats(self, dataset: Any) -> DatasetStats:
+        """`toolkit data stats`: images per class."""
+        return label_stats(dataset)
 
     def evaluator(self, dataset: Any, class_names: Sequence[str]) -> ClassificationEvaluator:
         """Accuracy, macro precision/recall/F1 and the confusion matrix over `class_names`."""

@@ -9,6 +9,7 @@ import torch
 from torchvision.transforms import v2
 
 from toolkit.data.drawing import draw_boxes
+from toolkit.data.stats import DatasetStats, box_stats
 from toolkit_plugins.tasks.attack_objectives import (
     DETECTION_OBJECTIVES,
     detection_attack_loss,
@@ -125,6 +126,10 @@ class DetectionTask:
                 detection["category_id"] = int(category_ids[label]) if known else label  # type: ignore[index]
                 detections.append({**detection, "file_name": record["image"]})
         return {"results_coco.json": detections}
+
+    def dataset_stats(self, dataset: Any) -> DatasetStats:
+        """`toolkit data stats`: images, objects and box sizes per class from the ground truth."""
+        return box_stats(dataset)
 
     def evaluator(self, dataset: Any, class_names: Sequence[str]) -> DetectionEvaluator:
         """COCO AP and VOC mAP@0.5 against `dataset.ground_truth()`."""

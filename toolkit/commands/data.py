@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import Any
 
 from toolkit.build import Builder
-from toolkit.contracts import ExportsDatasets
+from toolkit.contracts import CountsDatasets, ExportsDatasets, HasGroundTruth
 from toolkit.data import writers
 from toolkit.errors import ToolkitError
 from toolkit.outputs import check_output_dir, check_output_file
@@ -20,7 +21,7 @@ def export(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec, args.overrides, plugins=args.manager)
     builder = Builder(args.manager)
     dataset = builder.dataset(spec, args.split)
-    task = builder.task(dataset.task, named_by=f"data.{args.split} ({type(dataset).__name__})")
+    task = _task_of(dataset, builder, args.split)
     formats = task.dataset_formats if isinstance(task, ExportsDatasets) else ()
     if args.format not in formats:
         instead = f"use --format {' or '.join(formats)}" if formats else "its task writes no dataset format"
@@ -56,12 +57,18 @@ def preview(args: argparse.Namespace) -> int:
 
 def stats(args: argparse.Namespace) -> int:
     """`toolkit data stats SPEC`: images and objects per class, box sizes (table or JSON, and a PNG)."""
-    from toolkit.data.stats import compute_stats, plot_stats
+    from toolkit.data.stats import box_stats, label_stats, plot_stats
 
     if args.output:
         check_output_file(args.output, "-o", example="stats.png")
     spec = load_spec(args.spec, args.overrides, plugins=args.manager)
-    stats = compute_stats(Builder(args.manager).dataset(spec, args.split))
+    builder = Builder(args.manager)
+    dataset = builder.dataset(spec, args.split)
+    task = _task_of(dataset, builder, args.split)
+    if isinstance(task, CountsDatasets):
+        stats = task.dataset_stats(dataset)
+    else:  # a task that does not say: boxes when the dataset has a ground truth, else labels
+        stats = box_stats(dataset) if isinstance(dataset, HasGroundTruth) else label_stats(dataset)
     if args.json:
         print(json.dumps(stats.to_dict(), indent=2))
     else:
@@ -70,3 +77,8 @@ def stats(args: argparse.Namespace) -> int:
     if args.output:
         print(f"wrote {plot_stats(stats, args.output)}", file=sys.stderr if args.json else sys.stdout)
     return 0
+
+
+def _task_of(dataset: Any, builder: Builder, split: str) -> Any:
+    """The task that reads the dataset's targets natively (its `task`)."""
+    return builder.task(dataset.task, named_by=f"data.{split} ({type(dataset).__name__})")

@@ -9,7 +9,6 @@ from typing import Any
 import numpy as np
 
 from toolkit.contracts import CountsBoxQuirks, HasLabels
-from toolkit.data.targets import targets_have_boxes
 from toolkit.table import format_table
 
 SIZE_BINS = (0, 16, 32, 64, 96, 128, 256, 512, float("inf"))
@@ -78,17 +77,22 @@ class DatasetStats:
         return data
 
 
-def compute_stats(dataset: Any) -> DatasetStats:
-    """Statistics from the dataset's annotations (detection: its ground_truth(); no image decoding)."""
-
+def label_stats(dataset: Any) -> DatasetStats:
+    """Images per class of a dataset with one label per image (its `labels` when it has them, else
+    read sample by sample)."""
     names = list(dataset.class_names)
-    if not targets_have_boxes(dataset):
-        per_class = [0] * len(names)
-        labels = dataset.labels if isinstance(dataset, HasLabels) else None
-        for index in range(len(dataset)):
-            label = labels[index] if labels is not None else dataset[index][1]
-            per_class[int(label)] += 1
-        return DatasetStats(str(dataset.task), False, names, len(dataset), per_class)
+    per_class = [0] * len(names)
+    labels = dataset.labels if isinstance(dataset, HasLabels) else None
+    for index in range(len(dataset)):
+        label = labels[index] if labels is not None else dataset[index][1]
+        per_class[int(label)] += 1
+    return DatasetStats(str(dataset.task), False, names, len(dataset), per_class)
+
+
+def box_stats(dataset: Any) -> DatasetStats:
+    """Images, objects and box sizes per class from a dataset's ground truth (`ground_truth()`, COCO
+    format; no image decoding), and the boxes it dropped and clipped."""
+    names = list(dataset.class_names)
     truth = dataset.ground_truth()
     objects = [0] * len(names)
     sizes: list[list[float]] = [[] for _ in names]
