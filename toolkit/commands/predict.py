@@ -212,14 +212,15 @@ def run_predict(
     gt = CocoIds(coco_gt) if coco_gt is not None else None
     image_ids = gt.image_ids(paths) if gt is not None else None
     drawn = drawn_names(paths)
+    inputs = {p.resolve() for p in paths if p.exists()} if out is not None else set()
     if out is not None:
         planned = [*RESULT_FILES, *drawn.values()]
-        check_no_overwrite(out, planned, "--out", inputs={p.resolve() for p in paths if p.exists()})
+        check_no_overwrite(out, planned, "--out", inputs=inputs)
     predictor = load_predictor(model, builder, checkpoint=checkpoint, device=device, provider=provider)
     category_ids = gt.category_ids(predictor.class_names) if gt is not None else predictor.category_ids
     task_files = predictor.task.result_file_names if isinstance(predictor.task, WritesResultFiles) else ()
     if out is not None:
-        check_no_overwrite(out, list(task_files), "--out", inputs={p.resolve() for p in paths if p.exists()})
+        check_no_overwrite(out, list(task_files), "--out", inputs=inputs)
         planned += task_files
         out.mkdir(parents=True, exist_ok=True)
         record_written(out, planned)  # before writing: a run killed halfway may be run again
