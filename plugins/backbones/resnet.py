@@ -41,6 +41,15 @@ class ResNetParams(BaseModel):
         bool,
         Field(description="residual branches start at zero (identity blocks): faster from-scratch training"),
     ] = False
+    width: Annotated[
+        float,
+        Field(
+            gt=0,
+            le=4,
+            description="channel multiplier of every stage (0.5: half the channels, about a quarter of the "
+            "compute; counts rounded to multiples of 8); ImageNet weights need width 1",
+        ),
+    ] = 1.0
 
 
 def resnet_factory(depth: int) -> Callable[..., ResNetBackbone]:

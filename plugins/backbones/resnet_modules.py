@@ -23,6 +23,40 @@ _DEPTHS: dict[int, tuple[Any, Any, int]] = {
     50: (torchvision.models.resnet50, torchvision.models.ResNet50_Weights.IMAGENET1K_V2, 2048),
 }
 _STAGES = ("layer1", "layer2", "layer3", "layer4")
+_STAGE_PLANES = (64, 128, 256, 512)
+
+
+def scaled_channels(channels: int, width: float) -> int:
+    """`channels * width` rounded to a multiple of 8 (at least 8): what a `width` ResNet uses."""
+    return max(8, round(channels * width / 8) * 8)
+
+
+def _narrow(trunk: torchvision.models.ResNet, width: float, zero_init_residual: bool) -> None:
+    """Rebuild `trunk`'s stem and stages with every stage's planes scaled by `width`.
+
+    Uses torchvision's own `_make_layer` (same blocks, same names) and its initialisation, so a
+    narrow trunk differs from the standard one only in its channel counts.
+    """
+    block = type(trunk.layer1[0])
+    depths = [len(getattr(trunk, name)) for name in _STAGES]
+    trunk.inplanes = scaled_channels(64, width)
+    trunk.dilation = 1
+    trunk.conv1 = nn.Conv2d(3, trunk.inplanes, kernel_size=7, stride=2, padding=3, bias=False)
+    trunk.bn1 = nn.BatchNorm2d(trunk.inplanes)
+    for index, (name, planes, depth) in enumerate(zip(_STAGES, _STAGE_PLANES, depths, strict=True)):
+        stage = trunk._make_layer(block, scaled_channels(planes, width), depth, stride=1 if index == 0 else 2)
+        setattr(trunk, name, stage)
+    trunk.fc = nn.Identity()
+    for module in trunk.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(module, nn.BatchNorm2d):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+        if zero_init_residual and isinstance(module, torchvision.models.resnet.BasicBlock):
+            nn.init.zeros_(module.bn2.weight)
+        elif zero_init_residual and isinstance(module, torchvision.models.resnet.Bottleneck):
+            nn.init.zeros_(module.bn3.weight)
 
 
 class ResNetBackbone(nn.Module):
@@ -48,6 +82,9 @@ class ResNetBackbone(nn.Module):
         weights overwrite it.
     last_stride: 2 (torchvision) or 1: stage 4 does not downsample, so features come at stride
         16 (the re-ID "last stride" trick): finer maps for small inputs, more compute in stage 4.
+    width: channel multiplier of every stage (1: torchvision's ResNet; 0.5: half the channels,
+        about a quarter of the compute); each count is rounded to a multiple of 8. ImageNet
+        weights exist for width 1 only.
     """
 
     #: key prefixes of pretrained files that have no place in the trunk (the classifier)
@@ -64,12 +101,23 @@ class ResNetBackbone(nn.Module):
         norm_eval: bool = True,
         last_stride: int = 2,
         zero_init_residual: bool = False,
+        width: float = 1.0,
     ) -> None:
         super().__init__()
         if depth not in _DEPTHS:
             raise ToolkitError(f"ResNet depth must be one of {sorted(_DEPTHS)}, got {depth}")
-        builder, imagenet_weights, self.out_channels = _DEPTHS[depth]
+        if width <= 0:
+            raise ToolkitError(f"ResNet width must be > 0, got {width}")
+        if width != 1.0 and pretrained == "imagenet":
+            raise ToolkitError(
+                f"resnet{depth}: ImageNet weights exist for width 1 only, got width {width}; "
+                "set pretrained: none or width: 1"
+            )
+        builder, imagenet_weights, full_channels = _DEPTHS[depth]
+        expansion = full_channels // 512  # 1 for basic blocks, 4 for bottlenecks
+        self.out_channels = scaled_channels(512, width) * expansion
         self.depth = depth
+        self.width = width
         if pretrained not in ("none", "imagenet"):
             raise ToolkitError(
                 f"ResNetBackbone: pretrained must be 'none' or 'imagenet', got {pretrained!r}; load a "
@@ -81,18 +129,19 @@ class ResNetBackbone(nn.Module):
             raise ToolkitError(f"last_stride must be 1 or 2, got {last_stride}")
         self.stride = 32 if last_stride == 2 else 16
         self.input_multiple = self.stride  # the largest stride used: every stage sees whole cells
-        expansion = self.out_channels // 512  # 1 for basic blocks, 4 for bottlenecks
         #: (channels, stride) of each map `forward_levels` returns, finest first
         self.levels = FeatureInfo(
             [
-                (64 * expansion, 4),
-                (128 * expansion, 8),
-                (256 * expansion, 16),
+                (scaled_channels(64, width) * expansion, 4),
+                (scaled_channels(128, width) * expansion, 8),
+                (scaled_channels(256, width) * expansion, 16),
                 (self.out_channels, self.stride),
             ]
         )
         self.norm_eval = norm_eval
         trunk = builder(weights=None, zero_init_residual=zero_init_residual)
+        if width != 1.0:
+            _narrow(trunk, width, zero_init_residual)
         if last_stride == 1:  # stage 4 keeps stage 3's resolution; weights keep their shapes
             for module in trunk.layer4[0].modules():
                 if isinstance(module, nn.Conv2d) and module.stride == (2, 2):

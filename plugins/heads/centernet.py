@@ -47,6 +47,13 @@ def centernet(
             "(U-Net style skip connections: sharper small objects; needs a backbone with levels)"
         ),
     ] = False,
+    separable: Annotated[
+        bool,
+        Field(
+            description="depthwise-separable 3x3 convolutions (MobileNet style) in the skip neck and the "
+            "branches: the light head, several times less compute"
+        ),
+    ] = False,
 ) -> CenterNetHead:
     """CenterNet: upsampling neck, heatmap + size + offset branches, top-K peak decode."""
     from toolkit_plugins.heads.centernet_modules import CenterNetHead
@@ -62,6 +69,7 @@ def centernet(
         min_overlap=min_overlap,
         box_region=box_region,
         skips=skips,
+        separable=separable,
         levels=levels,
     )
 

@@ -22,6 +22,18 @@ def _conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int = 3) -> 
     )
 
 
+def _separable_bn_relu(in_channels: int, out_channels: int) -> nn.Sequential:
+    """MobileNet's 3x3 block: depthwise 3x3 conv, BN, ReLU, then pointwise 1x1 conv, BN, ReLU."""
+    return nn.Sequential(
+        nn.Conv2d(in_channels, in_channels, 3, padding=1, groups=in_channels, bias=False),
+        nn.BatchNorm2d(in_channels),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(in_channels, out_channels, 1, bias=False),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(inplace=True),
+    )
+
+
 def _deconv_bn_relu(in_channels: int, out_channels: int) -> nn.Sequential:
     """x2 upsampling of the paper's neck: 4x4 stride-2 transposed conv, BN, ReLU."""
     return nn.Sequential(
@@ -57,12 +69,17 @@ def _skip_levels(stride: int, stages: int, levels: Sequence[tuple[int, int]] | N
     return tuple(chosen)
 
 
-def _branch(in_channels: int, head_conv: int, out_channels: int) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(in_channels, head_conv, kernel_size=3, padding=1, bias=True),
-        nn.ReLU(inplace=True),
-        nn.Conv2d(head_conv, out_channels, kernel_size=1),
-    )
+def _branch(in_channels: int, head_conv: int, out_channels: int, *, separable: bool) -> nn.Sequential:
+    """3x3 conv (depthwise + pointwise when `separable`), ReLU, 1x1 conv to the outputs."""
+    if separable:
+        spatial: list[nn.Module] = [
+            nn.Conv2d(in_channels, in_channels, 3, padding=1, groups=in_channels, bias=False),
+            nn.BatchNorm2d(in_channels),
+            nn.Conv2d(in_channels, head_conv, kernel_size=1, bias=True),
+        ]
+    else:
+        spatial = [nn.Conv2d(in_channels, head_conv, kernel_size=3, padding=1, bias=True)]
+    return nn.Sequential(*spatial, nn.ReLU(inplace=True), nn.Conv2d(head_conv, out_channels, kernel_size=1))
 
 
 class CenterNetHead(nn.Module):
@@ -87,6 +104,8 @@ class CenterNetHead(nn.Module):
     the last map to `neck_channels[0]`, then each stage upsamples x2 (nearest), adds the backbone
     level of that stride through a 3x3 conv, and applies a 3x3 conv to `neck_channels[stage]`
     channels: finer maps reach the branches, which helps small objects and speeds up training.
+    With `separable`, every 3x3 conv of the skip neck and of the branches is depthwise-separable
+    (a depthwise 3x3 then a pointwise 1x1, as in MobileNet): the light head of the light recipes.
 
     `decode(outputs)` returns "boxes" float [N, K, 4] (xyxy, input pixels), "scores" [N, K]
     sorted descending and "labels" int64 [N, K], K = min(max_detections, C * h * w); peaks are
@@ -112,6 +131,7 @@ class CenterNetHead(nn.Module):
         min_overlap: float = 0.7,
         box_region: float = 0.0,
         skips: bool = False,
+        separable: bool = False,
         levels: Sequence[tuple[int, int]] | None = None,
     ) -> None:
         super().__init__()
@@ -134,21 +154,22 @@ class CenterNetHead(nn.Module):
         self.neck = nn.ModuleList()
         self.laterals = nn.ModuleList()
         channels = in_channels
+        conv3x3 = _separable_bn_relu if separable else _conv_bn_relu
         if skips:  # FPN-style: reduce, then (upsample + lateral, 3x3 conv) per stage
             self.reduce = _conv_bn_relu(in_channels, neck_channels[0], kernel_size=1)
             channels = neck_channels[0]
         for stage, out in enumerate(neck_channels):
             if skips:
                 level_channels = levels[self.skip_levels[stage]][0]  # type: ignore[index]
-                self.laterals.append(_conv_bn_relu(level_channels, channels))
-                self.neck.append(_conv_bn_relu(channels, out))
+                self.laterals.append(conv3x3(level_channels, channels))
+                self.neck.append(conv3x3(channels, out))
             else:
                 self.neck.append(_deconv_bn_relu(channels, out))
             channels = out
         self.out_channels = channels  # channels of the neck output the branches read
-        self.heatmap = _branch(channels, head_conv, num_classes)
-        self.size = _branch(channels, head_conv, 2)
-        self.offset = _branch(channels, head_conv, 2)
+        self.heatmap = _branch(channels, head_conv, num_classes, separable=separable)
+        self.size = _branch(channels, head_conv, 2, separable=separable)
+        self.offset = _branch(channels, head_conv, 2, separable=separable)
         nn.init.constant_(self.heatmap[-1].bias, HEATMAP_PRIOR_BIAS)
         for branch in (self.size, self.offset):
             nn.init.normal_(branch[-1].weight, std=0.001)
