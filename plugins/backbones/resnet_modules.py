@@ -53,9 +53,10 @@ def _narrow(trunk: torchvision.models.ResNet, width: float, zero_init_residual: 
         elif isinstance(module, nn.BatchNorm2d):
             nn.init.ones_(module.weight)
             nn.init.zeros_(module.bias)
-        if zero_init_residual and isinstance(module, torchvision.models.resnet.BasicBlock):
+    for module in trunk.modules() if zero_init_residual else ():  # after the loop above resets BN
+        if isinstance(module, torchvision.models.resnet.BasicBlock):
             nn.init.zeros_(module.bn2.weight)
-        elif zero_init_residual and isinstance(module, torchvision.models.resnet.Bottleneck):
+        elif isinstance(module, torchvision.models.resnet.Bottleneck):
             nn.init.zeros_(module.bn3.weight)
 
 
