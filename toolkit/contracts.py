@@ -348,6 +348,26 @@ class CountsDatasets(Protocol):
 
 
 @runtime_checkable
+class MergesTiles(Protocol):
+    """Optional task part: sliced inference (`toolkit.tiling`, `predict --tile`).
+
+    `merge_tiles(parts, origins, method=, iou=)` gives one image's result from its tiles' results
+    (`parts[i]` in the pixels of the window whose top-left corner is `origins[i]` = (x0, y0)):
+    shifted to image pixels, then merged by `method` ("fusion" or "nms") at overlap `iou`
+    (detection: boxes the tile borders cut or doubled become one).
+    """
+
+    def merge_tiles(
+        self,
+        parts: Sequence[Mapping[str, Any]],
+        origins: Sequence[tuple[int, int]],
+        *,
+        method: str,
+        iou: float,
+    ) -> dict[str, Any]: ...
+
+
+@runtime_checkable
 class WritesResultFiles(Protocol):
     """Optional task part: the files `toolkit predict --out` writes beside predictions.json.
 

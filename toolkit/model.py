@@ -9,8 +9,10 @@ import torch
 from torch import nn
 
 from toolkit.contracts import Normalization, Task, UsesLevels
-from toolkit.inference import eval_mode, image_list, preprocess
+from toolkit.inference import eval_mode, image_list
 from toolkit.predict_options import check_batch_size, check_score_threshold
+from toolkit.spec.models import TileSpec
+from toolkit.tiling import as_tiling, predict_images
 
 
 class ToolkitModel(nn.Module):
@@ -86,26 +88,38 @@ class ToolkitModel(nn.Module):
         return self.results(self.decode(self(images)), meta, score_threshold)
 
     def predict(
-        self, images: Any, *, score_threshold: float = 0.0, batch_size: int = 16
+        self,
+        images: Any,
+        *,
+        score_threshold: float = 0.0,
+        batch_size: int = 16,
+        tile: TileSpec | Mapping[str, Any] | int | None = None,
     ) -> list[dict[str, Any]]:
         """Per-image results in original image pixels for a tensor batch, a list of tensors (uint8 or
         float in [0, 1], any sizes), PIL images or image paths.
 
         Runs under `torch.inference_mode()` in eval mode and leaves the module's modes and BatchNorm
         statistics as they were; each image is letterboxed alone, so an image gives the same result
-        alone or in a batch of differently sized images.
+        alone or in a batch of differently sized images. `tile` (a tile side in pixels, a
+        `TileSpec` or its fields) slices each image into overlapping tiles run `tile.batch` at a
+        time and merged back (`toolkit.tiling`: large images with small objects).
         """
         check_batch_size(batch_size)
         score_threshold = check_score_threshold(score_threshold)
+        tiling = as_tiling(tile)
         items = image_list(images)
-        results: list[dict[str, Any]] = []
         with eval_mode(self), torch.inference_mode():
-            for start in range(0, len(items), batch_size):
-                batch, meta = preprocess(items[start : start + batch_size], self.input_size)
-                results += self.predict_batch(
-                    batch.to(self.input_mean.device), meta, score_threshold=score_threshold
-                )
-        return results
+            return predict_images(
+                items,
+                lambda batch: self.decode(self(batch)),
+                task=self.task,
+                input_size=self.input_size,
+                class_names=self.class_names,
+                score_threshold=score_threshold,
+                batch_size=batch_size,
+                tiling=tiling,
+                device=self.input_mean.device,
+            )
 
     def extra_repr(self) -> str:
         return f"task={self.task.name}, classes={len(self.class_names)}, input_size={self.input_size}"

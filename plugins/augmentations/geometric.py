@@ -137,6 +137,22 @@ def random_resized_crop(
     return tag(v2.Compose([crop, v2.ClampBoundingBoxes()]))
 
 
+def random_crop(
+    size: OutputSize = None,
+    fill: PixelValue = 0.0,
+    *,
+    input_size: tuple[int, int] | None = None,
+) -> v2.Transform:
+    """Cut a random `size` window at the image's own scale (no resizing): training on crops of
+    large images for sliced inference, whose tiles are the same windows. A smaller image is
+    padded with `fill` first. Boxes are cut to the window; objects outside it leave degenerate
+    boxes for the sanitizer."""
+    from torchvision.transforms import v2
+
+    output = _require_size(size, input_size, "random_crop")
+    return tag(v2.RandomCrop(size=output, pad_if_needed=True, fill=fill))
+
+
 def _check_sampler_options(options: tuple[float, ...]) -> tuple[float, ...]:
     if 1.0 not in options:
         raise ValueError(
@@ -245,6 +261,7 @@ def toolkit_register_augmentations(registry: toolkit.Registry) -> None:
     registry.register("hflip", hflip)
     registry.register("affine", affine)
     registry.register("random_resized_crop", random_resized_crop)
+    registry.register("random_crop", random_crop)
     registry.register("iou_crop", iou_crop)
     registry.register("zoom_out", zoom_out)
     registry.register("scale_jitter", scale_jitter)

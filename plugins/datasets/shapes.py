@@ -62,7 +62,8 @@ Target = Annotated[
         description="classification: the shape whose presence is the positive class (default: first class)"
     ),
 ]
-ObjectCount = Annotated[int, Field(ge=1, le=50, description="objects drawn per detection image")]
+ObjectCount = Annotated[int, Field(ge=1, le=500, description="objects drawn per detection image")]
+Pixels = Annotated[float, Field(ge=6, le=2048)]
 
 
 def shapes(
@@ -76,6 +77,13 @@ def shapes(
     min_objects: ObjectCount = 1,
     max_objects: ObjectCount = 10,
     target: Target = None,
+    object_size: Annotated[
+        tuple[Pixels, Pixels] | None,
+        Field(
+            description="(min, max) object diameter in pixels, drawn log-uniformly (e.g. [12, 40]: small "
+            "objects in a large image); default: 1/16 to 1/2 of image_size"
+        ),
+    ] = None,
 ) -> ShapesDataset:
     """Synthetic shapes on textured, noisy backgrounds (detection or presence classification)."""
     from toolkit_plugins.datasets.shapes_dataset import ShapesDataset
@@ -84,6 +92,11 @@ def shapes(
         raise ToolkitError(
             f"shapes dataset: min_objects ({min_objects}) is larger than max_objects ({max_objects}); "
             "lower min_objects or raise max_objects"
+        )
+    if object_size is not None and not object_size[0] <= object_size[1] <= image_size:
+        raise ToolkitError(
+            f"shapes dataset: object_size {list(object_size)} must be [min, max] with min <= max <= "
+            f"image_size ({image_size})"
         )
     return ShapesDataset(
         task=task,
@@ -94,6 +107,7 @@ def shapes(
         min_objects=min_objects,
         max_objects=max_objects,
         target=target,
+        object_size=object_size,
     )
 
 

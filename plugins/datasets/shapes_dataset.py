@@ -1,7 +1,8 @@
 """Synthetic shapes: a renderer deterministic in (seed, index) and the dataset built on it.
 
 Each image: a smooth random background (a tiny random colour field upsampled bicubically), a few
-random lines, shapes of random colour, size (log-uniform between 1/16 and 1/2 of the side),
+random lines, shapes of random colour, size (log-uniform between 1/16 and 1/2 of the side, or
+between the `object_size` bounds in pixels: many small objects in a large image),
 rotation and shading, then per-pixel noise. Later shapes cover earlier ones; an instance-id map
 tracks what stays visible. A shape less than MIN_VISIBLE visible is not labelled; a box is the
 tight pixel bounds of the shape's drawn mask (integer-valued: x2 = last column + 1).
@@ -139,8 +140,11 @@ class ShapesRenderer:
         min_objects: int,
         max_objects: int,
         target: str | None = None,
+        object_size: tuple[float, float] | None = None,
     ) -> None:
         self.size = image_size
+        low, high = object_size or (MIN_SIDE_FRACTION * image_size, MAX_SIDE_FRACTION * image_size)
+        self.log_sizes = (math.log(low), math.log(high))
         self.class_names = list(class_names)
         self.seed = seed
         self.min_objects = min_objects
@@ -178,7 +182,7 @@ class ShapesRenderer:
         shapes: list[_Shape] = []
         drawn = np.zeros(len(kinds) + 1, dtype=np.int64)
         visible = np.zeros(len(kinds) + 1, dtype=np.int64)
-        log_lo, log_hi = math.log(MIN_SIDE_FRACTION * size), math.log(MAX_SIDE_FRACTION * size)
+        log_lo, log_hi = self.log_sizes
         for number, kind in enumerate(kinds, start=1):
             diameter = max(MIN_DIAMETER, math.exp(rng.uniform(log_lo, log_hi)))
             mask = shape_mask(kind, diameter, float(rng.uniform(0, 2 * math.pi)))
@@ -332,6 +336,7 @@ class ShapesDataset(torch.utils.data.Dataset):
         min_objects: int = 1,
         max_objects: int = 10,
         target: str | None = None,
+        object_size: tuple[float, float] | None = None,
     ) -> None:
         if task not in ("detection", "classification"):
             raise ValueError(f"task must be 'detection' or 'classification', got {task!r}")
@@ -350,6 +355,7 @@ class ShapesDataset(torch.utils.data.Dataset):
             min_objects=min_objects,
             max_objects=max_objects,
             target=self.target,
+            object_size=object_size,
         )
         self._ground_truth: dict[str, Any] | None = None
 

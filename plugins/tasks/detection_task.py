@@ -127,6 +127,20 @@ class DetectionTask:
                 detections.append({**detection, "file_name": record["image"]})
         return {"results_coco.json": detections}
 
+    def merge_tiles(
+        self,
+        parts: Sequence[Mapping[str, Any]],
+        origins: Sequence[tuple[int, int]],
+        *,
+        method: str,
+        iou: float,
+    ) -> dict[str, Any]:
+        """Sliced inference: the tiles' detections in image pixels, merged per class by greedy box
+        fusion or NMS (`detection_tiling.merge_tiles`)."""
+        from toolkit_plugins.tasks.detection_tiling import merge_tiles
+
+        return merge_tiles(parts, origins, method=method, iou=iou)
+
     def dataset_stats(self, dataset: Any) -> DatasetStats:
         """`toolkit data stats`: images, objects and box sizes per class from the ground truth."""
         return box_stats(dataset)

@@ -10,6 +10,7 @@ its task and opens an `onnxruntime.InferenceSession`; `run` executes the graph o
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,8 +20,10 @@ import torch
 from toolkit.build import Builder
 from toolkit.errors import ToolkitError, first_line
 from toolkit.export.metadata import read_file_info
-from toolkit.inference import image_list, preprocess
+from toolkit.inference import image_list
 from toolkit.predict_options import check_batch_size, check_score_threshold
+from toolkit.spec.models import TileSpec
+from toolkit.tiling import as_tiling, predict_images
 
 if TYPE_CHECKING:
     from toolkit.build import Builder
@@ -221,11 +224,16 @@ class OnnxModel:
         }
 
     def predict(
-        self, images: Any, *, score_threshold: float = 0.0, batch_size: int = 16
+        self,
+        images: Any,
+        *,
+        score_threshold: float = 0.0,
+        batch_size: int = 16,
+        tile: TileSpec | Mapping[str, Any] | int | None = None,
     ) -> list[dict[str, Any]]:
         """Per-image results (the task's format, original image pixels) for any images `predict` of
-        the torch model takes: the same `image_list`, `preprocess` (letterbox to the input size) and
-        `task.results`, with the graph in place of the module."""
+        the torch model takes, whole or tiled (`tile`): the same `toolkit.tiling.predict_images`
+        with the graph in place of the module."""
 
         if not self.info.decoded:
             raise ToolkitError(
@@ -234,16 +242,17 @@ class OnnxModel:
             )
         check_batch_size(batch_size)
         score_threshold = check_score_threshold(score_threshold)
-        items = image_list(images)
-        device = self.device
-        results: list[dict[str, Any]] = []
-        for start in range(0, len(items), batch_size):
-            batch, meta = preprocess(items[start : start + batch_size], self.input_size)
-            outputs = self.run(batch.to(device))
-            results.extend(
-                self.task.results(outputs, meta, self.input_size, self.class_names, score_threshold)
-            )
-        return results
+        return predict_images(
+            image_list(images),
+            self.run,
+            task=self.task,
+            input_size=self.input_size,
+            class_names=self.class_names,
+            score_threshold=score_threshold,
+            batch_size=batch_size,
+            tiling=as_tiling(tile),
+            device=self.device,
+        )
 
 
 def _to_torch(value: Any, device: torch.device) -> torch.Tensor:

@@ -13,7 +13,16 @@ from toolkit.spec.derived import json_schema_of, spec_model
 from toolkit.spec.errors import SpecError, SpecIssue
 from toolkit.spec.extends import merged_spec, merged_spec_text
 from toolkit.spec.load import load_spec
-from toolkit.spec.models import AttackSpec, DataSpec, ExportSpec, ModelSpec, NormalizeSpec, Spec
+from toolkit.spec.models import (
+    AttackSpec,
+    DataSpec,
+    ExportSpec,
+    ModelSpec,
+    NormalizeSpec,
+    PredictSpec,
+    Spec,
+    TileSpec,
+)
 from toolkit.spec.train import TrainSpec
 
 
@@ -30,10 +39,12 @@ __all__ = [
     "ExportSpec",
     "ModelSpec",
     "NormalizeSpec",
+    "PredictSpec",
     "Spec",
     "SpecError",
     "SpecIssue",
     "StrictModel",
+    "TileSpec",
     "TrainSpec",
     "load_spec",
     "merged_spec",

@@ -143,6 +143,37 @@ class ExportSpec(StrictModel):
         return self
 
 
+class TileSpec(StrictModel):
+    """Sliced inference (`predict.tile`, `toolkit predict/eval --tile`): overlapping tiles of the image,
+    detected in batches and merged back in original pixels (docs/tiling.md)."""
+
+    size: Annotated[int, Field(ge=32, le=16384)] | None = Field(
+        default=None, description="tile side in image pixels; default: the model's input size (no scaling)"
+    )
+    overlap: Annotated[float, Field(ge=0.0, le=0.9)] = Field(
+        default=0.2, description="fraction of a tile its neighbour shares (objects this size stay whole)"
+    )
+    batch: Annotated[int, Field(ge=1, le=1024)] = Field(default=8, description="tiles run together")
+    full_image: bool = Field(
+        default=False, description="also detect in the whole image letterboxed (large objects), merged in"
+    )
+    merge: Literal["fusion", "nms"] = Field(
+        default="fusion",
+        description="fusion: boxes of a class that overlap (intersection over the smaller box >= iou) "
+        "become their enclosing box, so an object cut by a tile border is one box; nms: the best of "
+        "overlapping boxes (IoU >= iou) is kept",
+    )
+    iou: Annotated[float, Field(gt=0.0, le=1.0)] = Field(
+        default=0.5, description="overlap at which two boxes of a class are merged"
+    )
+
+
+class PredictSpec(StrictModel):
+    """The `predict:` section (`toolkit predict`, `toolkit eval --tile`): how images are run."""
+
+    tile: TileSpec | None = Field(default=None, description="sliced inference; null: the whole image")
+
+
 class AttackSpec(StrictModel):
     """The `attack:` section (`toolkit attack`): the attack and the data it runs on."""
 
@@ -173,6 +204,7 @@ class Spec(BaseModel):
         default=None, description="ONNX export: shapes, precision, verification"
     )
     attack: AttackSpec | None = Field(default=None, description="adversarial attack: method, data, report")
+    predict: PredictSpec | None = Field(default=None, description="prediction: sliced inference")
     _source: str = PrivateAttr(default="<dict>")
 
     @property
@@ -189,5 +221,7 @@ __all__ = [
     "InputSize",
     "ModelSpec",
     "NormalizeSpec",
+    "PredictSpec",
     "Spec",
+    "TileSpec",
 ]
