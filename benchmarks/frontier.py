@@ -247,7 +247,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=formatter)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument(
-        "--seconds", type=float, default=240.0, help="training time of each model (default 240)"
+        "--seconds",
+        type=float,
+        default=None,
+        help="training time of each model (default: demo 570, bccd 300)",
     )
     parser.add_argument("--datasets", default=",".join(DATASETS))
     parser.add_argument("--recipes", default=",".join(RECIPES))

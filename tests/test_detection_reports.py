@@ -121,7 +121,8 @@ def test_per_class_values_equal_pycocotools_per_class_and_voc(tmp_path: Path) ->
     table = format_metrics(metrics, ["AP", "AP50"])
     assert "class  objects  AP      AP50    VOC AP50" in table
     assert f"cat    2        {cat['AP']:.4f}  {cat['AP50']:.4f}  {voc['cat']:.4f}" in table
-    assert "bird   0        nan" in table
+    assert "bird   0        -       -       -" in table  # no objects: no AP, shown as "-" (never nan)
+    assert "nan" not in table
 
 
 def test_only_the_images_seen_are_scored() -> None:

@@ -29,6 +29,21 @@ def _add_plugin_option(parser: argparse.ArgumentParser, *, top_level: bool) -> N
     )
 
 
+def add_tile_options(parser: argparse.ArgumentParser) -> None:
+    """Sliced inference flags of `predict` and `eval` (docs/tiling.md); they override predict.tile."""
+    group = parser.add_argument_group("sliced inference (large images, small objects)")
+    group.add_argument("--tile", type=int, metavar="SIZE", help="cut each image into SIZE x SIZE tiles")
+    group.add_argument(
+        "--overlap", type=float, metavar="F", help="fraction of a tile shared with a neighbour (0.2)"
+    )
+    group.add_argument(
+        "--full-image", action="store_true", default=None, help="also detect in the whole image, merged in"
+    )
+    group.add_argument("--merge", choices=["fusion", "nms"], help="how overlapping boxes merge (fusion)")
+    group.add_argument("--merge-iou", type=float, metavar="F", help="overlap at which boxes merge (0.5)")
+    group.add_argument("--no-tile", action="store_true", help="ignore the spec's predict.tile")
+
+
 def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(
@@ -98,6 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--json", action="store_true", help="print metrics as JSON")
     evaluate.add_argument("--no-progress", action="store_true", help="no progress output")
+    evaluate.add_argument("--batch", type=int, metavar="N", help="with --tile: tiles per batch (default 8)")
+    add_tile_options(evaluate)
 
     export = command(
         "export", "export:run", "export a model to ONNX (decoding in the graph), verified against torch"
@@ -136,7 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--threshold", "--score-threshold", dest="threshold", type=float, default=0.3, metavar="S",
         help="drop detections below S (default 0.3)",
     )  # fmt: skip
-    predict.add_argument("--batch", type=int, default=8, metavar="N", help="images per batch (default 8)")
+    predict.add_argument(
+        "--batch", type=int, metavar="N", help="images per batch, or tiles per batch with --tile (default 8)"
+    )
     predict.add_argument("--device", default="cpu", help="checkpoints: cpu (default) or cuda[:N]")
     predict.add_argument("--provider", help="ONNX files: auto (default), tensorrt, cuda or cpu")
     predict.add_argument("--json", action="store_true", help="print the results as JSON")
@@ -144,6 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--coco-gt", metavar="FILE",
         help="the images' COCO annotation file: results_coco.json takes its image and category ids",
     )  # fmt: skip
+    add_tile_options(predict)
 
     attack = command(
         "attack", "attack:run", "attack a model on its data: clean vs adversarial metrics, examples, sweeps"

@@ -492,7 +492,7 @@ class Predictor(Protocol):
     category_ids: list[int] | None
 
     def predict(
-        self, images: Any, *, score_threshold: float = 0.0, batch_size: int = 16
+        self, images: Any, *, score_threshold: float = 0.0, batch_size: int = 16, tile: Any = None
     ) -> list[dict[str, Any]]: ...
 
 

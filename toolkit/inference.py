@@ -3,12 +3,20 @@ input size, float [0, 1]) with the meta that maps results back to original pixel
 
 `eval_mode` runs a model in eval mode and puts every submodule's `training` flag back afterwards,
 so a prediction never changes BatchNorm statistics or modes. The torch model (`ToolkitModel.predict`)
-and the onnxruntime model (`OnnxModel.predict`) both preprocess here.
+and the onnxruntime model (`OnnxModel.predict`) both predict here (`predict_images`), whole images
+or tiles.
+
+Sliced inference (`predict_tiled`) streams one image's windows (`toolkit.tiling.tile_grid`)
+`tiling.batch` at a time: each window is a view of the image until its batch is letterboxed to the
+model's input size, so memory holds the image, one batch and the detections, never all tiles. Each
+window's results (the task's format, window pixels) and its origin go to the task's `merge_tiles`
+(`contracts.MergesTiles`), which shifts them to image pixels and merges what tile borders cut or
+doubled.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -18,9 +26,12 @@ from torch import nn
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
+from toolkit.contracts import MergesTiles, Task
 from toolkit.data.images import pil_to_tensor, read_image
 from toolkit.data.letterbox import LETTERBOX_KEY, Letterbox
 from toolkit.errors import ToolkitError
+from toolkit.spec.models import TileSpec
+from toolkit.tiling import tile_grid, tile_size
 
 
 def model_preprocessing(input_size: tuple[int, int]) -> list[Any]:
@@ -112,3 +123,66 @@ def preprocess(
             }
         )
     return torch.stack(batch), meta
+
+
+def predict_tiled(
+    image: torch.Tensor,
+    run: Callable[[torch.Tensor], Mapping[str, torch.Tensor]],
+    *,
+    task: Task,
+    input_size: tuple[int, int],
+    class_names: Sequence[str],
+    tiling: TileSpec,
+    score_threshold: float,
+    device: torch.device,
+) -> dict[str, Any]:
+    """One image's result in its own pixels from its tiles (and the whole image with
+    `tiling.full_image`). `run(batch [N,3,H,W] in [0, 1] at the input size)` gives decoded outputs."""
+    if not isinstance(task, MergesTiles):
+        raise ToolkitError(
+            f"sliced inference needs a task that merges tile results (toolkit.contracts.MergesTiles); "
+            f"task {task.name!r} does not: predict without --tile"
+        )
+    height, width = image.shape[-2:]
+    windows = tile_grid(height, width, tile_size(tiling, input_size), tiling.overlap)
+    parts: list[Mapping[str, Any]] = []
+    origins: list[tuple[int, int]] = []
+    for start in range(0, len(windows), tiling.batch):
+        group = windows[start : start + tiling.batch]
+        crops = [image[:, y0:y1, x0:x1] for x0, y0, x1, y1 in group]
+        batch, meta = preprocess(crops, input_size)
+        parts += task.results(run(batch.to(device)), meta, input_size, list(class_names), score_threshold)
+        origins += [(x0, y0) for x0, y0, _, _ in group]
+    if tiling.full_image and len(windows) > 1:
+        batch, meta = preprocess([image], input_size)
+        parts += task.results(run(batch.to(device)), meta, input_size, list(class_names), score_threshold)
+        origins.append((0, 0))
+    return task.merge_tiles(parts, origins, method=tiling.merge, iou=tiling.iou)
+
+
+def predict_images(
+    images: Sequence[torch.Tensor],
+    run: Callable[[torch.Tensor], Mapping[str, torch.Tensor]],
+    *,
+    task: Task,
+    input_size: tuple[int, int],
+    class_names: Sequence[str],
+    score_threshold: float,
+    batch_size: int,
+    tiling: TileSpec | None,
+    device: torch.device,
+) -> list[dict[str, Any]]:
+    """Each image's result in its own pixels: letterboxed whole, `batch_size` images at a time, or
+    with `tiling` sliced (`predict_tiled`). `run` is the model's forward and decode; the torch model
+    and the onnxruntime model both predict here."""
+    if tiling is not None:
+        options = {"task": task, "input_size": input_size, "class_names": class_names, "device": device}
+        return [
+            predict_tiled(image, run, tiling=tiling, score_threshold=score_threshold, **options)
+            for image in images
+        ]
+    results: list[dict[str, Any]] = []
+    for start in range(0, len(images), batch_size):
+        batch, meta = preprocess(images[start : start + batch_size], input_size)
+        results += task.results(run(batch.to(device)), meta, input_size, list(class_names), score_threshold)
+    return results

@@ -9,10 +9,10 @@ import torch
 from torch import nn
 
 from toolkit.contracts import Normalization, Task, UsesLevels
-from toolkit.inference import eval_mode, image_list
+from toolkit.inference import eval_mode, image_list, predict_images
 from toolkit.predict_options import check_batch_size, check_score_threshold
 from toolkit.spec.models import TileSpec
-from toolkit.tiling import as_tiling, predict_images
+from toolkit.tiling import as_tiling
 
 
 class ToolkitModel(nn.Module):

@@ -1,27 +1,20 @@
-"""Sliced inference: a large image cut into overlapping tiles, run in batches, merged back.
+"""Sliced inference, the plan: which tiling a command runs with, and where the tiles go.
 
 `tile_grid` places windows of the tile size so that they cover the image with at least the asked
 overlap, the last row and column flush with the image's edges (an image smaller than a tile is one
-window, the whole image). `predict_tiled` streams one image's windows `tiling.batch` at a time:
-each window is a view of the image until its batch is letterboxed to the model's input size, so
-memory holds the image, one batch and the detections, never all tiles. Each window's results
-(the task's format, window pixels) and the window's origin go to the task's `merge_tiles`
-(`contracts.MergesTiles`), which shifts them to image pixels and merges what tile borders cut or
-doubled. `ToolkitModel.predict` and `OnnxModel.predict` both tile here, with `run` their forward
-and decode.
+window, the whole image). `as_tiling`, `spec_tiling` and `resolve_tiling` turn an API argument, a
+spec's `predict.tile` and command-line flags into one `TileSpec`. Running the tiles is
+`toolkit.inference.predict_tiled`. Torch-free.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
-import torch
 from pydantic import ValidationError
 
-from toolkit.contracts import MergesTiles, Task
 from toolkit.errors import ToolkitError, validation_problems
-from toolkit.inference import preprocess
 from toolkit.spec.models import TileSpec
 
 Window = tuple[int, int, int, int]  # x0, y0, x1, y1 in image pixels
@@ -70,64 +63,42 @@ def tile_size(tiling: TileSpec, input_size: tuple[int, int]) -> tuple[int, int]:
     return (tiling.size, tiling.size) if tiling.size is not None else input_size
 
 
-def predict_tiled(
-    image: torch.Tensor,
-    run: Callable[[torch.Tensor], Mapping[str, torch.Tensor]],
-    *,
-    task: Task,
-    input_size: tuple[int, int],
-    class_names: Sequence[str],
-    tiling: TileSpec,
-    score_threshold: float,
-    device: torch.device,
-) -> dict[str, Any]:
-    """One image's result in its own pixels from its tiles (and the whole image with
-    `tiling.full_image`). `run(batch [N,3,H,W] in [0, 1] at the input size)` gives decoded outputs."""
-    if not isinstance(task, MergesTiles):
-        raise ToolkitError(
-            f"sliced inference needs a task that merges tile results (toolkit.contracts.MergesTiles); "
-            f"task {task.name!r} does not: predict without --tile"
-        )
-    height, width = image.shape[-2:]
-    windows = tile_grid(height, width, tile_size(tiling, input_size), tiling.overlap)
-    parts: list[Mapping[str, Any]] = []
-    origins: list[tuple[int, int]] = []
-    for start in range(0, len(windows), tiling.batch):
-        group = windows[start : start + tiling.batch]
-        crops = [image[:, y0:y1, x0:x1] for x0, y0, x1, y1 in group]
-        batch, meta = preprocess(crops, input_size)
-        parts += task.results(run(batch.to(device)), meta, input_size, list(class_names), score_threshold)
-        origins += [(x0, y0) for x0, y0, _, _ in group]
-    if tiling.full_image and len(windows) > 1:
-        batch, meta = preprocess([image], input_size)
-        parts += task.results(run(batch.to(device)), meta, input_size, list(class_names), score_threshold)
-        origins.append((0, 0))
-    return task.merge_tiles(parts, origins, method=tiling.merge, iou=tiling.iou)
+#: the flags of `toolkit predict` and `toolkit eval` that set TileSpec fields (flag name: field)
+TILE_FLAGS = {
+    "tile": "size",
+    "overlap": "overlap",
+    "full_image": "full_image",
+    "merge": "merge",
+    "merge_iou": "iou",
+}
 
 
-def predict_images(
-    images: Sequence[torch.Tensor],
-    run: Callable[[torch.Tensor], Mapping[str, torch.Tensor]],
-    *,
-    task: Task,
-    input_size: tuple[int, int],
-    class_names: Sequence[str],
-    score_threshold: float,
-    batch_size: int,
-    tiling: TileSpec | None,
-    device: torch.device,
-) -> list[dict[str, Any]]:
-    """Each image's result in its own pixels: letterboxed whole, `batch_size` images at a time, or
-    with `tiling` sliced (`predict_tiled`). `run` is the model's forward and decode; the torch model
-    and the onnxruntime model both predict here."""
-    if tiling is not None:
-        options = {"task": task, "input_size": input_size, "class_names": class_names, "device": device}
-        return [
-            predict_tiled(image, run, tiling=tiling, score_threshold=score_threshold, **options)
-            for image in images
-        ]
-    results: list[dict[str, Any]] = []
-    for start in range(0, len(images), batch_size):
-        batch, meta = preprocess(images[start : start + batch_size], input_size)
-        results += task.results(run(batch.to(device)), meta, input_size, list(class_names), score_threshold)
-    return results
+def spec_tiling(spec: Mapping[str, Any] | None) -> TileSpec | None:
+    """The `predict.tile` section of a spec mapping (a checkpoint's or an ONNX file's), or None."""
+    section = ((spec or {}).get("predict") or {}).get("tile")
+    return as_tiling(section) if section is not None else None
+
+
+def resolve_tiling(
+    spec_tile: TileSpec | None, flags: Mapping[str, Any], *, batch: int | None = None, off: bool = False
+) -> TileSpec | None:
+    """The tiling a command runs with: the spec's `predict.tile`, then the command-line `flags`
+    (TILE_FLAGS names; None = not given) and `batch` over it; `--tile SIZE` turns tiling on, `off`
+    (--no-tile) turns it off. Tile options without tiling are a ToolkitError."""
+    given = [flag for flag in TILE_FLAGS if flags.get(flag) is not None]
+    shown = ", ".join(f"--{flag.replace('_', '-')}" for flag in given)
+    if off:
+        if given:
+            raise ToolkitError(f"--no-tile turns tiling off, but {shown} was given too: choose one")
+        return None
+    if spec_tile is None and "tile" not in given:
+        if given:
+            raise ToolkitError(
+                f"{shown}: tiling options, but nothing tiles; add --tile SIZE (or predict.tile)"
+            )
+        return None
+    fields = spec_tile.model_dump() if spec_tile is not None else {}
+    fields.update({TILE_FLAGS[flag]: flags[flag] for flag in given})
+    if batch is not None:
+        fields["batch"] = batch
+    return as_tiling(fields)

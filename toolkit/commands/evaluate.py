@@ -13,7 +13,9 @@ from toolkit.checkpoints import is_checkpoint, resolve_target
 from toolkit.engine.report import format_metrics
 from toolkit.errors import ToolkitError
 from toolkit.outputs import check_no_overwrite, check_output_dir, record_written
-from toolkit.spec import Spec, TrainSpec, load_spec
+from toolkit.predict_options import check_batch_size
+from toolkit.spec import Spec, TileSpec, TrainSpec, load_spec
+from toolkit.tiling import TILE_FLAGS, resolve_tiling
 
 
 def evaluate_model(
@@ -24,15 +26,17 @@ def evaluate_model(
     split: str = "val",
     out_dir: Path | None = None,
     show_progress: bool = False,
+    tiling: TileSpec | None = None,
 ) -> tuple[dict[str, Any], tuple[str, ...]]:
     """Evaluate a model with its weights (`loading.resolve_target`) on the spec's data.<split>, through
-    the model's preprocessing. Given `out_dir`, the evaluation's plots and `val_predictions.png` are
-    written there; `show_progress`: progress on stderr.
+    the model's preprocessing, or with `tiling` through sliced inference of the original images.
+    Given `out_dir`, the evaluation's plots (and, whole images, `val_predictions.png`) are written
+    there; `show_progress`: progress on stderr.
 
     Returns the metrics and the task's metric names (headline first).
     """
     from toolkit.engine.distributed import resolve_device
-    from toolkit.engine.evaluate import evaluate
+    from toolkit.engine.evaluate import evaluate, evaluate_tiled
 
     config = spec.train or TrainSpec()
     device = resolve_device(config.device)
@@ -40,7 +44,10 @@ def evaluate_model(
     data = builder.split(spec, model, split, train=False, device=device)
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
-    metrics = evaluate(model, data, device, out_dir=out_dir, show_progress=show_progress)
+    if tiling is not None:
+        metrics = evaluate_tiled(model, data, tiling, out_dir=out_dir, show_progress=show_progress)
+    else:
+        metrics = evaluate(model, data, device, out_dir=out_dir, show_progress=show_progress)
     return metrics, tuple(model.task.metric_names)
 
 
@@ -59,10 +66,22 @@ def run(args: argparse.Namespace) -> int:
             )
         load_spec(args.spec, args.overrides, plugins=args.manager)
 
+    if args.batch is not None:
+        check_batch_size(args.batch, option="--batch")
     builder = Builder(args.manager)
     loaded = resolve_target(args.spec, args.checkpoint, args.overrides, builder=builder, needs_data=True)
+    flags = {flag: getattr(args, flag) for flag in TILE_FLAGS}
+    tiling = resolve_tiling(
+        loaded.spec.predict.tile if loaded.spec.predict else None, flags, batch=args.batch, off=args.no_tile
+    )
     metrics, names = evaluate_model(
-        loaded.model, loaded.spec, builder, split=args.split, out_dir=out, show_progress=not args.no_progress
+        loaded.model,
+        loaded.spec,
+        builder,
+        split=args.split,
+        out_dir=out,
+        show_progress=not args.no_progress,
+        tiling=tiling,
     )
     if args.json:
         print(strict_json.dumps(metrics))

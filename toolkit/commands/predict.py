@@ -24,6 +24,7 @@ from toolkit.data.images import read_image
 from toolkit.errors import EXIT_USER_ERROR, BadSampleError, ToolkitError
 from toolkit.outputs import check_no_overwrite, check_output_dir, record_written
 from toolkit.predict_options import check_batch_size, check_score_threshold
+from toolkit.tiling import TILE_FLAGS, resolve_tiling, spec_tiling
 
 #: what a folder is searched for (any case)
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
@@ -31,6 +32,10 @@ IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", 
 #: own files: `WritesResultFiles`)
 RESULT_FILES = ("predictions.json",)
 SPEC_SUFFIXES = frozenset({".yaml", ".yml", ".json"})
+#: images per batch when --batch is not given
+DEFAULT_BATCH = 8
+#: the pixel limit of an image predicted in tiles (16384 x 16384; the default is PIL's, ~89 Mpx)
+TILED_MAX_PIXELS = 16384 * 16384
 
 
 def jsonable(value: Any) -> Any:
@@ -103,10 +108,10 @@ def load_predictor(
     checkpoint: str | None,
     device: str = "cpu",
     provider: str | None = None,
-) -> Predictor:
+) -> tuple[Predictor, Mapping[str, Any]]:
     """`model` by its suffix: `.onnx` -> `OnnxModel` (onnxruntime, `provider`); `.yaml/.yml/.json` -> the
     spec's model with the weights of `checkpoint`; anything else -> a run's checkpoint (it carries its
-    spec). Torch models go to `device`."""
+    spec). Torch models go to `device`. Returns the model and the spec it carries (as a mapping)."""
     path = Path(model)
     suffix = path.suffix.lower()
     if suffix == ".onnx":
@@ -117,7 +122,8 @@ def load_predictor(
             )
         from toolkit.export.runtime import OnnxModel
 
-        return OnnxModel(path, builder=builder, provider=provider, device_id=_cuda_index(device))
+        onnx_model = OnnxModel(path, builder=builder, provider=provider, device_id=_cuda_index(device))
+        return onnx_model, onnx_model.info.spec
     is_spec = suffix in SPEC_SUFFIXES
     if is_spec and checkpoint is None:
         raise ToolkitError(
@@ -137,7 +143,7 @@ def load_predictor(
 
     torch_device = resolve_device(device)
     loaded = resolve_target(path, checkpoint, builder=builder, as_checkpoint=not is_spec)
-    return loaded.model.to(torch_device)
+    return loaded.model.to(torch_device), loaded.spec.model_dump(mode="json")
 
 
 def _cuda_index(device: str) -> int:
@@ -182,11 +188,13 @@ def run_predict(
     checkpoint: str | None,
     out_dir: str | None,
     score_threshold: float,
-    batch_size: int,
+    batch_size: int | None,
     device: str,
     provider: str | None,
     as_json: bool,
     coco_gt: str | None = None,
+    tile_flags: Mapping[str, Any] | None = None,
+    no_tile: bool = False,
 ) -> tuple[list[str], int]:
     """Predict every image `sources` name; returns (lines to print, number of inputs that failed).
 
@@ -197,13 +205,16 @@ def run_predict(
     per image, named after its stem. Nothing is written over an input or over a file there that the
     toolkit did not write (checked before the model is loaded; the task's files once it is). With
     `coco_gt` (a COCO annotation file), the records carry that file's image and category ids, so
-    results_coco.json scores against it as it is.
+    results_coco.json scores against it as it is. Tiling (`toolkit.tiling`): the model's spec's
+    `predict.tile` under `tile_flags` (the TILE_FLAGS of the command line) and `no_tile`; tiled
+    images are read one at a time, up to TILED_MAX_PIXELS, and `batch_size` counts tiles.
     """
     import torch
 
     from toolkit.data.preview import write_preview
 
-    check_batch_size(batch_size, option="--batch")
+    if batch_size is not None:
+        check_batch_size(batch_size, option="--batch")
     score_threshold = check_score_threshold(score_threshold, option="--threshold")
     out = Path(out_dir) if out_dir is not None else None
     if out is not None and out.exists() and not out.is_dir():
@@ -216,7 +227,12 @@ def run_predict(
     if out is not None:
         planned = [*RESULT_FILES, *drawn.values()]
         check_no_overwrite(out, planned, "--out", inputs=inputs)
-    predictor = load_predictor(model, builder, checkpoint=checkpoint, device=device, provider=provider)
+    predictor, model_spec = load_predictor(
+        model, builder, checkpoint=checkpoint, device=device, provider=provider
+    )
+    tiling = resolve_tiling(spec_tiling(model_spec), tile_flags or {}, batch=batch_size, off=no_tile)
+    images_per_batch = 1 if tiling is not None else batch_size or DEFAULT_BATCH
+    max_pixels = TILED_MAX_PIXELS if tiling is not None else None
     category_ids = gt.category_ids(predictor.class_names) if gt is not None else predictor.category_ids
     task_files = predictor.task.result_file_names if isinstance(predictor.task, WritesResultFiles) else ()
     if out is not None:
@@ -230,12 +246,12 @@ def run_predict(
     failed = 0
     bar = _progress(len(paths))
     try:
-        for start in range(0, len(paths), batch_size):
+        for start in range(0, len(paths), images_per_batch):
             readable: list[tuple[int, Path, torch.Tensor]] = []
-            for position in range(start, min(start + batch_size, len(paths))):
+            for position in range(start, min(start + images_per_batch, len(paths))):
                 path = paths[position]
                 try:
-                    readable.append((position, path, read_image(path)))
+                    readable.append((position, path, read_image(path, max_pixels=max_pixels)))
                 except (BadSampleError, ToolkitError) as exc:
                     failed += 1
                     reason = exc.reason if isinstance(exc, BadSampleError) else str(exc)
@@ -246,7 +262,9 @@ def run_predict(
                         lines.append(message)
             if readable:
                 images = [image for _, _, image in readable]
-                results = predictor.predict(images, score_threshold=score_threshold, batch_size=batch_size)
+                results = predictor.predict(
+                    images, score_threshold=score_threshold, batch_size=images_per_batch, tile=tiling
+                )
                 for (position, path, image), result in zip(readable, results, strict=True):
                     records.append({"image": str(path), **jsonable(result)})
                     ids_of_records.append(image_ids[position] if image_ids is not None else position)
@@ -256,7 +274,7 @@ def run_predict(
                         picture = predictor.task.draw(image, result, predictor.class_names)
                         write_preview(picture.to(torch.uint8), out / drawn[path])
             if bar is not None:
-                bar.update(min(batch_size, len(paths) - start))
+                bar.update(min(images_per_batch, len(paths) - start))
     finally:
         if bar is not None:
             bar.close()
@@ -281,7 +299,8 @@ def run_predict(
 def run(args: argparse.Namespace) -> int:
     """`toolkit predict MODEL SOURCE...`: one line per image (or JSON); exit 2 when one failed."""
 
-    check_batch_size(args.batch, option="--batch")
+    if args.batch is not None:
+        check_batch_size(args.batch, option="--batch")
     check_score_threshold(args.threshold, option="--threshold")
     if args.out:
         check_output_dir(args.out, "--out")
@@ -297,6 +316,8 @@ def run(args: argparse.Namespace) -> int:
         provider=args.provider,
         as_json=args.json,
         coco_gt=args.coco_gt,
+        tile_flags={flag: getattr(args, flag) for flag in TILE_FLAGS},
+        no_tile=args.no_tile,
     )
     for line in lines:
         print(line)

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import re
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,24 +37,31 @@ _EXIF_ORIENTATION = 0x0112
 def image_size(path: str | Path) -> tuple[int, int]:
     """(width, height) upright (EXIF orientation applied) from the image header; BadSampleError for a
     missing, unreadable or huge image."""
-    size, _ = _probe(Path(path))
+    from PIL import Image
+
+    size, _ = _probe(Path(path), Image.MAX_IMAGE_PIXELS)
     return size
 
 
-def read_image(path: str | Path) -> torch.Tensor:
+def read_image(path: str | Path, *, max_pixels: int | None = None) -> torch.Tensor:
     """Decode `path` to a uint8 tensor [3,H,W] (RGB); grayscale, RGBA and palette images become RGB.
 
-    Raises BadSampleError naming the file for a missing file, an image larger than
-    PIL.Image.MAX_IMAGE_PIXELS (a decompression bomb) or a truncated/corrupt image.
+    Raises BadSampleError naming the file for a missing file, an image larger than `max_pixels`
+    (default PIL.Image.MAX_IMAGE_PIXELS: a decompression bomb) or a truncated/corrupt image.
     """
+    from PIL import Image
+
     path = Path(path)
-    _, image_format = _probe(path)
-    if image_format in TORCHVISION_FORMATS:
-        return _decode_torchvision(path)
-    return _decode_pil(path)
+    limit = Image.MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
+    _, image_format = _probe(path, limit)
+    with _pil_pixel_limit(limit):
+        if image_format in TORCHVISION_FORMATS:
+            return _decode_torchvision(path)
+        return _decode_pil(path)
 
 
-def _probe(path: Path) -> tuple[tuple[int, int], str]:
+def _probe(path: Path, limit: int | None) -> tuple[tuple[int, int], str]:
+    """(upright size, PIL format) from the header; BadSampleError past `limit` pixels (None: no limit)."""
     from PIL import Image, UnidentifiedImageError
 
     if not path.exists():
@@ -64,7 +73,7 @@ def _probe(path: Path) -> tuple[tuple[int, int], str]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
+            with _pil_pixel_limit(limit), Image.open(path) as image:
                 size, image_format = image.size, str(image.format)
                 # Pillow's TIFF reader reports (and loads) TIFFs upright itself
                 if image_format != "TIFF" and _orientation(image) in _TRANSPOSED_ORIENTATIONS:
@@ -79,7 +88,6 @@ def _probe(path: Path) -> tuple[tuple[int, int], str]:
         raise BadSampleError(
             str(path), f"cannot read the image, truncated or corrupt ({exc}); replace or remove the file"
         ) from None
-    limit = Image.MAX_IMAGE_PIXELS
     if limit is not None and size[0] * size[1] > limit:
         raise BadSampleError(
             str(path),
@@ -90,6 +98,19 @@ def _probe(path: Path) -> tuple[tuple[int, int], str]:
 
 
 _BOMB_FIX = "shrink the image or remove it (the limit is PIL.Image.MAX_IMAGE_PIXELS)"
+
+
+@contextmanager
+def _pil_pixel_limit(limit: int | None) -> Iterator[None]:
+    """PIL's own bomb check (an error past twice MAX_IMAGE_PIXELS) at `limit` while a header is read."""
+    from PIL import Image
+
+    saved = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = limit
+    try:
+        yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
 
 
 def _bomb_reason(exc: Exception) -> str:

@@ -14,7 +14,7 @@ workers; an exception from a component (the dataset, an augmentation, the task) 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -111,8 +111,17 @@ class ProcessedDataset(Dataset):
             return FailedSample(index, exc)  # the main process raises it (toolkit.data.loader)
 
     def _load(self, index: int, epoch: int) -> Sample | SkippedSample:
+        sample = self.original(index)
+        if isinstance(sample, SkippedSample):
+            return sample
+        image, target = sample
+        return self.process(image, target, index=index, epoch=epoch)
+
+    def original(self, index: int) -> tuple[torch.Tensor, Any] | SkippedSample:
+        """Sample `index` as the dataset gives it (original image and target), or a SkippedSample for a
+        bad one under on_bad_sample: skip; a dataset's own exception names the dataset."""
         try:
-            image, target = self.dataset[index]
+            return self.dataset[index]
         except BadSampleError as exc:
             if self.skip_bad:
                 return SkippedSample(index, str(exc))
@@ -121,7 +130,6 @@ class ProcessedDataset(Dataset):
             raise
         except Exception as exc:
             raise component_failure(self.dataset, f"reading sample {index}", exc) from exc
-        return self.process(image, target, index=index, epoch=epoch)
 
     def augment(
         self, image: torch.Tensor, target: Any, *, index: int, epoch: int
@@ -146,12 +154,17 @@ class ProcessedDataset(Dataset):
         meta: dict[str, Any] = {
             "index": index,
             "orig_size": target["orig_size"],
-            "image_id": int(target.get("image_id", index)),
+            "image_id": sample_image_id(target, index),
         }
         if "letterbox" in target:
             meta["letterbox"] = target["letterbox"]
         encoded = self.task.encode_target(target, self.encoder)
         return Sample(image, encoded, meta)
+
+
+def sample_image_id(target: Any, index: int) -> int:
+    """The id the evaluator knows a sample by: its target's `image_id`, else its index."""
+    return int(target.get("image_id", index)) if isinstance(target, Mapping) else index
 
 
 def run_transforms(transform: Callable[..., Any], image: Any, target: Any, *, index: int) -> Any:

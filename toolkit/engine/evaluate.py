@@ -11,11 +11,13 @@ from typing import Any
 
 import torch
 
+from toolkit.data.pipeline import SkippedSample, sample_image_id
 from toolkit.data.split import DataSplit
 from toolkit.engine.logs import Progress
 from toolkit.engine.visualize import EvaluatedSamples, save_evaluation_grid
 from toolkit.inference import eval_mode
 from toolkit.model import ToolkitModel
+from toolkit.spec.models import TileSpec
 
 #: File name of the ground-truth / prediction grid an evaluation with a folder writes.
 PREDICTIONS_FILE = "val_predictions.png"
@@ -71,4 +73,37 @@ def evaluate(
     metrics["skipped"] = skipped
     if kept is not None and out_dir is not None:
         save_evaluation_grid(model, dataset, kept, Path(out_dir) / PREDICTIONS_FILE)
+    return metrics
+
+
+def evaluate_tiled(
+    model: ToolkitModel,
+    split: DataSplit,
+    tiling: TileSpec,
+    *,
+    out_dir: Path | None = None,
+    show_progress: bool = False,
+) -> dict[str, Any]:
+    """The task's metrics on `split` with sliced inference: each original image of the dataset (not
+    the letterboxed one the loader gives) through `model.predict(image, tile=tiling)`, the same
+    tiles and merge as `toolkit predict --tile`; plus `images` and `skipped`. The evaluator's plots
+    go to `out_dir`."""
+    evaluator = split.evaluator()
+    skipped = 0
+    progress = Progress(len(split.dataset), "eval (tiled)", enabled=show_progress, plain_lines=PLAIN_LINES)
+    try:
+        for index in range(len(split.dataset)):
+            sample = split.processed.original(index)
+            if isinstance(sample, SkippedSample):
+                skipped += 1
+            else:
+                image, target = sample
+                results = model.predict([image], tile=tiling)
+                evaluator.update(results, {}, [{"index": index, "image_id": sample_image_id(target, index)}])
+            progress.update(1, {"images": index + 1 - skipped})
+    finally:
+        progress.close()
+    metrics = dict(evaluator.compute(out_dir))
+    metrics["images"] = len(split.dataset) - skipped
+    metrics["skipped"] = skipped
     return metrics

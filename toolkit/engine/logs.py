@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
+from toolkit import strict_json
+
 
 class MetricsLog:
     """Append-only JSON-lines log of training and validation records."""
@@ -25,7 +27,7 @@ class MetricsLog:
 
     def write(self, record: Mapping[str, Any]) -> None:
         with self.path.open("a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record, default=float) + "\n")
+            handle.write(strict_json.dumps(record, indent=None) + "\n")  # NaN (an empty AP size class): null
 
     def sync(self) -> None:
         """Make what was written durable (fsync), before a checkpoint records the step."""
@@ -128,7 +130,9 @@ def plot_curves(records: list[dict[str, Any]], path: str | Path) -> Path | None:
         epochs = [r["epoch"] for r in val]
         for key in sorted({k for r in val for k, v in r["metrics"].items() if isinstance(v, (int, float))}):
             if key.startswith(("AP", "accuracy", "mAP", "VOC")):
-                metrics.plot(epochs, [r["metrics"].get(key) for r in val], marker="o", label=key)
+                values = [r["metrics"].get(key) for r in val]
+                values = [v if isinstance(v, (int, float)) else float("nan") for v in values]
+                metrics.plot(epochs, values, marker="o", label=key)
         metrics.legend()
     metrics.set_title("validation")
     metrics.set_xlabel("epoch")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -13,7 +14,11 @@ def format_metrics(metrics: dict[str, Any], names: Sequence[str] = ()) -> str:
     entries, e.g. images, skipped and the task's own such as detections), as a table; then, when
     `metrics["per_class"]` is `{class: {column: number}}`, a per-class table."""
     names = list(names) or [key for key, value in metrics.items() if isinstance(value, float)]
-    rows = [[key, f"{float(metrics[key]):.4f}"] for key in names if key in metrics]
+    rows = [
+        [key, _cell(float(metrics[key]) if metrics[key] is not None else None)]
+        for key in names
+        if key in metrics
+    ]
     rows += [[key, value] for key, value in metrics.items() if _is_count(value) and key not in names]
     text = format_table(["metric", "value"], rows)
     per_class = format_per_class(metrics.get("per_class"))
@@ -48,8 +53,12 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _cell(value: int | float) -> str:
-    return str(value) if isinstance(value, int) else f"{float(value):.4f}"
+def _cell(value: int | float | None) -> str:
+    """An integer as is, a float to 4 places, a missing value (NaN, None: e.g. the AP of a size class
+    with no objects) as "-"."""
+    if isinstance(value, int):
+        return str(value)
+    return "-" if value is None or math.isnan(value) else f"{float(value):.4f}"
 
 
 def format_run_summary(summary: Any) -> str:

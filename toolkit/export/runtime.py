@@ -20,10 +20,10 @@ import torch
 from toolkit.build import Builder
 from toolkit.errors import ToolkitError, first_line
 from toolkit.export.metadata import read_file_info
-from toolkit.inference import image_list
+from toolkit.inference import image_list, predict_images
 from toolkit.predict_options import check_batch_size, check_score_threshold
 from toolkit.spec.models import TileSpec
-from toolkit.tiling import as_tiling, predict_images
+from toolkit.tiling import as_tiling
 
 if TYPE_CHECKING:
     from toolkit.build import Builder
