@@ -21,7 +21,7 @@ from toolkit.engine.trainer import train
 from toolkit.errors import ToolkitError
 from toolkit.export.onnx_export import export_onnx
 from toolkit.export.runtime import OnnxModel
-from toolkit.inference import predict_tiled
+from toolkit.inference import merge_tiles, tile_batches
 from toolkit.plugins import PluginManager
 from toolkit.spec import TileSpec, load_spec
 from toolkit.tiling import as_tiling, resolve_tiling, tile_grid, tile_origins
@@ -155,6 +155,17 @@ def test_fusion_merges_within_a_class_and_by_the_smaller_box(detection_task: Any
 
 
 # -- the mapping back, exactly --------------------------------------------------------------------
+def predict_tiled(
+    image: torch.Tensor, run: Any, *, task: Any, input_size: tuple[int, int], tiling: TileSpec
+) -> dict[str, Any]:
+    """What the models' `predict` does with `tile`, with `run` for their forward and decode."""
+    parts, origins = [], []
+    for batch, meta, where in tile_batches(image, input_size, tiling, task):
+        parts += task.results(run(batch), meta, input_size, ["circle"], 0.0)
+        origins += where
+    return merge_tiles(task, parts, origins, tiling)
+
+
 class OneBoxPerTile:
     """A `run` that finds one box at (8, 16, 24, 40) input pixels in every tile, scored by call order."""
 
@@ -180,10 +191,7 @@ def test_results_map_back_to_image_pixels_exactly(detection_task: Any, tile: int
     image = torch.zeros(3, 300, 500, dtype=torch.uint8)
     run = OneBoxPerTile()
     tiling = TileSpec(size=tile, overlap=0.25, batch=5)
-    result = predict_tiled(
-        image, run, task=detection_task, input_size=(64, 64), class_names=["circle"], tiling=tiling,
-        score_threshold=0.0, device=torch.device("cpu"),
-    )  # fmt: skip
+    result = predict_tiled(image, run, task=detection_task, input_size=(64, 64), tiling=tiling)
     windows = tile_grid(300, 500, (tile, tile), 0.25)
     expected = sorted(
         (x0 + scale * 8, y0 + scale * 16, x0 + scale * 24, y0 + scale * 40) for x0, y0, _, _ in windows
@@ -196,11 +204,8 @@ def test_an_edge_tile_smaller_than_the_tile_maps_back_exactly(detection_task: An
     """A 40 x 100 image in 64 px tiles: windows 40 x 64, letterboxed into the 64 px input (scale 1,
     12 px of padding above and below); the box lands at input y - 12 in the image."""
     run = OneBoxPerTile()
-    result = predict_tiled(
-        torch.zeros(3, 40, 100, dtype=torch.uint8), run, task=detection_task, input_size=(64, 64),
-        class_names=["circle"], tiling=TileSpec(size=64, overlap=0.2), score_threshold=0.0,
-        device=torch.device("cpu"),
-    )  # fmt: skip
+    image = torch.zeros(3, 40, 100, dtype=torch.uint8)
+    result = predict_tiled(image, run, task=detection_task, input_size=(64, 64), tiling=TileSpec(size=64))
     assert sorted(map(tuple, result["boxes"].tolist())) == [(8.0, 4.0, 24.0, 28.0), (44.0, 4.0, 60.0, 28.0)]
 
 
@@ -251,23 +256,19 @@ MEMORY_PROBE = textwrap.dedent(
     """
     import resource, sys, torch
     from toolkit.build import Builder
-    from toolkit.inference import predict_tiled
+    from toolkit.inference import merge_tiles, tile_batches
     from toolkit.spec import TileSpec
 
     def peak_mb():
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
     task = Builder().task("detection", named_by="the memory probe")
-    empty = lambda batch: {
-        "boxes": torch.zeros(batch.shape[0], 1, 4), "scores": torch.zeros(batch.shape[0], 1),
-        "labels": torch.zeros(batch.shape[0], 1, dtype=torch.int64),
-    }
     image = torch.full((3, 6000, 6000), 128, dtype=torch.uint8)  # 108 MB
     before = peak_mb()
-    predict_tiled(
-        image, empty, task=task, input_size=(512, 512), class_names=["a"], score_threshold=0.5,
-        tiling=TileSpec(size=512, overlap=0.2, batch=4), device=torch.device("cpu"),
-    )
+    tiles = 0
+    for batch, meta, where in tile_batches(image, (512, 512), TileSpec(size=512, overlap=0.2, batch=4), task):
+        tiles += len(batch)
+    assert tiles == 15 * 15, tiles
     print(peak_mb() - before)
     """
 )

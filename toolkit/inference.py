@@ -3,20 +3,20 @@ input size, float [0, 1]) with the meta that maps results back to original pixel
 
 `eval_mode` runs a model in eval mode and puts every submodule's `training` flag back afterwards,
 so a prediction never changes BatchNorm statistics or modes. The torch model (`ToolkitModel.predict`)
-and the onnxruntime model (`OnnxModel.predict`) both predict here (`predict_images`), whole images
-or tiles.
+and the onnxruntime model (`OnnxModel.predict`) both take their batches from here: whole images
+(`image_batches`) or tiles (`tile_batches`).
 
-Sliced inference (`predict_tiled`) streams one image's windows (`toolkit.tiling.tile_grid`)
+Sliced inference (`tile_batches`) streams one image's windows (`toolkit.tiling.tile_grid`)
 `tiling.batch` at a time: each window is a view of the image until its batch is letterboxed to the
-model's input size, so memory holds the image, one batch and the detections, never all tiles. Each
-window's results (the task's format, window pixels) and its origin go to the task's `merge_tiles`
-(`contracts.MergesTiles`), which shifts them to image pixels and merges what tile borders cut or
-doubled.
+model's input size, so memory holds the image, one batch and the detections, never all tiles. The
+windows' results (the task's format, window pixels) and their origins go to the task's
+`merge_tiles` (`contracts.MergesTiles`), which shifts them to image pixels and merges what tile
+borders cut or doubled.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -125,19 +125,20 @@ def preprocess(
     return torch.stack(batch), meta
 
 
-def predict_tiled(
-    image: torch.Tensor,
-    run: Callable[[torch.Tensor], Mapping[str, torch.Tensor]],
-    *,
-    task: Task,
-    input_size: tuple[int, int],
-    class_names: Sequence[str],
-    tiling: TileSpec,
-    score_threshold: float,
-    device: torch.device,
-) -> dict[str, Any]:
-    """One image's result in its own pixels from its tiles (and the whole image with
-    `tiling.full_image`). `run(batch [N,3,H,W] in [0, 1] at the input size)` gives decoded outputs."""
+def image_batches(
+    images: Sequence[torch.Tensor], input_size: tuple[int, int], batch_size: int
+) -> Iterator[tuple[torch.Tensor, list[dict[str, Any]]]]:
+    """Whole images letterboxed to `input_size`, `batch_size` at a time: (batch, meta) pairs."""
+    for start in range(0, len(images), batch_size):
+        yield preprocess(images[start : start + batch_size], input_size)
+
+
+def tile_batches(
+    image: torch.Tensor, input_size: tuple[int, int], tiling: TileSpec, task: Task
+) -> Iterator[tuple[torch.Tensor, list[dict[str, Any]], list[tuple[int, int]]]]:
+    """One image's windows (`tile_grid`), `tiling.batch` at a time, letterboxed to `input_size`:
+    (batch, meta in window pixels, window origins); then, with `tiling.full_image`, the whole image
+    (origin (0, 0)). A task that cannot merge tiles is refused before any work."""
     if not isinstance(task, MergesTiles):
         raise ToolkitError(
             f"sliced inference needs a task that merges tile results (toolkit.contracts.MergesTiles); "
@@ -145,44 +146,18 @@ def predict_tiled(
         )
     height, width = image.shape[-2:]
     windows = tile_grid(height, width, tile_size(tiling, input_size), tiling.overlap)
-    parts: list[Mapping[str, Any]] = []
-    origins: list[tuple[int, int]] = []
     for start in range(0, len(windows), tiling.batch):
         group = windows[start : start + tiling.batch]
-        crops = [image[:, y0:y1, x0:x1] for x0, y0, x1, y1 in group]
-        batch, meta = preprocess(crops, input_size)
-        parts += task.results(run(batch.to(device)), meta, input_size, list(class_names), score_threshold)
-        origins += [(x0, y0) for x0, y0, _, _ in group]
+        batch, meta = preprocess([image[:, y0:y1, x0:x1] for x0, y0, x1, y1 in group], input_size)
+        yield batch, meta, [(x0, y0) for x0, y0, _, _ in group]
     if tiling.full_image and len(windows) > 1:
         batch, meta = preprocess([image], input_size)
-        parts += task.results(run(batch.to(device)), meta, input_size, list(class_names), score_threshold)
-        origins.append((0, 0))
+        yield batch, meta, [(0, 0)]
+
+
+def merge_tiles(
+    task: Task, parts: Sequence[Mapping[str, Any]], origins: Sequence[tuple[int, int]], tiling: TileSpec
+) -> dict[str, Any]:
+    """One image's result in its own pixels from its windows' results (`tile_batches` order)."""
+    assert isinstance(task, MergesTiles)  # tile_batches refused any other
     return task.merge_tiles(parts, origins, method=tiling.merge, iou=tiling.iou)
-
-
-def predict_images(
-    images: Sequence[torch.Tensor],
-    run: Callable[[torch.Tensor], Mapping[str, torch.Tensor]],
-    *,
-    task: Task,
-    input_size: tuple[int, int],
-    class_names: Sequence[str],
-    score_threshold: float,
-    batch_size: int,
-    tiling: TileSpec | None,
-    device: torch.device,
-) -> list[dict[str, Any]]:
-    """Each image's result in its own pixels: letterboxed whole, `batch_size` images at a time, or
-    with `tiling` sliced (`predict_tiled`). `run` is the model's forward and decode; the torch model
-    and the onnxruntime model both predict here."""
-    if tiling is not None:
-        options = {"task": task, "input_size": input_size, "class_names": class_names, "device": device}
-        return [
-            predict_tiled(image, run, tiling=tiling, score_threshold=score_threshold, **options)
-            for image in images
-        ]
-    results: list[dict[str, Any]] = []
-    for start in range(0, len(images), batch_size):
-        batch, meta = preprocess(images[start : start + batch_size], input_size)
-        results += task.results(run(batch.to(device)), meta, input_size, list(class_names), score_threshold)
-    return results

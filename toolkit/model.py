@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from toolkit.contracts import Normalization, Task, UsesLevels
-from toolkit.inference import eval_mode, image_list, predict_images
+from toolkit.inference import eval_mode, image_batches, image_list, merge_tiles, tile_batches
 from toolkit.predict_options import check_batch_size, check_score_threshold
 from toolkit.spec.models import TileSpec
 from toolkit.tiling import as_tiling
@@ -108,18 +108,21 @@ class ToolkitModel(nn.Module):
         score_threshold = check_score_threshold(score_threshold)
         tiling = as_tiling(tile)
         items = image_list(images)
+        device = self.input_mean.device
+        results: list[dict[str, Any]] = []
         with eval_mode(self), torch.inference_mode():
-            return predict_images(
-                items,
-                lambda batch: self.decode(self(batch)),
-                task=self.task,
-                input_size=self.input_size,
-                class_names=self.class_names,
-                score_threshold=score_threshold,
-                batch_size=batch_size,
-                tiling=tiling,
-                device=self.input_mean.device,
-            )
+            if tiling is None:
+                for batch, meta in image_batches(items, self.input_size, batch_size):
+                    results += self.predict_batch(batch.to(device), meta, score_threshold=score_threshold)
+                return results
+            for image in items:
+                parts: list[dict[str, Any]] = []
+                origins: list[tuple[int, int]] = []
+                for batch, meta, where in tile_batches(image, self.input_size, tiling, self.task):
+                    parts += self.predict_batch(batch.to(device), meta, score_threshold=score_threshold)
+                    origins += where
+                results.append(merge_tiles(self.task, parts, origins, tiling))
+        return results
 
     def extra_repr(self) -> str:
         return f"task={self.task.name}, classes={len(self.class_names)}, input_size={self.input_size}"

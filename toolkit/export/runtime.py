@@ -20,7 +20,7 @@ import torch
 from toolkit.build import Builder
 from toolkit.errors import ToolkitError, first_line
 from toolkit.export.metadata import read_file_info
-from toolkit.inference import image_list, predict_images
+from toolkit.inference import image_batches, image_list, merge_tiles, tile_batches
 from toolkit.predict_options import check_batch_size, check_score_threshold
 from toolkit.spec.models import TileSpec
 from toolkit.tiling import as_tiling
@@ -242,17 +242,28 @@ class OnnxModel:
             )
         check_batch_size(batch_size)
         score_threshold = check_score_threshold(score_threshold)
-        return predict_images(
-            image_list(images),
-            self.run,
-            task=self.task,
-            input_size=self.input_size,
-            class_names=self.class_names,
-            score_threshold=score_threshold,
-            batch_size=batch_size,
-            tiling=as_tiling(tile),
-            device=self.device,
-        )
+        tiling = as_tiling(tile)
+        items = image_list(images)
+        results: list[dict[str, Any]] = []
+        if tiling is None:
+            for batch, meta in image_batches(items, self.input_size, batch_size):
+                results += self._results(batch, meta, score_threshold)
+            return results
+        for image in items:
+            parts: list[dict[str, Any]] = []
+            origins: list[tuple[int, int]] = []
+            for batch, meta, where in tile_batches(image, self.input_size, tiling, self.task):
+                parts += self._results(batch, meta, score_threshold)
+                origins += where
+            results.append(merge_tiles(self.task, parts, origins, tiling))
+        return results
+
+    def _results(
+        self, batch: torch.Tensor, meta: list[dict[str, Any]], score_threshold: float
+    ) -> list[dict[str, Any]]:
+        """The task's per-image results of one preprocessed batch run by the session."""
+        outputs = self.run(batch.to(self.device))
+        return self.task.results(outputs, meta, self.input_size, self.class_names, score_threshold)
 
 
 def _to_torch(value: Any, device: torch.device) -> torch.Tensor:
