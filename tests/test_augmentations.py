@@ -337,6 +337,7 @@ FLAGS = {  # name -> needs_float
     "hflip": False,
     "affine": False,
     "random_resized_crop": False,
+    "random_crop": False,
     "iou_crop": False,
     "zoom_out": False,
     "scale_jitter": False,
@@ -401,3 +402,25 @@ def test_params_accept_yaml_lists(registry: Any) -> None:
     assert params.scale == (0.8, 1.2)
     transform = registry.get("affine").build(params)
     assert isinstance(transform, v2.RandomAffine)
+
+
+def test_random_crop_cuts_a_window_at_the_images_scale() -> None:
+    """The window's origin is read from the pixels (x in channel 0, y in channel 1): every box is the
+    input box shifted by it and cut to the window; a box outside the window is left degenerate."""
+    ys, xs = torch.meshgrid(torch.arange(100), torch.arange(200), indexing="ij")
+    image = tv_tensors.Image(torch.stack([xs, ys, torch.zeros_like(xs)]).to(torch.uint8))
+    boxes = tv_tensors.BoundingBoxes(
+        [[150, 40, 190, 80], [10, 10, 30, 30], [60, 20, 100, 60]], format="XYXY", canvas_size=(100, 200)
+    )
+    crop = geometric.random_crop(size=(64, 64))
+    for seed in range(5):
+        torch.manual_seed(seed)
+        out_image, out_boxes = crop(image, boxes)
+        assert out_image.shape == (3, 64, 64)
+        x0, y0 = int(out_image[0, 0, 0]), int(out_image[1, 0, 0])
+        assert torch.equal(out_image[:, :, :], image[:, y0 : y0 + 64, x0 : x0 + 64])  # no resizing
+        expected = (boxes.as_subclass(torch.Tensor) - torch.tensor([x0, y0, x0, y0])).clamp(min=0)
+        expected = torch.minimum(expected, torch.tensor(64.0))
+        assert torch.equal(out_boxes.as_subclass(torch.Tensor).float(), expected.float())
+    padded, _ = crop(tv_tensors.Image(torch.full((3, 40, 50), 7, dtype=torch.uint8)), boxes[:1])
+    assert padded.shape == (3, 64, 64) and int(padded.min()) == 0  # a smaller image is padded first

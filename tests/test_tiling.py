@@ -345,3 +345,18 @@ def test_tiled_predict_reads_images_past_the_default_pixel_limit(
     tiled = run_cli_here("predict", str(tiled_run / "best.pt"), str(path), "--tile", "64")
     assert tiled.returncode == 0, tiled.stdout + tiled.stderr
     assert Image.MAX_IMAGE_PIXELS == 10_000  # put back
+
+
+# -- the data -------------------------------------------------------------------------------------
+def test_shapes_draws_small_objects_in_large_images(manager: PluginManager) -> None:
+    dataset = ShapesDataset(
+        length=2, image_size=1024, seed=0, min_objects=60, max_objects=60, object_size=(12, 40)
+    )
+    image, target = dataset[0]
+    sides = torch.maximum(
+        target["boxes"][:, 2] - target["boxes"][:, 0], target["boxes"][:, 3] - target["boxes"][:, 1]
+    )
+    assert image.shape == (3, 1024, 1024) and len(sides) >= 40  # most of the 60 stay visible
+    assert float(sides.min()) >= 6 and float(sides.max()) <= 41  # diameters 12-40: boxes no larger
+    result = run_cli_here("validate", str(CONFIG), "data.val.object_size=[50, 20]")
+    assert result.returncode == 2 and "object_size [50.0, 20.0] must be [min, max]" in result.stderr

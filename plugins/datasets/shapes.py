@@ -66,6 +66,12 @@ ObjectCount = Annotated[int, Field(ge=1, le=500, description="objects drawn per 
 Pixels = Annotated[float, Field(ge=6, le=2048)]
 
 
+def _min_max(pair: tuple[float, float] | None) -> tuple[float, float] | None:
+    if pair is not None and pair[0] > pair[1]:
+        raise ValueError(f"object_size {list(pair)} must be [min, max] with min <= max")
+    return pair
+
+
 def shapes(
     task: Annotated[
         Literal["detection", "classification"], Field(description="boxes of every shape, or target present?")
@@ -79,6 +85,7 @@ def shapes(
     target: Target = None,
     object_size: Annotated[
         tuple[Pixels, Pixels] | None,
+        AfterValidator(_min_max),
         Field(
             description="(min, max) object diameter in pixels, drawn log-uniformly (e.g. [12, 40]: small "
             "objects in a large image); default: 1/16 to 1/2 of image_size"
@@ -93,10 +100,10 @@ def shapes(
             f"shapes dataset: min_objects ({min_objects}) is larger than max_objects ({max_objects}); "
             "lower min_objects or raise max_objects"
         )
-    if object_size is not None and not object_size[0] <= object_size[1] <= image_size:
+    if object_size is not None and object_size[1] > image_size:
         raise ToolkitError(
-            f"shapes dataset: object_size {list(object_size)} must be [min, max] with min <= max <= "
-            f"image_size ({image_size})"
+            f"shapes dataset: object_size {list(object_size)} has objects larger than the images "
+            f"(image_size {image_size}); lower object_size or raise image_size"
         )
     return ShapesDataset(
         task=task,
