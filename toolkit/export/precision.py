@@ -35,19 +35,12 @@ from toolkit.export.metadata import PREFIX, write_metadata
 
 PRECISION_KEY = PREFIX + "precision"
 
-# fp16 vs fp32 tolerances, measured with onnxruntime 1.32 on the CPU execution provider, 16 letterboxed
-# `shapes` images each: CenterNet-ResNet18 (configs/centernet_resnet18_shapes.yaml) at 64x64 with a small
-# neck (5 random inits) and, trained 300 AdamW steps on `shapes`, at 128x128 and 512x512;
-# CenterNet-ResNet18 at 512x512 (configs/centernet_resnet18.yaml, random init); the ResNet-18 classifier
-# (configs/classifier_resnet18_shapes.yaml) at 64x64 (5 random inits) and 96x96.
-#: Max abs difference of the decoded `scores` (sorted per image, over the peaks both find) and of a
-#: classifier's `probs`. Measured: at most 2.9e-4 (random-init classifier probs; trained CenterNet
-#: scores 2.2e-4 at 128 and 512); bound about 3x that.
+#: fp16 against torch fp32: largest difference of the decoded `scores` (the same peaks) and of a
+#: classifier's `probs` (about 3x what was measured: docs/export.md, "fp16 tolerances").
 FP16_SCORE_TOLERANCE = 1e-3
-#: Max abs difference of decoded boxes (the same detection), as a fraction of max(H, W). Measured: at
-#: most 0.006 px at 512x512 (1.1e-5 of the side) and 0.005 px at 128x128 (3.7e-5); the bound, 0.25 px
-#: at 512x512, leaves room for large boxes, whose size carries float16's 2^-11 relative rounding of the
-#: features that feed the (float32) size convolution.
+#: fp16 against torch fp32: largest difference of a decoded box, as a fraction of max(H, W): room for
+#: large boxes, whose size carries float16's 2^-11 relative rounding of the features that feed the
+#: (float32) size convolution (docs/export.md).
 FP16_BOX_TOLERANCE_FRACTION = 5e-4
 
 #: The layers that carry the compute; what follows the last of them stays float32 (see `float_tail`).
