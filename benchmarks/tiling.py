@@ -5,7 +5,7 @@
 
 1. The model: `--checkpoint`, or `toolkit train configs/shapes_large_tiled.yaml --time SECONDS`
    (the light detector on 256 px windows of 512 px images with 12-40 px shapes); exported to ONNX.
-2. Accuracy (`toolkit eval`, pycocotools) on the recipe's val split, 1536 px images with 60-120
+2. Accuracy (`toolkit eval`, pycocotools) on the recipe's val split, 1536 px images with 30-60
    shapes: the whole image letterboxed to 256 px (`--no-tile`), then tiled (256 px, overlap 0.2)
    merged by fusion and by NMS, with and without the full-image pass. Goal: AP_small tiled >= 2x
    the whole image's, same model.
