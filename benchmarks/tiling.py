@@ -53,7 +53,11 @@ MEMORY_PROBE = textwrap.dedent(
     from toolkit_plugins.datasets.shapes_dataset import ShapesDataset
     block = ShapesDataset(length=1, image_size=1536, seed=3, min_objects=60, max_objects=120,
                           object_size=(12, 40))[0][0]
-    image = block.repeat(1, side // 1536 + 1, side // 1536 + 1)[:, :side, :side].contiguous()
+    image = torch.empty(3, side, side, dtype=torch.uint8)  # filled block by block: no transient copy
+    for y in range(0, side, 1536):
+        for x in range(0, side, 1536):
+            h, w = min(1536, side - y), min(1536, side - x)
+            image[:, y : y + h, x : x + w] = block[:, :h, :w]
     del block
     started = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     result = model.predict(image, tile={"size": 256, "overlap": 0.2, "batch": 8}, score_threshold=0.3)[0]
