@@ -220,6 +220,7 @@ def plot(report: dict[str, dict[str, dict]], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib import ticker
 
     figure, axes = plt.subplots(1, len(report), figsize=(6 * len(report), 4.5), squeeze=False)
     for axis, (dataset, models) in zip(axes[0], report.items(), strict=True):
@@ -234,6 +235,9 @@ def plot(report: dict[str, dict[str, dict]], path: Path) -> None:
                 int8 = figures["int8"]
                 axis.scatter(int8["latency_b1_ms"], int8["AP"], color=colour, marker="x")
         axis.set_xscale("log")
+        axis.xaxis.set_major_locator(ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        axis.xaxis.set_major_formatter(ticker.ScalarFormatter())
+        axis.xaxis.set_minor_formatter(ticker.NullFormatter())
         axis.set_xlabel("ONNX CPU latency, batch 1 (ms, log)")
         axis.set_ylabel("AP (filled), AP50 (hollow); x: int8")
         axis.set_title(f"{dataset}: ours (blue) vs YOLOv8 (red)")
