@@ -318,3 +318,6 @@ def test_draw_boxes_and_caption() -> None:
     with pytest.raises(ValueError, match="uint8"):
         draw_boxes(image.float(), torch.zeros(0, 4), [], [])
     assert font_size(96, 128) == 10 and font_size(1024, 2048) == 40
+    assert font_size(1024, 2048, box_height=300.0) == 40  # large boxes: the image decides
+    assert font_size(10_000, 10_000, box_height=24.0) == 24  # small objects in a large image
+    assert font_size(10_000, 10_000, box_height=4.0) == 10  # never under 10

@@ -35,9 +35,14 @@ def text_color(class_id: int) -> str:
     return "black" if 0.299 * red + 0.587 * green + 0.114 * blue > 150 else "white"
 
 
-def font_size(height: int, width: int) -> int:
-    """Text height in pixels for an image of this size: 10 up to 250 pixels a side, then side / 25."""
-    return max(10, min(int(height), int(width)) // 25)
+def font_size(height: int, width: int, box_height: float | None = None) -> int:
+    """Text height in pixels for an image of this size: 10 up to 250 pixels a side, then side / 25,
+    but no taller than `box_height` (the typical box: a large image of small objects keeps labels
+    the size of its objects), and never under 10."""
+    size = min(int(height), int(width)) // 25
+    if box_height is not None:
+        size = min(size, int(box_height))
+    return max(10, size)
 
 
 def draw_boxes(
@@ -71,7 +76,9 @@ def draw_boxes(
         colors=[color(c) for c in class_ids],
         width=LINE_WIDTH,
         font=font,
-        font_size=font_size(height, width) if font is not None else None,
+        font_size=font_size(height, width, float((boxes[:, 3] - boxes[:, 1]).median()))
+        if font is not None
+        else None,
         **filled,
     )
 
