@@ -140,7 +140,7 @@ def test_a_box_cut_by_a_tile_border_becomes_one_box(detection_task: Any) -> None
     assert fused["scores"].tolist() == [0.9, 0.5] and fused["labels"].tolist() == [1, 0]
     assert fused["class_names"] == ["square", "circle"]
     kept = detection_task.merge_tiles([left, right], [(0, 0), (80, 0)], method="nms", iou=0.5)
-    assert len(kept["boxes"]) == 3  # NMS: IoU 0.25, both parts stay (why fusion is the default)
+    assert len(kept["boxes"]) == 3  # NMS: IoU 0.25, both parts stay (fusion is for cut objects)
 
 
 def test_fusion_merges_within_a_class_and_by_the_smaller_box(detection_task: Any) -> None:

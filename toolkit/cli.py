@@ -39,7 +39,7 @@ def add_tile_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--full-image", action="store_true", default=None, help="also detect in the whole image, merged in"
     )
-    group.add_argument("--merge", choices=["fusion", "nms"], help="how overlapping boxes merge (fusion)")
+    group.add_argument("--merge", choices=["nms", "fusion"], help="how overlapping boxes merge (nms)")
     group.add_argument("--merge-iou", type=float, metavar="F", help="overlap at which boxes merge (0.5)")
     group.add_argument("--no-tile", action="store_true", help="ignore the spec's predict.tile")
 

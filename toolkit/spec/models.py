@@ -157,11 +157,12 @@ class TileSpec(StrictModel):
     full_image: bool = Field(
         default=False, description="also detect in the whole image letterboxed (large objects), merged in"
     )
-    merge: Literal["fusion", "nms"] = Field(
-        default="fusion",
-        description="fusion: boxes of a class that overlap (intersection over the smaller box >= iou) "
-        "become their enclosing box, so an object cut by a tile border is one box; nms: the best of "
-        "overlapping boxes (IoU >= iou) is kept",
+    merge: Literal["nms", "fusion"] = Field(
+        default="nms",
+        description="nms: the best of a class's overlapping boxes (IoU >= iou) is kept (measured best: "
+        "docs/tiling.md); fusion: boxes of a class that overlap by intersection over the smaller box >= "
+        "iou become their enclosing box (an object cut by a tile border is one box; wants a score "
+        "threshold, or low-score boxes widen it)",
     )
     iou: Annotated[float, Field(gt=0.0, le=1.0)] = Field(
         default=0.5, description="overlap at which two boxes of a class are merged"
