@@ -93,7 +93,7 @@ def test_shapes_params_validate_ranges_and_catalogue(registry) -> None:
         params.model_validate({"class_names": ["circle", "hexagan"]})
     with pytest.raises(ValidationError, match="unknown shape 'sqare'"):
         params.model_validate({"task": "classification", "target": "sqare"})
-    for bad in ({"image_size": 16}, {"image_size": 4096}, {"length": 0}, {"max_objects": 51}):
+    for bad in ({"image_size": 16}, {"image_size": 4096}, {"length": 0}, {"max_objects": 501}):
         with pytest.raises(ValidationError):
             params.model_validate(bad)
     with pytest.raises(ToolkitError, match="min_objects"):
