@@ -141,3 +141,19 @@ def test_the_comparison_finder_finds_them(tmp_path: Path) -> None:
         'if task == "detection":\n    pass\nx = {"classification": 1}\nok = "counting" in names\n'
     )
     assert len(task_name_comparisons(sample)) == 3
+
+
+def test_data_stats_of_a_task_without_dataset_stats_count_the_ground_truth(tmp_path: Path) -> None:
+    """The counting task does not say how to count its datasets (no `CountsDatasets`): `data stats`
+    counts the boxes of the dataset's ground truth, as the detection task would."""
+    from toolkit_plugins.datasets.shapes_dataset import ShapesDataset
+
+    spec = {**COUNTING, "data": {**COUNTING["data"], "train": {"type": "counted_shapes", "length": 8}}}
+    path = tmp_path / "counted.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    result = run_cli("data", "stats", str(path), "--json", pythonpath=[FIXTURE_PLUGINS])
+    assert result.returncode == 0, result.stderr
+    stats = json.loads(result.stdout)
+    truth = ShapesDataset(length=8, image_size=64, seed=0).ground_truth()
+    assert stats["task"] == "counting" and stats["images"] == 8
+    assert sum(c["objects"] for c in stats["classes"].values()) == len(truth["annotations"]) > 8

@@ -129,3 +129,35 @@ def toolkit_register_tasks(registry: toolkit.Registry) -> None:
 @toolkit.hookimpl
 def toolkit_register_heads(registry: toolkit.Registry) -> None:
     registry.register("count_head", count_head)
+
+
+class CountedShapes:
+    """`shapes` detection data that names the counting task as its own: a task with no
+    `dataset_stats`, so `toolkit data stats` counts from the ground truth itself."""
+
+    task = "counting"
+
+    def __init__(self, length: int, image_size: int, seed: int) -> None:
+        from toolkit_plugins.datasets.shapes_dataset import ShapesDataset
+
+        self.shapes = ShapesDataset(length=length, image_size=image_size, seed=seed)
+        self.class_names = self.shapes.class_names
+
+    def __len__(self) -> int:
+        return len(self.shapes)
+
+    def __getitem__(self, index: int) -> tuple[Any, Any]:
+        return self.shapes[index]
+
+    def ground_truth(self) -> dict[str, Any]:
+        return self.shapes.ground_truth()
+
+
+def counted_shapes(length: int = 8, image_size: int = 64, seed: int = 0) -> CountedShapes:
+    """Shapes detection data read natively by the counting task."""
+    return CountedShapes(length, image_size, seed)
+
+
+@toolkit.hookimpl
+def toolkit_register_datasets(registry: toolkit.Registry) -> None:
+    registry.register("counted_shapes", counted_shapes)
