@@ -3,8 +3,8 @@
 `tile_grid` places windows of the tile size so that they cover the image with at least the asked
 overlap, the last row and column flush with the image's edges (an image smaller than a tile is one
 window, the whole image). `as_tiling`, `spec_tiling` and `resolve_tiling` turn an API argument, a
-spec's `predict.tile` and command-line flags into one `TileSpec`. Running the tiles is
-`toolkit.inference.predict_tiled`. Torch-free.
+spec's `predict.tile` and command-line flags into one `TileSpec`. Cutting and batching the tiles is
+`toolkit.inference.tile_batches`. Torch-free.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from toolkit.errors import ToolkitError, validation_problems
-from toolkit.spec.models import TileSpec
+from toolkit.spec.models import Spec, TileSpec
 
 Window = tuple[int, int, int, int]  # x0, y0, x1, y1 in image pixels
 
@@ -25,18 +25,14 @@ def as_tiling(tile: TileSpec | Mapping[str, Any] | int | None) -> TileSpec | Non
     a TileSpec; a ToolkitError names what is wrong."""
     if tile is None or isinstance(tile, TileSpec):
         return tile
+    if isinstance(tile, bool) or not isinstance(tile, (int, Mapping)):
+        raise ToolkitError(
+            f"tile must be a tile size in pixels, a mapping of tile options or None, not {tile!r}"
+        )
     try:
-        if isinstance(tile, bool):
-            raise ToolkitError(
-                "tile must be a tile size in pixels, a mapping of tile options or None, not a bool"
-            )
-        if isinstance(tile, int):
-            return TileSpec(size=tile)
-        if isinstance(tile, Mapping):
-            return TileSpec(**tile)
+        return TileSpec(size=tile) if isinstance(tile, int) else TileSpec(**tile)
     except ValidationError as exc:
         raise ToolkitError(f"tile: {validation_problems(exc)}") from None
-    raise ToolkitError(f"tile must be a tile size in pixels, a mapping of tile options or None, not {tile!r}")
 
 
 def tile_origins(length: int, tile: int, overlap: float) -> list[int]:
@@ -73,8 +69,11 @@ TILE_FLAGS = {
 }
 
 
-def spec_tiling(spec: Mapping[str, Any] | None) -> TileSpec | None:
-    """The `predict.tile` section of a spec mapping (a checkpoint's or an ONNX file's), or None."""
+def spec_tiling(spec: Spec | Mapping[str, Any] | None) -> TileSpec | None:
+    """The `predict.tile` section of a spec (a checkpoint's `Spec`, or an ONNX file's spec mapping),
+    or None."""
+    if isinstance(spec, Spec):
+        return spec.predict.tile if spec.predict is not None else None
     section = ((spec or {}).get("predict") or {}).get("tile")
     return as_tiling(section) if section is not None else None
 

@@ -15,7 +15,7 @@ from toolkit.errors import ToolkitError
 from toolkit.outputs import check_no_overwrite, check_output_dir, record_written
 from toolkit.predict_options import check_batch_size
 from toolkit.spec import Spec, TileSpec, TrainSpec, load_spec
-from toolkit.tiling import TILE_FLAGS, resolve_tiling
+from toolkit.tiling import TILE_FLAGS, resolve_tiling, spec_tiling
 
 
 def evaluate_model(
@@ -71,9 +71,7 @@ def run(args: argparse.Namespace) -> int:
     builder = Builder(args.manager)
     loaded = resolve_target(args.spec, args.checkpoint, args.overrides, builder=builder, needs_data=True)
     flags = {flag: getattr(args, flag) for flag in TILE_FLAGS}
-    tiling = resolve_tiling(
-        loaded.spec.predict.tile if loaded.spec.predict else None, flags, batch=args.batch, off=args.no_tile
-    )
+    tiling = resolve_tiling(spec_tiling(loaded.spec), flags, batch=args.batch, off=args.no_tile)
     metrics, names = evaluate_model(
         loaded.model,
         loaded.spec,

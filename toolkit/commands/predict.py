@@ -24,6 +24,7 @@ from toolkit.data.images import read_image
 from toolkit.errors import EXIT_USER_ERROR, BadSampleError, ToolkitError
 from toolkit.outputs import check_no_overwrite, check_output_dir, record_written
 from toolkit.predict_options import check_batch_size, check_score_threshold
+from toolkit.spec import Spec
 from toolkit.tiling import TILE_FLAGS, resolve_tiling, spec_tiling
 
 #: what a folder is searched for (any case)
@@ -108,10 +109,11 @@ def load_predictor(
     checkpoint: str | None,
     device: str = "cpu",
     provider: str | None = None,
-) -> tuple[Predictor, Mapping[str, Any]]:
+) -> tuple[Predictor, Spec | Mapping[str, Any]]:
     """`model` by its suffix: `.onnx` -> `OnnxModel` (onnxruntime, `provider`); `.yaml/.yml/.json` -> the
     spec's model with the weights of `checkpoint`; anything else -> a run's checkpoint (it carries its
-    spec). Torch models go to `device`. Returns the model and the spec it carries (as a mapping)."""
+    spec). Torch models go to `device`. Returns the model and the spec it carries (an ONNX file's as a
+    mapping)."""
     path = Path(model)
     suffix = path.suffix.lower()
     if suffix == ".onnx":
@@ -143,7 +145,7 @@ def load_predictor(
 
     torch_device = resolve_device(device)
     loaded = resolve_target(path, checkpoint, builder=builder, as_checkpoint=not is_spec)
-    return loaded.model.to(torch_device), loaded.spec.model_dump(mode="json")
+    return loaded.model.to(torch_device), loaded.spec
 
 
 def _cuda_index(device: str) -> int:

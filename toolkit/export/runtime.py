@@ -232,8 +232,9 @@ class OnnxModel:
         tile: TileSpec | Mapping[str, Any] | int | None = None,
     ) -> list[dict[str, Any]]:
         """Per-image results (the task's format, original image pixels) for any images `predict` of
-        the torch model takes, whole or tiled (`tile`): the same `toolkit.tiling.predict_images`
-        with the graph in place of the module."""
+        the torch model takes, whole or tiled (`tile`): the same batches (`toolkit.inference`
+        `image_batches`, `tile_batches`, `merge_tiles`) and `task.results`, with the graph in place
+        of the module."""
 
         if not self.info.decoded:
             raise ToolkitError(
