@@ -30,7 +30,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import yaml
 from onnx_runtime import median_ms, session
 from yolo_baseline import (
     REPO,
@@ -44,12 +43,15 @@ from yolo_baseline import (
     ultralytics_python,
 )
 
+from toolkit.spec import merged_spec
+
 RECIPES = {
-    "centernet_resnet18": REPO / "configs" / "demo_centernet_shapes.yaml",
+    "centernet_resnet18": REPO / "configs" / "centernet_resnet18_shapes.yaml",
     "centernet_resnet18_light": REPO / "configs" / "centernet_resnet18_light.yaml",
+    "centernet_resnet18_nano": REPO / "configs" / "centernet_resnet18_nano.yaml",
     "centernet_mobilenetv4_light": REPO / "configs" / "centernet_mobilenetv4_light.yaml",
 }
-BASELINE = "centernet_resnet18"  # the demo recipe
+BASELINE = "centernet_resnet18"  # the full-width ResNet-18: the demo's model before the light family
 #: dataset -> (config whose data and training recipe every recipe uses, input size, training seconds):
 #: the demo data gets the demo's own budget, so the light recipes race the demo recipe on its terms
 DATASETS = {
@@ -62,9 +64,9 @@ DEMO_SECONDS = 570
 
 def model_overrides(recipe: Path, base: Path, size: int, threads: int) -> list[str]:
     """Overrides that put the recipe's backbone and head on the dataset config `base`."""
-    ours = yaml.safe_load(recipe.read_text())["model"]
+    ours = merged_spec(recipe)["model"]
     head = dict(ours["head"])
-    head["max_detections"] = yaml.safe_load(base.read_text())["model"]["head"]["max_detections"]
+    head["max_detections"] = merged_spec(base)["model"]["head"]["max_detections"]
     return [
         f"model.backbone={json.dumps(ours['backbone'])}",
         f"model.head={json.dumps(head)}",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -28,6 +29,20 @@ def test_help_and_light_commands_do_not_import_torch() -> None:
             [sys.executable, "-c", NO_TORCH, *args], capture_output=True, text=True, cwd=REPO
         )
         assert result.returncode == 0, (args, result.stderr)
+
+
+def test_a_reader_that_leaves_the_pipe_ends_the_command_quietly() -> None:
+    """`toolkit plugins | head -1`: the closed pipe is exit 141 (128 + SIGPIPE) and no error text."""
+    reader, writer = os.pipe()
+    os.close(reader)
+    try:
+        process = subprocess.run(
+            [sys.executable, "-m", "toolkit", "plugins"], stdout=writer, stderr=subprocess.PIPE, text=True
+        )
+    finally:
+        os.close(writer)
+    assert process.returncode == 141, process.stderr
+    assert process.stderr == ""
 
 
 def test_version_and_missing_command() -> None:

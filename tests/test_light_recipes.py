@@ -25,8 +25,12 @@ from toolkit.spec import load_spec
 from toolkit_plugins.backbones.resnet_modules import ResNetBackbone, scaled_channels
 from toolkit_plugins.heads.centernet_modules import CenterNetHead
 
-LIGHT_RECIPES = ["configs/centernet_resnet18_light.yaml", "configs/centernet_mobilenetv4_light.yaml"]
-DEMO = REPO / "configs" / "demo_centernet_shapes.yaml"
+LIGHT_RECIPES = [
+    "configs/centernet_resnet18_light.yaml",
+    "configs/centernet_resnet18_nano.yaml",
+    "configs/centernet_mobilenetv4_light.yaml",
+]
+FULL_WIDTH = REPO / "configs" / "centernet_resnet18_shapes.yaml"  # the demo's model before the light family
 SMALL_RUN = [
     "model.input_size=64",
     "data.train.length=4",
@@ -123,8 +127,8 @@ def test_recipe_trains_a_step_and_exports_verified(
 ) -> None:
     spec = load_spec(REPO / config, SMALL_RUN, plugins=manager)
     light = build_model(spec, plugins=manager)
-    demo = build_model(load_spec(DEMO, plugins=manager), plugins=manager)
-    assert parameters(light) < 0.3 * parameters(demo)
+    full = build_model(load_spec(FULL_WIDTH, plugins=manager), plugins=manager)
+    assert parameters(light) < 0.3 * parameters(full)
     summary = train(spec, out_dir=tmp_path / "run", plugins=manager, show_progress=False)
     assert summary.steps == 2
     model = load_model(summary.files["last"], plugins=manager).eval()

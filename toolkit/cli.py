@@ -16,6 +16,9 @@ from typing import Any
 from toolkit import __version__, plugins
 from toolkit.errors import EXIT_USER_ERROR, ToolkitError, debug_enabled
 
+#: a shell's code for a command its pipe's reader closed (128 + SIGPIPE)
+EXIT_BROKEN_PIPE = 141
+
 
 def _add_plugin_option(parser: argparse.ArgumentParser, *, top_level: bool) -> None:
     parser.add_argument(
@@ -260,9 +263,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             # the one default plugin manager of this process; handlers pass it on explicitly
             args.manager = plugins.configure(modules=[*args.plugins, *args.command_plugins])
-            return int(_handler(args.handler)(args))
+            code = int(_handler(args.handler)(args))
+            sys.stdout.flush()  # a reader that left shows here, not in the interpreter's last flush
+            return code
         except ToolkitError as exc:
             return _report(exc, str(exc), exc.exit_code, debug=debug_enabled())
+        except BrokenPipeError:  # the reader of stdout left (`toolkit plugins | head`): stop quietly
+            _silence_stdout()
+            return EXIT_BROKEN_PIPE
         except OSError as exc:  # a file or folder the system refused (full disk, permissions, ...)
             return _report(exc, _os_error_text(exc), EXIT_USER_ERROR, debug=debug_enabled())
         except KeyboardInterrupt:
@@ -286,6 +294,14 @@ def _report(exc: BaseException, message: str, code: int, *, debug: bool) -> int:
         traceback.print_exception(exc, file=sys.stderr)
     print(f"toolkit: error: {message}", file=sys.stderr)
     return code
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so that the interpreter's final flush does not fail again."""
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
 
 
 def _os_error_text(exc: OSError) -> str:
