@@ -133,6 +133,13 @@ def test_hflip_mirrors_boxes_with_pixels() -> None:
         assert image.shape == (3, 120, 160)
 
 
+def test_vflip_mirrors_boxes_with_pixels() -> None:
+    for image, target in run_seeds(geometric.vflip(p=1.0)):
+        expected = torch.tensor([[x1, 120 - y2, x2, 120 - y1] for _, (x1, y1, x2, y2) in OBJECTS.values()])
+        assert torch.equal(target["boxes"].as_subclass(torch.Tensor), expected.float())
+        assert image.shape == (3, 120, 160)
+
+
 def test_affine_box_is_clamped_envelope_of_rotated_corners() -> None:
     transform = geometric.affine(
         degrees=(25.0, 25.0), translate=(0.15, 0.15), scale=(1.1, 1.1), shear=(10.0, 10.0), p=1.0
@@ -202,6 +209,7 @@ def test_scale_jitter_fits_target_size_height_width() -> None:
 
 BORDER_CASES = {
     "hflip": lambda: geometric.hflip(p=1.0),
+    "vflip": lambda: geometric.vflip(p=1.0),
     "affine": lambda: geometric.affine(degrees=(0.0, 0.0), translate=(0.0, 0.0), scale=(1.0, 1.0)),
     "random_resized_crop": lambda: geometric.random_resized_crop(input_size=(61, 97)),
     "iou_crop": lambda: geometric.iou_crop(),
@@ -335,6 +343,7 @@ def test_gaussian_noise_output_clipped() -> None:
 # -- registration, flags, params ---------------------------------------------------------------
 FLAGS = {  # name -> needs_float
     "hflip": False,
+    "vflip": False,
     "affine": False,
     "random_resized_crop": False,
     "random_crop": False,

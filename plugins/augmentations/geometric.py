@@ -70,6 +70,14 @@ def hflip(p: Probability = 0.5) -> v2.Transform:
     return tag(v2.RandomHorizontalFlip(p=p))
 
 
+def vflip(p: Probability = 0.5) -> v2.Transform:
+    """Vertical flip with probability p, for images with no up (microscopy, aerial); boxes are mirrored
+    (y1, y2 -> H - y2, H - y1)."""
+    from torchvision.transforms import v2
+
+    return tag(v2.RandomVerticalFlip(p=p))
+
+
 def affine(
     degrees: Annotated[
         tuple[Angle, Angle],
@@ -259,6 +267,7 @@ def resize(fill: PixelValue = 0.0, *, input_size: tuple[int, int] | None = None)
 @toolkit.hookimpl
 def toolkit_register_augmentations(registry: toolkit.Registry) -> None:
     registry.register("hflip", hflip)
+    registry.register("vflip", vflip)
     registry.register("affine", affine)
     registry.register("random_resized_crop", random_resized_crop)
     registry.register("random_crop", random_crop)
