@@ -182,4 +182,4 @@ def test_a_spec_that_still_normalizes_in_augment_is_told_where_it_went(tmp_path)
     assert "2 problems" in result.stderr
     assert "data.augment.1.type: 'normalize' is no longer an augmentation" in result.stderr
     assert "model.normalize" in result.stderr
-    assert "data.augment.2.type: unknown augmentation 'hflp' (did you mean hflip?)" in result.stderr
+    assert "data.augment.2.type: unknown augmentation 'hflp' (did you mean hflip or vflip?)" in result.stderr

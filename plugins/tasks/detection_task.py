@@ -46,36 +46,9 @@ class DetectionTask:
 
     attack_objectives: tuple[str, ...] = DETECTION_OBJECTIVES  # the first is the default
 
-    def attack_loss(
-        self,
-        outputs: Mapping[str, torch.Tensor],
-        targets: Mapping[str, torch.Tensor],
-        *,
-        objective: str,
-        target_class: int | None,
-    ) -> torch.Tensor:
-        """Per-image loss [N] an attack drives up (toolkit_plugins.tasks.attack_objectives)."""
-        return detection_attack_loss(outputs, targets, objective=objective, target_class=target_class)
-
-    def attack_success(
-        self,
-        clean: Sequence[Mapping[str, Any]],
-        adversarial: Sequence[Mapping[str, Any]],
-        targets: Mapping[str, torch.Tensor],
-        *,
-        objective: str,
-        target_class: int | None,
-        score_threshold: float = 0.3,
-    ) -> list[bool | None]:
-        """Per image: did the attack succeed (None: the image does not count)?"""
-        return detection_attack_success(
-            clean,
-            adversarial,
-            targets,
-            objective=objective,
-            target_class=target_class,
-            score_threshold=score_threshold,
-        )
+    # per-image loss [N] an attack drives up, and per-image success (None: the image does not count)
+    attack_loss = staticmethod(detection_attack_loss)
+    attack_success = staticmethod(detection_attack_success)
 
     def __repr__(self) -> str:
         return "DetectionTask()"
