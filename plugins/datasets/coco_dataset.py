@@ -7,10 +7,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-from toolkit.data.images import read_image
 from toolkit.errors import BadSampleError, DataError
 from toolkit_plugins.datasets.common import (
     BadSamples,
@@ -19,7 +17,7 @@ from toolkit_plugins.datasets.common import (
     PathOutsideRoot,
     RootedPaths,
     coco_ground_truth,
-    detection_target,
+    detection_sample,
     finish_index,
     finite,
     flag,
@@ -104,19 +102,15 @@ class CocoDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, Any]]:
         entry = self.items[index]
-        path = self._paths[index]
-        image = read_image(path)
-        height, width = image.shape[-2:]
-        if (width, height) != (entry["width"], entry["height"]):
-            raise BadSampleError(
-                str(path),
-                f"the image is {width}x{height} but {self.annotation_file} says "
-                f"{entry['width']}x{entry['height']} (image id {entry['id']}); fix the file or the entry",
-            )
         train = [o for o in self._objects[index] if not (o.iscrowd or o.ignore)]
-        boxes = np.array([o.box for o in train], dtype=np.float32).reshape(-1, 4)
-        labels = np.array([o.label for o in train], dtype=np.int64)
-        return image, detection_target(boxes, labels, entry["id"], height, width)
+        return detection_sample(
+            self._paths[index],
+            train,
+            entry["id"],
+            (entry["width"], entry["height"]),
+            indexed_by=str(self.annotation_file),
+            fix=f"fix the entry of image id {entry['id']} or the image",
+        )
 
     def ground_truth(self) -> dict[str, Any]:
         """COCO-format ground truth of the dataset's images, crowd annotations included (iscrowd=1)."""

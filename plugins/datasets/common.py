@@ -8,7 +8,7 @@ import os
 import random
 import warnings
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path, PurePath
 from typing import Any, NamedTuple
 
@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torchvision import tv_tensors
 
+from toolkit.data.images import read_image
 from toolkit.errors import BadSampleError, DataError, ToolkitError
 
 ON_BAD_SAMPLE = ("error", "skip")
@@ -278,6 +279,47 @@ def detection_target(boxes: np.ndarray, labels: np.ndarray, image_id: int, heigh
         "labels": torch.as_tensor(np.asarray(labels, dtype=np.int64).reshape(-1)),
         "image_id": int(image_id),
     }
+
+
+def detection_sample(
+    path: Path,
+    objects: Sequence[GtObject],
+    image_id: int,
+    size: tuple[int, int],
+    *,
+    indexed_by: str,
+    fix: str,
+) -> tuple[torch.Tensor, dict[str, Any]]:
+    """Decode the image at `path` with the target of `objects` (those a model trains on).
+
+    The image must still have the (width, height) `size` that `indexed_by` gave when the dataset was
+    indexed; otherwise a BadSampleError names both sizes and `fix`."""
+    image = read_image(path)
+    height, width = image.shape[-2:]
+    if (width, height) != size:
+        raise BadSampleError(
+            str(path), f"the image is {width}x{height} but {indexed_by} says {size[0]}x{size[1]}; {fix}"
+        )
+    boxes = np.array([o.box for o in objects], dtype=np.float32).reshape(-1, 4)
+    labels = np.array([o.label for o in objects], dtype=np.int64)
+    return image, detection_target(boxes, labels, image_id, height, width)
+
+
+def index_samples(
+    entries: Iterable[Any], parse: Callable[[Any], tuple[dict[str, Any], list[GtObject]]], bad: BadSamples
+) -> tuple[list[dict[str, Any]], list[list[GtObject]]]:
+    """`parse` each entry into (item, objects); a BadSampleError goes to `bad` (raised or skipped)."""
+    items: list[dict[str, Any]] = []
+    objects: list[list[GtObject]] = []
+    for entry in entries:
+        try:
+            item, found = parse(entry)
+        except BadSampleError as error:
+            bad.handle(error)
+            continue
+        items.append(item)
+        objects.append(found)
+    return items, objects
 
 
 def coco_ground_truth(

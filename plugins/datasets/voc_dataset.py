@@ -16,12 +16,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import numpy as np
 import torch
 from defusedxml import ElementTree as SafeET
 from defusedxml.common import DefusedXmlException
 
-from toolkit.data.images import image_size, read_image
+from toolkit.data.images import image_size
 from toolkit.errors import BadSampleError, DataError
 from toolkit_plugins.datasets.common import (
     MAX_IMAGE_SIDE,
@@ -32,8 +31,9 @@ from toolkit_plugins.datasets.common import (
     PathOutsideRoot,
     RootedPaths,
     coco_ground_truth,
-    detection_target,
+    detection_sample,
     finish_index,
+    index_samples,
     seeded_split,
 )
 
@@ -113,19 +113,12 @@ class VocDataset(torch.utils.data.Dataset):
         self.class_names = list(class_names)
         self.category_ids = list(range(len(self.class_names)))
         label_of = {name: label for label, name in enumerate(self.class_names)}
-        self.items: list[dict[str, Any]] = []
-        self._objects: list[list[GtObject]] = []
         loose = self.layout == "loose"
-        for image_id, entry, annotation in parsed:
-            try:
-                item, objects = _parse(
-                    annotation, entry, image_id, label_of, bad, quirks, require_image=loose
-                )
-            except BadSampleError as error:
-                bad.handle(error)
-                continue
-            self.items.append(item)
-            self._objects.append(objects)
+        self.items, self._objects = index_samples(
+            parsed,
+            lambda row: _parse(*row, label_of, bad, quirks, require_image=loose),
+            bad,
+        )
         if not self.items:
             raise DataError(f"{source}: no usable images in the split; check the split and the XML files")
         self._ground_truth: dict[str, Any] | None = None
@@ -136,18 +129,16 @@ class VocDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, Any]]:
         item = self.items[index]
-        image = read_image(item["path"])
-        height, width = image.shape[-2:]
-        if (width, height) != (item["width"], item["height"]):
-            raise BadSampleError(
-                str(item["path"]),
-                f"the image is {width}x{height} but {item['xml']} says {item['width']}x{item['height']}; "
-                "fix the <size> of the XML",
-            )
         train = [o for o in self._objects[index] if self.use_difficult or not o.ignore]
-        boxes = np.array([o.box for o in train], dtype=np.float32).reshape(-1, 4)
-        labels = np.array([o.label for o in train], dtype=np.int64)
-        return image, detection_target(boxes, labels, item["id"], height, width)
+        size = (item["width"], item["height"])
+        return detection_sample(
+            item["path"],
+            train,
+            item["id"],
+            size,
+            indexed_by=str(item["xml"]),
+            fix="fix the <size> of the XML",
+        )
 
     def ground_truth(self) -> dict[str, Any]:
         """COCO-format ground truth; difficult objects have ignore=1."""
@@ -317,9 +308,9 @@ def _names_found(annotations: list[ET.Element], source: str) -> list[str]:
 
 
 def _parse(
-    annotation: ET.Element,
-    entry: _Entry,
     image_id: int,
+    entry: _Entry,
+    annotation: ET.Element,
     label_of: dict[str, int],
     bad: BadSamples,
     quirks: BoxQuirks,

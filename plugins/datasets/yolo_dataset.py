@@ -18,11 +18,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import yaml
 
-from toolkit.data.images import image_size, read_image
+from toolkit.data.images import image_size
 from toolkit.errors import BadSampleError, DataError
 from toolkit.spec.files import load_yaml
 from toolkit_plugins.datasets.common import (
@@ -32,8 +31,9 @@ from toolkit_plugins.datasets.common import (
     PathOutsideRoot,
     RootedPaths,
     coco_ground_truth,
-    detection_target,
+    detection_sample,
     finish_index,
+    index_samples,
     is_inside,
     seeded_split,
 )
@@ -105,16 +105,11 @@ class YoloDataset(torch.utils.data.Dataset):
         self.class_names = _choose_names(class_names, file_names, source)
         self.category_ids = list(range(len(self.class_names)))
         quirks = BoxQuirks(source)
-        self.items: list[dict[str, Any]] = []
-        self._objects: list[list[GtObject]] = []
-        for image_id, path in enumerate(sorted(set(images), key=str)):
-            try:
-                item, objects = self._sample(image_id, path, bad, quirks)
-            except BadSampleError as error:
-                bad.handle(error)
-                continue
-            self.items.append(item)
-            self._objects.append(objects)
+        self.items, self._objects = index_samples(
+            enumerate(sorted(set(images), key=str)),
+            lambda numbered: self._sample(*numbered, bad, quirks),
+            bad,
+        )
         if not self.items:
             raise DataError(f"{source}: no usable images in split {split!r}; check the paths and the images")
         self._ground_truth: dict[str, Any] | None = None
@@ -125,18 +120,14 @@ class YoloDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, Any]]:
         item = self.items[index]
-        image = read_image(item["path"])
-        height, width = image.shape[-2:]
-        if (width, height) != (item["width"], item["height"]):
-            raise BadSampleError(
-                str(item["path"]),
-                f"the image is now {width}x{height}, not the {item['width']}x{item['height']} it was when "
-                "the dataset was indexed; was it replaced? build the dataset again",
-            )
-        objects = self._objects[index]
-        boxes = np.array([o.box for o in objects], dtype=np.float32).reshape(-1, 4)
-        labels = np.array([o.label for o in objects], dtype=np.int64)
-        return image, detection_target(boxes, labels, item["id"], height, width)
+        return detection_sample(
+            item["path"],
+            self._objects[index],
+            item["id"],
+            (item["width"], item["height"]),
+            indexed_by="the dataset's index (its header when the dataset was built)",
+            fix="was the image replaced? build the dataset again",
+        )
 
     def ground_truth(self) -> dict[str, Any]:
         """COCO-format ground truth (category_id: the class id; file_name: the path under the root)."""
