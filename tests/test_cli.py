@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import FIXTURE_PLUGINS, REPO, run_cli
 
 NO_TORCH = """
@@ -43,6 +44,20 @@ def test_a_reader_that_leaves_the_pipe_ends_the_command_quietly() -> None:
         os.close(writer)
     assert process.returncode == 141, process.stderr
     assert process.stderr == ""
+
+
+def test_a_broken_pipe_that_is_not_stdout_is_reported(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A BrokenPipeError from another pipe (a worker's, say) while stdout is fine is an error, exit 2."""
+    from toolkit import cli
+
+    def broken(_: object) -> int:
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(cli, "_handler", lambda reference: broken)
+    assert cli.main(["plugins"]) == 2
+    assert "toolkit: error: Broken pipe" in capsys.readouterr().err
 
 
 def test_version_and_missing_command() -> None:

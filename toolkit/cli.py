@@ -268,8 +268,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return code
         except ToolkitError as exc:
             return _report(exc, str(exc), exc.exit_code, debug=debug_enabled())
-        except BrokenPipeError:  # the reader of stdout left (`toolkit plugins | head`): stop quietly
-            _silence_stdout()
+        except BrokenPipeError as exc:
+            if not _stdout_reader_gone():  # another pipe (a worker's, say): an error like any other
+                return _report(exc, _os_error_text(exc), EXIT_USER_ERROR, debug=debug_enabled())
+            _silence_stdout()  # the reader of stdout left (`toolkit plugins | head`): stop quietly
             return EXIT_BROKEN_PIPE
         except OSError as exc:  # a file or folder the system refused (full disk, permissions, ...)
             return _report(exc, _os_error_text(exc), EXIT_USER_ERROR, debug=debug_enabled())
@@ -294,6 +296,18 @@ def _report(exc: BaseException, message: str, code: int, *, debug: bool) -> int:
         traceback.print_exception(exc, file=sys.stderr)
     print(f"toolkit: error: {message}", file=sys.stderr)
     return code
+
+
+def _stdout_reader_gone() -> bool:
+    """True when stdout is a pipe whose reading end is closed (poll reports an error on it)."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(event & select.POLLERR for _, event in poller.poll(0))
+    except (AttributeError, OSError, ValueError):  # no poll (Windows), or stdout has no descriptor
+        return False
 
 
 def _silence_stdout() -> None:
