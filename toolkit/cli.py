@@ -8,6 +8,8 @@ when it runs: `toolkit --help` never imports torch (`benchmarks/cli_startup.py` 
 from __future__ import annotations
 
 import argparse
+import os
+import select
 import sys
 import warnings
 from collections.abc import Sequence
@@ -300,8 +302,6 @@ def _report(exc: BaseException, message: str, code: int, *, debug: bool) -> int:
 
 def _stdout_reader_gone() -> bool:
     """True when stdout is a pipe whose reading end is closed (poll reports an error on it)."""
-    import select
-
     try:
         poller = select.poll()
         poller.register(sys.stdout.fileno(), select.POLLOUT)
@@ -312,10 +312,9 @@ def _stdout_reader_gone() -> bool:
 
 def _silence_stdout() -> None:
     """Point stdout at /dev/null so that the interpreter's final flush does not fail again."""
-    import os
-
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 def _os_error_text(exc: OSError) -> str:
