@@ -78,6 +78,18 @@ def vflip(p: Probability = 0.5) -> v2.Transform:
     return tag(v2.RandomVerticalFlip(p=p))
 
 
+def rot90(p: Probability = 0.5) -> v2.Transform:
+    """With probability p, rotate by 90, 180 or 270 degrees (drawn evenly), for images with no up;
+    width and height swap at 90 and 270. Pixels move exactly (no interpolation), and so do boxes."""
+    from torchvision.transforms import v2
+
+    turns = [
+        v2.RandomRotation((angle, angle), interpolation=v2.InterpolationMode.NEAREST, expand=True)
+        for angle in (90.0, 180.0, 270.0)
+    ]
+    return tag(apply_with_probability(v2.RandomChoice(turns), p))
+
+
 def affine(
     degrees: Annotated[
         tuple[Angle, Angle],
@@ -268,6 +280,7 @@ def resize(fill: PixelValue = 0.0, *, input_size: tuple[int, int] | None = None)
 def toolkit_register_augmentations(registry: toolkit.Registry) -> None:
     registry.register("hflip", hflip)
     registry.register("vflip", vflip)
+    registry.register("rot90", rot90)
     registry.register("affine", affine)
     registry.register("random_resized_crop", random_resized_crop)
     registry.register("random_crop", random_crop)
