@@ -4,7 +4,7 @@ input size, float [0, 1]) with the meta that maps results back to original pixel
 `eval_mode` runs a model in eval mode and puts every submodule's `training` flag back afterwards,
 so a prediction never changes BatchNorm statistics or modes. The torch model (`ToolkitModel.predict`)
 and the onnxruntime model (`OnnxModel.predict`) both take their batches from here: whole images
-(`image_batches`) or tiles (`tile_batches`).
+(`image_batches`) or tiles (`tile_batches`), through one loop (`predict_images`).
 
 Sliced inference (`tile_batches`) streams one image's windows (`toolkit.tiling.tile_grid`)
 `tiling.batch` at a time: each window is a view of the image until its batch is letterboxed to the
@@ -16,7 +16,7 @@ borders cut or doubled.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -161,3 +161,30 @@ def merge_tiles(
     """One image's result in its own pixels from its windows' results (`tile_batches` order)."""
     assert isinstance(task, MergesTiles)  # tile_batches refused any other
     return task.merge_tiles(parts, origins, method=tiling.merge, iou=tiling.iou)
+
+
+def predict_images(
+    images: Sequence[torch.Tensor],
+    input_size: tuple[int, int],
+    run_batch: Callable[[torch.Tensor, list[dict[str, Any]]], list[dict[str, Any]]],
+    *,
+    batch_size: int,
+    tiling: TileSpec | None,
+    task: Task,
+) -> list[dict[str, Any]]:
+    """Per-image results, in order: whole images `batch_size` at a time, or (with `tiling`) each
+    image's tiles merged back. `run_batch(batch, meta)` gives one preprocessed batch's per-image
+    results in the task's format."""
+    results: list[dict[str, Any]] = []
+    if tiling is None:
+        for batch, meta in image_batches(images, input_size, batch_size):
+            results += run_batch(batch, meta)
+        return results
+    for image in images:
+        parts: list[dict[str, Any]] = []
+        origins: list[tuple[int, int]] = []
+        for batch, meta, where in tile_batches(image, input_size, tiling, task):
+            parts += run_batch(batch, meta)
+            origins += where
+        results.append(merge_tiles(task, parts, origins, tiling))
+    return results

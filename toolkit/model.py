@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from toolkit.contracts import Normalization, Task, UsesLevels
-from toolkit.inference import eval_mode, image_batches, image_list, merge_tiles, tile_batches
+from toolkit.inference import eval_mode, image_list, predict_images
 from toolkit.predict_options import check_batch_size, check_score_threshold
 from toolkit.spec.models import TileSpec
 from toolkit.tiling import as_tiling
@@ -107,22 +107,16 @@ class ToolkitModel(nn.Module):
         check_batch_size(batch_size)
         score_threshold = check_score_threshold(score_threshold)
         tiling = as_tiling(tile)
-        items = image_list(images)
         device = self.input_mean.device
-        results: list[dict[str, Any]] = []
+
+        def run_batch(batch: torch.Tensor, meta: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            return self.predict_batch(batch.to(device), meta, score_threshold=score_threshold)
+
+        items = image_list(images)
         with eval_mode(self), torch.inference_mode():
-            if tiling is None:
-                for batch, meta in image_batches(items, self.input_size, batch_size):
-                    results += self.predict_batch(batch.to(device), meta, score_threshold=score_threshold)
-                return results
-            for image in items:
-                parts: list[dict[str, Any]] = []
-                origins: list[tuple[int, int]] = []
-                for batch, meta, where in tile_batches(image, self.input_size, tiling, self.task):
-                    parts += self.predict_batch(batch.to(device), meta, score_threshold=score_threshold)
-                    origins += where
-                results.append(merge_tiles(self.task, parts, origins, tiling))
-        return results
+            return predict_images(
+                items, self.input_size, run_batch, batch_size=batch_size, tiling=tiling, task=self.task
+            )
 
     def extra_repr(self) -> str:
         return f"task={self.task.name}, classes={len(self.class_names)}, input_size={self.input_size}"

@@ -20,7 +20,7 @@ import torch
 from toolkit.build import Builder
 from toolkit.errors import ToolkitError, first_line
 from toolkit.export.metadata import read_file_info
-from toolkit.inference import image_batches, image_list, merge_tiles, tile_batches
+from toolkit.inference import image_list, predict_images
 from toolkit.predict_options import check_batch_size, check_score_threshold
 from toolkit.spec.models import TileSpec
 from toolkit.tiling import as_tiling
@@ -232,10 +232,8 @@ class OnnxModel:
         tile: TileSpec | Mapping[str, Any] | int | None = None,
     ) -> list[dict[str, Any]]:
         """Per-image results (the task's format, original image pixels) for any images `predict` of
-        the torch model takes, whole or tiled (`tile`): the same batches (`toolkit.inference`
-        `image_batches`, `tile_batches`, `merge_tiles`) and `task.results`, with the graph in place
-        of the module."""
-
+        the torch model takes, whole or tiled (`tile`): the same loop (`toolkit.inference.predict_images`)
+        and `task.results`, with the graph in place of the module."""
         if not self.info.decoded:
             raise ToolkitError(
                 f"{str(self.path)!r} was exported with --no-decode: raw head outputs; export with decoding "
@@ -244,27 +242,15 @@ class OnnxModel:
         check_batch_size(batch_size)
         score_threshold = check_score_threshold(score_threshold)
         tiling = as_tiling(tile)
-        items = image_list(images)
-        results: list[dict[str, Any]] = []
-        if tiling is None:
-            for batch, meta in image_batches(items, self.input_size, batch_size):
-                results += self._results(batch, meta, score_threshold)
-            return results
-        for image in items:
-            parts: list[dict[str, Any]] = []
-            origins: list[tuple[int, int]] = []
-            for batch, meta, where in tile_batches(image, self.input_size, tiling, self.task):
-                parts += self._results(batch, meta, score_threshold)
-                origins += where
-            results.append(merge_tiles(self.task, parts, origins, tiling))
-        return results
 
-    def _results(
-        self, batch: torch.Tensor, meta: list[dict[str, Any]], score_threshold: float
-    ) -> list[dict[str, Any]]:
-        """The task's per-image results of one preprocessed batch run by the session."""
-        outputs = self.run(batch.to(self.device))
-        return self.task.results(outputs, meta, self.input_size, self.class_names, score_threshold)
+        def run_batch(batch: torch.Tensor, meta: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            outputs = self.run(batch.to(self.device))
+            return self.task.results(outputs, meta, self.input_size, self.class_names, score_threshold)
+
+        items = image_list(images)
+        return predict_images(
+            items, self.input_size, run_batch, batch_size=batch_size, tiling=tiling, task=self.task
+        )
 
 
 def _to_torch(value: Any, device: torch.device) -> torch.Tensor:
