@@ -4,7 +4,7 @@ input size, float [0, 1]) with the meta that maps results back to original pixel
 `eval_mode` runs a model in eval mode and puts every submodule's `training` flag back afterwards,
 so a prediction never changes BatchNorm statistics or modes. The torch model (`ToolkitModel.predict`)
 and the onnxruntime model (`OnnxModel.predict`) both take their batches from here: whole images
-(`image_batches`) or tiles (`tile_batches`), through one loop (`predict_images`).
+(`image_batches`) or tiles (`tile_batches`), through one `PredictionPlan`.
 
 Sliced inference (`tile_batches`) streams one image's windows (`toolkit.tiling.tile_grid`)
 `tiling.batch` at a time: each window is a view of the image until its batch is letterboxed to the
@@ -16,7 +16,7 @@ borders cut or doubled.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -163,28 +163,42 @@ def merge_tiles(
     return task.merge_tiles(parts, origins, method=tiling.merge, iou=tiling.iou)
 
 
-def predict_images(
-    images: Sequence[torch.Tensor],
-    input_size: tuple[int, int],
-    run_batch: Callable[[torch.Tensor, list[dict[str, Any]]], list[dict[str, Any]]],
-    *,
-    batch_size: int,
-    tiling: TileSpec | None,
-    task: Task,
-) -> list[dict[str, Any]]:
-    """Per-image results, in order: whole images `batch_size` at a time, or (with `tiling`) each
-    image's tiles merged back. `run_batch(batch, meta)` gives one preprocessed batch's per-image
-    results in the task's format."""
-    results: list[dict[str, Any]] = []
-    if tiling is None:
-        for batch, meta in image_batches(images, input_size, batch_size):
-            results += run_batch(batch, meta)
-        return results
-    for image in images:
-        parts: list[dict[str, Any]] = []
-        origins: list[tuple[int, int]] = []
-        for batch, meta, where in tile_batches(image, input_size, tiling, task):
-            parts += run_batch(batch, meta)
-            origins += where
-        results.append(merge_tiles(task, parts, origins, tiling))
-    return results
+class PredictionPlan:
+    """The batches `predict` runs for `images`, and their per-image results put back together:
+    whole images `batch_size` at a time, or (with `tiling`) each image's tiles, merged per image.
+
+    The caller runs each batch from `batches()` and hands its per-image results (the task's format)
+    to `add` before asking for the next batch; `results` then holds one result per image, in order.
+    """
+
+    def __init__(
+        self,
+        images: Sequence[torch.Tensor],
+        input_size: tuple[int, int],
+        *,
+        batch_size: int,
+        tiling: TileSpec | None,
+        task: Task,
+    ) -> None:
+        self.images, self.input_size, self.batch_size = images, input_size, batch_size
+        self.tiling, self.task = tiling, task
+        self.results: list[dict[str, Any]] = []
+        self._parts: list[dict[str, Any]] = []
+
+    def batches(self) -> Iterator[tuple[torch.Tensor, list[dict[str, Any]]]]:
+        """Preprocessed (batch, meta) pairs; an image's tiles are merged once its last batch's results
+        have been added."""
+        if self.tiling is None:
+            yield from image_batches(self.images, self.input_size, self.batch_size)
+            return
+        for image in self.images:
+            origins: list[tuple[int, int]] = []
+            for batch, meta, where in tile_batches(image, self.input_size, self.tiling, self.task):
+                origins += where
+                yield batch, meta
+            self.results.append(merge_tiles(self.task, self._parts, origins, self.tiling))
+            self._parts = []
+
+    def add(self, results: list[dict[str, Any]]) -> None:
+        """The per-image results of the batch `batches()` gave last."""
+        (self.results if self.tiling is None else self._parts).extend(results)

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from toolkit.contracts import Normalization, Task, UsesLevels
-from toolkit.inference import eval_mode, image_list, predict_images
+from toolkit.inference import PredictionPlan, eval_mode, image_list
 from toolkit.predict_options import check_batch_size, check_score_threshold
 from toolkit.spec.models import TileSpec
 from toolkit.tiling import as_tiling
@@ -108,15 +108,13 @@ class ToolkitModel(nn.Module):
         score_threshold = check_score_threshold(score_threshold)
         tiling = as_tiling(tile)
         device = self.input_mean.device
-
-        def run_batch(batch: torch.Tensor, meta: list[dict[str, Any]]) -> list[dict[str, Any]]:
-            return self.predict_batch(batch.to(device), meta, score_threshold=score_threshold)
-
-        items = image_list(images)
+        plan = PredictionPlan(
+            image_list(images), self.input_size, batch_size=batch_size, tiling=tiling, task=self.task
+        )
         with eval_mode(self), torch.inference_mode():
-            return predict_images(
-                items, self.input_size, run_batch, batch_size=batch_size, tiling=tiling, task=self.task
-            )
+            for batch, meta in plan.batches():
+                plan.add(self.predict_batch(batch.to(device), meta, score_threshold=score_threshold))
+        return plan.results
 
     def extra_repr(self) -> str:
         return f"task={self.task.name}, classes={len(self.class_names)}, input_size={self.input_size}"

@@ -20,7 +20,7 @@ import torch
 from toolkit.build import Builder
 from toolkit.errors import ToolkitError, first_line
 from toolkit.export.metadata import read_file_info
-from toolkit.inference import image_list, predict_images
+from toolkit.inference import PredictionPlan, image_list
 from toolkit.predict_options import check_batch_size, check_score_threshold
 from toolkit.spec.models import TileSpec
 from toolkit.tiling import as_tiling
@@ -232,7 +232,7 @@ class OnnxModel:
         tile: TileSpec | Mapping[str, Any] | int | None = None,
     ) -> list[dict[str, Any]]:
         """Per-image results (the task's format, original image pixels) for any images `predict` of
-        the torch model takes, whole or tiled (`tile`): the same loop (`toolkit.inference.predict_images`)
+        the torch model takes, whole or tiled (`tile`): the same batches (`toolkit.inference.PredictionPlan`)
         and `task.results`, with the graph in place of the module."""
         if not self.info.decoded:
             raise ToolkitError(
@@ -242,15 +242,13 @@ class OnnxModel:
         check_batch_size(batch_size)
         score_threshold = check_score_threshold(score_threshold)
         tiling = as_tiling(tile)
-
-        def run_batch(batch: torch.Tensor, meta: list[dict[str, Any]]) -> list[dict[str, Any]]:
-            outputs = self.run(batch.to(self.device))
-            return self.task.results(outputs, meta, self.input_size, self.class_names, score_threshold)
-
-        items = image_list(images)
-        return predict_images(
-            items, self.input_size, run_batch, batch_size=batch_size, tiling=tiling, task=self.task
+        plan = PredictionPlan(
+            image_list(images), self.input_size, batch_size=batch_size, tiling=tiling, task=self.task
         )
+        for batch, meta in plan.batches():
+            outputs = self.run(batch.to(self.device))
+            plan.add(self.task.results(outputs, meta, self.input_size, self.class_names, score_threshold))
+        return plan.results
 
 
 def _to_torch(value: Any, device: torch.device) -> torch.Tensor:
