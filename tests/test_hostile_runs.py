@@ -171,6 +171,46 @@ def test_exist_ok_writes_into_a_folder_with_the_users_umask(tmp_path: Path) -> N
     assert not list(folder.glob(".*.tmp"))
 
 
+@pytest.mark.parametrize(
+    ("logger", "mine"),
+    [
+        ({"type": "csv", "filename": "table.csv"}, "table.csv"),
+        ({"type": "jsonl", "filename": "log/m.jsonl"}, "log"),
+    ],
+    ids=["file", "in-folder"],
+)
+def test_exist_ok_refuses_a_logger_file_the_user_had(tmp_path: Path, logger: dict, mine: str) -> None:
+    """A logger's own file name (not one of the run's fixed names) that the folder already holds is
+    refused before anything is written; a logger file that is new in the user's subfolder is not."""
+    spec = write_spec(tmp_path)
+    folder = tmp_path / "results"
+    (folder / "log").mkdir(parents=True)
+    (folder / "table.csv").write_text("my table\n")
+    (folder / "log" / "m.jsonl").write_text("my log\n")
+    before = snapshot(folder)
+    overrides = [f"train.loggers=[{json.dumps(logger)}]", "train.epochs=1"]
+    result = subprocess.run(
+        [sys.executable, "-m", "toolkit", "train", str(spec), "--out", str(folder), "--exist-ok",
+         "--no-progress", *overrides],
+        capture_output=True, text=True, cwd=tmp_path, env=environment(), timeout=240,
+    )  # fmt: skip
+    relative = logger["filename"]
+    error_line(result, "train.loggers.0", f"would write {relative}", "the toolkit did not write", "--out")
+    assert changes(before, snapshot(folder)) == [], "the folder must be left as it was"
+
+    (folder / "log" / "m.jsonl").unlink()  # the subfolder stays the user's; a new file in it is fine
+    result = subprocess.run(
+        [sys.executable, "-m", "toolkit", "train", str(spec), "--out", str(folder), "--exist-ok",
+         "--no-progress", *overrides],
+        capture_output=True, text=True, cwd=tmp_path, env=environment(), timeout=240,
+    )  # fmt: skip
+    if mine == "log":
+        assert result.returncode == 0, result.stderr
+        assert (folder / "log" / "m.jsonl").is_file() and (folder / "table.csv").read_text() == "my table\n"
+    else:
+        assert result.returncode == 2 and (folder / "table.csv").read_text() == "my table\n"
+
+
 # -- two trainings on one --out ------------------------------------------------------------------
 PAUSE_AT_FIRST_SAVE = """
 import os, sys

@@ -247,6 +247,15 @@ class RunLogger(Protocol):
 
 
 @runtime_checkable
+class WritesRunFiles(Protocol):
+    """A logger that writes in the run folder: `run_files`, the paths (relative to the run folder)
+    it creates or replaces. A run that would replace a file or folder the user had there (an
+    `--exist-ok` folder that held no run) is refused before anything is written."""
+
+    run_files: Sequence[str]
+
+
+@runtime_checkable
 class Evaluator(Protocol):
     """Accumulates one task's results over an evaluation run.
 

@@ -30,6 +30,7 @@ class CsvLogger:
 
     def __init__(self, filename: str) -> None:
         self.filename = filename
+        self.run_files = (filename,)  # contracts.WritesRunFiles
         self.path: Path | None = None
         self.columns: list[str] = []
         self.rows: list[dict[str, Any]] = []

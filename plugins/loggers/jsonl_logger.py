@@ -25,6 +25,7 @@ class JsonlLogger:
 
     def __init__(self, filename: str) -> None:
         self.filename = filename
+        self.run_files = (filename,)  # contracts.WritesRunFiles
         self.metrics: MetricsLog | None = None
 
     def start(self, run_dir: Path, *, resume_step: int | None) -> None:

@@ -27,6 +27,7 @@ class TensorBoardLogger:
 
     def __init__(self, log_dir: str) -> None:
         self.log_dir = log_dir
+        self.run_files = (log_dir,)  # contracts.WritesRunFiles
         self.writer: SummaryWriter | None = None
 
     def start(self, run_dir: Path, *, resume_step: int | None) -> None:

@@ -10,16 +10,16 @@ the logger, its plugin, the method and the exception; that logger is dropped and
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from numbers import Real
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
 from toolkit.build import Builder
-from toolkit.contracts import RunLogger
+from toolkit.contracts import RunLogger, WritesRunFiles
 from toolkit.errors import ToolkitError, describe_exception, validation_problems
 from toolkit.kinds import LOGGER
 
@@ -52,13 +52,17 @@ class RunLoggers:
         builder: Builder,
         run_dir: Path,
         resume_step: int | None,
+        user_entries: Collection[str] = (),
     ) -> RunLoggers:
         """Build every logger of `specs` (`{type: NAME, **params}` models or mappings, or bare names),
         then start each in `run_dir` (created if needed); one whose `start` raises is warned about
-        and dropped."""
+        and dropped. A logger whose `run_files` would replace one of `user_entries` (the names the
+        user had in the folder, `run_dir.user_entries`) is a ToolkitError before any logger starts."""
         built = [_build_one(spec, index, builder) for index, spec in enumerate(specs)]
-        loggers = cls(built)
         run_dir = Path(run_dir)
+        for index, (name, _, logger) in enumerate(built):
+            _check_user_files(logger, f"{SPEC_PATH}.{index} ({name!r})", run_dir, user_entries)
+        loggers = cls(built)
         run_dir.mkdir(parents=True, exist_ok=True)
         loggers._call("start", lambda logger: logger.start(run_dir, resume_step=resume_step))
         return loggers
@@ -121,6 +125,20 @@ def _build_one(spec: Any, index: int, builder: Builder) -> tuple[str, str, RunLo
             ) from None
     plugin, logger = builder.logger(name, params, path=path)
     return name, f"logger {name!r} from {plugin}", logger
+
+
+def _check_user_files(logger: RunLogger, where: str, run_dir: Path, user_entries: Collection[str]) -> None:
+    """Refuse a logger that would replace a file or folder the user had in the run folder."""
+    if not isinstance(logger, WritesRunFiles):
+        return
+    for relative in logger.run_files:
+        parts = PurePath(relative).parts
+        if parts and parts[0] in user_entries and (run_dir / relative).exists():
+            raise ToolkitError(
+                f"{where} would write {relative} in {run_dir}, which holds a {relative} the toolkit did "
+                "not write; move it away, give the logger another file name, or choose another folder "
+                "with --out"
+            )
 
 
 def _name_of(spec: Any, path: str) -> str:

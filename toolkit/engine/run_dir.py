@@ -9,7 +9,7 @@ creates it) or a `last.pt`. Rules (`check_run_dir`), before anything is built or
   it again from the first epoch;
 - a non-empty folder that is not a run: refused, unless `--exist-ok` (write into it anyway, keeping
   its files: refused when one of them has a name the run writes, `RUN_OUTPUTS` or any `*.png`, the
-  evaluators' plots);
+  evaluators' plots, or a file a logger of the spec would write, `contracts.WritesRunFiles`);
 - a folder locked by a live run (another training writing there): refused.
 
 The marker is also the lock: `fcntl.flock` held by the run that owns the folder until it ends, so
@@ -62,6 +62,14 @@ def is_main_process() -> bool:
 def holds_run(path: Path) -> bool:
     """Whether the folder `path` holds a training run (its marker or last.pt)."""
     return (path / LAST).exists() or (path / MARKER).exists()
+
+
+def user_entries(path: Path) -> frozenset[str]:
+    """The names in `path` that no toolkit run wrote: every entry of an existing folder that holds
+    no run (what `--exist-ok` keeps); nothing for a run's folder or a folder that does not exist."""
+    if not path.is_dir() or holds_run(path):
+        return frozenset()
+    return frozenset(entry.name for entry in path.iterdir() if entry.name != MARKER)
 
 
 def check_run_dir(path: Path, *, resume: bool, exist_ok: bool) -> None:

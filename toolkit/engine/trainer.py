@@ -26,7 +26,7 @@ from toolkit.engine.evaluate import evaluate
 from toolkit.engine.loggers import RunLoggers
 from toolkit.engine.logs import Progress, plot_curves
 from toolkit.engine.optim import build_optimizer, build_scheduler
-from toolkit.engine.run_dir import claim_run_dir, is_main_process
+from toolkit.engine.run_dir import claim_run_dir, is_main_process, user_entries
 from toolkit.engine.saving import (
     FORMAT_VERSION,
     remove_stale_temp_files,
@@ -130,6 +130,7 @@ class Trainer:
         self.exist_ok = exist_ok
         self.show_progress = show_progress
         self._wrote = False  # whether this run wrote into its folder yet
+        self._user_entries: frozenset[str] = frozenset()  # what the folder held that no run wrote
 
     # -- setup ----------------------------------------------------------------------------------
     def _setup(self) -> None:
@@ -224,6 +225,7 @@ class Trainer:
                 builder=self.builder,
                 run_dir=self.out_dir,
                 resume_step=self.step if resuming else None,
+                user_entries=self._user_entries,
             )
 
     # -- checkpoints ----------------------------------------------------------------------------
@@ -336,6 +338,7 @@ class Trainer:
     def fit(self) -> RunSummary:
         lock = None
         if is_main_process():
+            self._user_entries = user_entries(self.out_dir)  # before the claim marks it a run
             lock = claim_run_dir(self.out_dir, resume=self.resume, exist_ok=self.exist_ok)
             for name in RUN_FILES:  # left by a run killed while saving
                 remove_stale_temp_files(self.out_dir / name)
