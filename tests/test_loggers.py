@@ -446,3 +446,42 @@ def test_a_third_party_logger_through_its_entry_point(tmp_path: Path) -> None:
     ]
     assert (out / "acme.txt").read_text() == "train 1\ntrain 2\nepoch 2\n"
     assert (out / "results.csv").read_text() == CSV_AFTER_EPOCH_3
+
+
+# -- files a logger writes -------------------------------------------------------------------------
+def with_run_files(files: Any) -> FailingLogger:
+    """A logger declaring `files` as its run_files (contracts.WritesRunFiles)."""
+    logger = FailingLogger("none")
+    logger.run_files = files  # type: ignore[attr-defined]
+    return logger
+
+
+class RunFilesPlugin:
+    @toolkit.hookimpl
+    def toolkit_register_loggers(self, registry: toolkit.Registry) -> None:
+        registry.register("declares", lambda: with_run_files(("notes.txt",)))
+        registry.register("bad_files", lambda: with_run_files("notes.txt"))  # a str, not a sequence
+
+
+def test_a_logger_may_not_replace_what_the_user_had_in_the_folder(tmp_path: Path) -> None:
+    manager = PluginManager()
+    manager.register_plugin(RunFilesPlugin(), "run_files_plugin")
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(ToolkitError) as info:
+        RunLoggers.build(
+            ["jsonl", "declares"], builder=Builder(manager), run_dir=tmp_path, resume_step=None,
+            user_entries={"notes.txt"},
+        )  # fmt: skip
+    assert str(info.value) == (
+        f"train.loggers.1 ('declares') would write notes.txt in {tmp_path}, which holds a notes.txt the "
+        "toolkit did not write; move it away, give the logger another file name, or choose another "
+        "folder with --out"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]  # no logger started
+    loggers = RunLoggers.build(["declares"], builder=Builder(manager), run_dir=tmp_path, resume_step=None)
+    assert loggers.names == ["declares"]  # the run's own file (no user entries): may be replaced
+
+    with pytest.raises(PluginError) as info:
+        RunLoggers.build(["bad_files"], builder=Builder(manager), run_dir=tmp_path, resume_step=None)
+    assert "has run_files is 'notes.txt', not a sequence of paths (str)" in str(info.value)
+    assert "logger 'bad_files' from plugin 'run_files_plugin'" in str(info.value)

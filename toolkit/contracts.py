@@ -591,6 +591,16 @@ def dataset_value_problems(obj: Any) -> list[str]:
     return problems
 
 
+def logger_value_problems(obj: Any) -> list[str]:
+    """What is wrong with a logger's declared values."""
+    if not isinstance(obj, WritesRunFiles):
+        return []
+    files = obj.run_files
+    if isinstance(files, str) or not all(isinstance(f, str) and f for f in files):
+        return [f"run_files is {files!r}, not a sequence of paths (str) relative to the run folder"]
+    return []
+
+
 def task_value_problems(obj: Any) -> list[str]:
     """What is wrong with a task's declared values."""
     problems = []

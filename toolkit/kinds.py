@@ -103,7 +103,13 @@ DATASET = Kind(
     optional=(c.CountsBoxQuirks, c.HasGroundTruth, c.HasCategoryIds, c.HasLabels),
     values=c.dataset_value_problems,
 )
-LOGGER = Kind("logger", "toolkit_register_loggers", c.RunLogger, optional=(c.WritesRunFiles,))
+LOGGER = Kind(
+    "logger",
+    "toolkit_register_loggers",
+    c.RunLogger,
+    optional=(c.WritesRunFiles,),
+    values=c.logger_value_problems,
+)
 
 #: every kind, in the order hooks are called (tasks first: heads name them)
 KIND_TABLE: tuple[Kind, ...] = (TASK, BACKBONE, HEAD, LOSS, AUGMENTATION, ATTACK, DATASET, LOGGER)
